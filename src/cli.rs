@@ -1,0 +1,181 @@
+//! Command-line arguments (clap derive): one struct per subcommand, turned
+//! into the validated configurations of the library.
+
+use std::net::{IpAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use udplab::{client, server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "udplab",
+    version,
+    about = "What UDP does to a file transfer, measured"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Only warnings and errors on stderr, no progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send one file to N concurrent clients over UDP, round after round.
+    Server(ServerArgs),
+    /// Register with a server and receive its file.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The file to send.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Clients per round: the transfer starts when this many have registered.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u16,
+    /// TCP control port; client k's data comes from port + k.
+    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen and send from.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Directory for the S<k>-... logs.
+    #[arg(long, default_value = "logs")]
+    pub log_dir: PathBuf,
+    /// Stop after this many rounds (default: serve until Ctrl-C).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Give up when a round has not filled within this time (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub barrier_timeout: Option<Duration>,
+    /// Drop a connection that has not registered within this time.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub register_timeout: Duration,
+    /// How long a v1 client may take to report what it received.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub report_timeout: Duration,
+    /// UDP payload of a v1 data datagram, its 16-byte header included.
+    #[arg(long, default_value_t = udplab::protocol::v1::DEFAULT_DATAGRAM_SIZE)]
+    pub datagram_size: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's control address, HOST[:PORT] (port 5005 when absent).
+    #[arg(long)]
+    pub server: String,
+    /// Directory the received file is stored in.
+    #[arg(long, default_value = "received")]
+    pub out: PathBuf,
+    /// Directory for the C<k>-... log.
+    #[arg(long, default_value = "logs")]
+    pub log_dir: PathBuf,
+    /// Speak the original lab's protocol (no sequence numbers, idle timeout).
+    #[arg(long)]
+    pub legacy: bool,
+    /// Lab protocol: the transfer ends after this long with nothing received.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub idle_timeout: Duration,
+    /// How long to wait for the round to fill and the data to start.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub start_timeout: Duration,
+    /// Ask the kernel for this socket receive buffer (e.g. 8MiB); the
+    /// granted size is logged. Default: the kernel's default.
+    #[arg(long, value_parser = parse_size)]
+    pub recv_buffer: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 30s, 2m)"))
+}
+
+/// `1048576`, `64KiB`, `8MiB`, `1GiB`, `100MB` (10^6), `4k`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (write e.g. 65536, 64KiB, 8MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+impl ServerArgs {
+    /// Bind the control port and build the server's configuration.
+    pub fn into_config(self, quiet: bool) -> anyhow::Result<(TcpListener, server::Config)> {
+        if self.clients == 0 {
+            bail!("--clients must be at least 1");
+        }
+        if self.rounds == Some(0) {
+            bail!("--rounds must be at least 1");
+        }
+        let listener = TcpListener::bind((self.bind, self.port))
+            .with_context(|| format!("binding the control port {}:{}", self.bind, self.port))?;
+        let mut cfg = server::Config::new(self.file, self.clients);
+        cfg.bind_ip = self.bind;
+        cfg.log_dir = self.log_dir;
+        cfg.rounds = self.rounds;
+        cfg.barrier_timeout = self.barrier_timeout;
+        cfg.register_timeout = self.register_timeout;
+        cfg.report_timeout = self.report_timeout;
+        cfg.datagram_size = self.datagram_size;
+        cfg.progress = !quiet;
+        Ok((listener, cfg))
+    }
+}
+
+impl ClientArgs {
+    pub fn into_config(self, quiet: bool) -> anyhow::Result<client::Config> {
+        let mut cfg = client::Config::new(self.server);
+        cfg.out_dir = self.out;
+        cfg.log_dir = self.log_dir;
+        cfg.legacy = self.legacy;
+        cfg.idle_timeout = self.idle_timeout;
+        cfg.start_timeout = self.start_timeout;
+        cfg.recv_buffer = self
+            .recv_buffer
+            .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
+            .transpose()?;
+        cfg.progress = !quiet;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,756 @@
+//! The client: register with the server, receive the file over UDP, store
+//! it safely, tell the server what arrived (v1), and write its log.
+//!
+//! The file is written under a temporary name inside `--out` and only given
+//! its real name when the transfer has ended: complete files get the name
+//! the server sent (stripped of any directories), incomplete ones the same
+//! name with `.incomplete` appended. Nothing is ever overwritten: a name
+//! that exists gets `.1`, `.2` ... appended.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Local};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use log::{info, warn};
+use sha2::{Digest, Sha256};
+
+use crate::control::{self, Error as ControlError};
+use crate::net::{self, RecvBatch};
+use crate::protocol::lab::{self, PortMessage};
+use crate::protocol::v1::{self, Message};
+use crate::server::{hex, rate_mb_s};
+use crate::shutdown::{POLL_INTERVAL, Shutdown};
+use crate::transfer_log::{self, Protocol, Role, TransferLog};
+
+/// The lab's default control port.
+pub const DEFAULT_PORT: u16 = 5005;
+
+/// Validated client settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST[:PORT]`, port 5005 when absent.
+    pub server: String,
+    pub out_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Speak the lab's protocol instead of v1.
+    pub legacy: bool,
+    /// Lab protocol: the transfer ends after this long with nothing received.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long registration steps may take.
+    pub register_timeout: Duration,
+    /// How long to wait for the round to fill and the data to start.
+    pub start_timeout: Duration,
+    /// v1: give up when nothing at all has arrived for this long mid-transfer.
+    pub stall_timeout: Duration,
+    /// v1: after `Done`, how long stragglers may take to arrive.
+    pub linger: Duration,
+    /// Ask the kernel for this receive buffer (bytes); `None` keeps its default.
+    pub recv_buffer: Option<usize>,
+    pub progress: bool,
+}
+
+impl Config {
+    pub fn new(server: impl Into<String>) -> Config {
+        Config {
+            server: server.into(),
+            out_dir: PathBuf::from("received"),
+            log_dir: PathBuf::from("logs"),
+            legacy: false,
+            idle_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            register_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(600),
+            stall_timeout: Duration::from_secs(60),
+            linger: Duration::from_millis(100),
+            recv_buffer: None,
+            progress: true,
+        }
+    }
+}
+
+/// What the client did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub log: TransferLog,
+    pub log_path: Option<PathBuf>,
+    /// Where the file landed (complete, or marked `.incomplete`).
+    pub output: Option<PathBuf>,
+    /// The whole file arrived (v1: byte-identical by SHA-256; lab: as many
+    /// bytes as announced).
+    pub complete: bool,
+}
+
+/// `HOST[:PORT]` -> socket address; IPv6 literals as `[::1]:5005` or `::1`.
+pub fn resolve_server(spec: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = spec.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .with_context(|| format!("bad port in --server {spec}"))?,
+        ),
+        None => (spec, DEFAULT_PORT),
+    };
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))
+}
+
+/// Register with the server and receive one file.
+pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
+    let server = resolve_server(&cfg.server)?;
+    let mut stream = TcpStream::connect_timeout(&server, cfg.connect_timeout)
+        .with_context(|| format!("server not reachable at {server}"))?;
+    let _ = stream.set_nodelay(true);
+    let local_ip = stream.local_addr()?.ip();
+    let sock = UdpSocket::bind((local_ip, 0)).context("binding the UDP receive socket")?;
+    let recv_buffer = match cfg.recv_buffer {
+        Some(bytes) => net::set_recv_buffer(&sock, bytes).context("setting --recv-buffer")?,
+        None => net::recv_buffer(&sock)?,
+    };
+    if let Err(e) = net::enable_rxq_ovfl(&sock) {
+        warn!("SO_RXQ_OVFL unavailable ({e}): drop counts come from /proc only");
+    }
+    let udp_port = sock.local_addr()?.port();
+
+    let mut id = [0u8; lab::CLIENT_ID_LEN];
+    control::read_field(&mut stream, &mut id, "client number", cfg.register_timeout)
+        .context("registering")?;
+    let id = lab::parse_client_id(&id)?;
+    let version = if cfg.legacy { 0 } else { v1::VERSION };
+    control::write_all(
+        &mut stream,
+        &PortMessage {
+            port: udp_port,
+            version,
+        }
+        .emit(),
+        "port message",
+        cfg.register_timeout,
+    )
+    .context("registering")?;
+    let mut n = [0u8; lab::CONCURRENCY_LEN];
+    control::read_field(&mut stream, &mut n, "concurrency", cfg.register_timeout)
+        .context("registering")?;
+    let clients = lab::parse_concurrency(&n)?;
+    info!("registered as client {id} (round of {clients}), receiving on UDP port {udp_port}");
+
+    let mut log = TransferLog {
+        role: Some(Role::Client),
+        protocol: Some(if cfg.legacy {
+            Protocol::Lab
+        } else {
+            Protocol::V1
+        }),
+        client_id: Some(id),
+        clients: Some(clients),
+        server_ip: Some(server.ip()),
+        client_ip: Some(local_ip),
+        client_port: Some(udp_port),
+        control_port: Some(server.port()),
+        recv_buffer: Some(recv_buffer),
+        ..TransferLog::default()
+    };
+    let session = Session {
+        cfg: &cfg,
+        sock,
+        shutdown: &shutdown,
+        bar: progress_bar(cfg.progress),
+    };
+    let result = if cfg.legacy {
+        session.receive_lab(&mut log)
+    } else {
+        session.receive_v1(stream, &mut log)
+    };
+    let (output, complete) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Before a file name is known there is nothing to log under.
+            if log.file_name.is_none() {
+                return Err(e);
+            }
+            warn!("{e:#}");
+            log.error = Some(format!("{e:#}"));
+            (None, false)
+        }
+    };
+    let output = output.or_else(|| log.output.as_ref().map(PathBuf::from));
+    log.success = Some(complete);
+    let stamp = log
+        .start
+        .map(|t| t.with_timezone(&Local))
+        .unwrap_or_else(Local::now);
+    let name = transfer_log::log_file_name(
+        Role::Client,
+        id,
+        stamp.naive_local(),
+        log.file_name.as_deref().unwrap_or("unknown"),
+        clients,
+    );
+    let log_path = match transfer_log::write_log(&cfg.log_dir, &name, &log) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!("writing {}: {e}", cfg.log_dir.join(&name).display());
+            None
+        }
+    };
+    Ok(Outcome {
+        log,
+        log_path,
+        output,
+        complete,
+    })
+}
+
+fn progress_bar(enabled: bool) -> ProgressBar {
+    let target = if enabled {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+struct Session<'a> {
+    cfg: &'a Config,
+    sock: UdpSocket,
+    shutdown: &'a Shutdown,
+    bar: ProgressBar,
+}
+
+impl Session<'_> {
+    /// Wait for the next datagram batch for up to `timeout`; Ok(0) if none.
+    fn wait_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> anyhow::Result<usize> {
+        let n = batch.recv(&self.sock)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        net::poll_readable([self.sock.as_raw_fd()], timeout.min(POLL_INTERVAL))?;
+        Ok(batch.recv(&self.sock)?)
+    }
+
+    fn check_shutdown(&self) -> anyhow::Result<()> {
+        if self.shutdown.is_triggered() {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    /// The lab's transfer: name, size, then chunks until an idle second.
+    fn receive_lab(&self, log: &mut TransferLog) -> anyhow::Result<(Option<PathBuf>, bool)> {
+        let cfg = self.cfg;
+        let mut batch = RecvBatch::new(64 * 1024);
+        // The name datagram: the round may take long to fill.
+        let waiting = Instant::now();
+        self.sock.set_nonblocking(true)?;
+        let (name, from) = loop {
+            self.check_shutdown()?;
+            if waiting.elapsed() >= cfg.start_timeout {
+                bail!(
+                    "no data within {} of registering",
+                    humantime::format_duration(cfg.start_timeout)
+                );
+            }
+            let mut buf = [0u8; 1024];
+            net::poll_readable([self.sock.as_raw_fd()], POLL_INTERVAL)?;
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => break (lab::safe_file_name(&buf[..n.min(buf.len())])?, from),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("receiving the name datagram"),
+            }
+        };
+        let start = SystemTime::now();
+        log.start = Some(DateTime::<Local>::from(start).fixed_offset());
+        log.file_name = Some(name.clone());
+        log.server_port = Some(from.port());
+        log.server_ip = Some(from.ip());
+        log.datagram_size = Some(lab::CHUNK as u32);
+        log.chunk_size = Some(lab::CHUNK as u32);
+        // Only the server's data port may feed this file.
+        self.sock.connect(from)?;
+
+        let size = loop {
+            self.check_shutdown()?;
+            let mut buf = [0u8; 64];
+            if net::poll_readable([self.sock.as_raw_fd()], cfg.idle_timeout)? == [false] {
+                bail!(
+                    "no size datagram within {}",
+                    humantime::format_duration(cfg.idle_timeout)
+                );
+            }
+            match self.sock.recv(&mut buf) {
+                Ok(n) => {
+                    break lab::parse_size(&buf[..n.min(buf.len())]).context("size datagram")?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("receiving the size datagram"),
+            }
+        };
+        log.file_size = Some(size);
+        log.datagrams_total = Some(lab::datagram_count(size, lab::CHUNK as u64));
+        info!("receiving {name}: {size} bytes from {from}");
+        self.bar.set_length(size);
+
+        let mut part = PartFile::create(&cfg.out_dir, &name, log.client_id.unwrap_or(0))?;
+        let mut out = BufWriter::with_capacity(1 << 20, part.file()?);
+        let (mut bytes, mut datagrams, mut malformed) = (0u64, 0u64, 0u64);
+        let mut last = Instant::now();
+        let mut last_wall = start;
+        let write_result: anyhow::Result<()> = (|| {
+            while bytes < size {
+                self.check_shutdown()?;
+                let idle = last.elapsed();
+                if idle >= cfg.idle_timeout {
+                    break;
+                }
+                let n = self.wait_batch(&mut batch, cfg.idle_timeout - idle)?;
+                if n == 0 {
+                    continue;
+                }
+                last = Instant::now();
+                last_wall = SystemTime::now();
+                for i in 0..n {
+                    let Some((data, truncated)) = batch.get(i) else {
+                        continue;
+                    };
+                    // Anything past the announced size is not the file's.
+                    let room = (size - bytes).min(data.len() as u64) as usize;
+                    if truncated || room < data.len() {
+                        malformed += 1;
+                    }
+                    out.write_all(&data[..room])?;
+                    bytes += room as u64;
+                    datagrams += 1;
+                }
+                self.bar.set_position(bytes);
+            }
+            out.flush()?;
+            Ok(())
+        })();
+        drop(out);
+        self.bar.finish();
+        let elapsed = last_wall.duration_since(start).unwrap_or_default();
+        log.end = Some(DateTime::<Local>::from(last_wall).fixed_offset());
+        log.duration_s = Some(elapsed.as_secs_f64());
+        log.rate_mb_s = rate_mb_s(bytes, elapsed);
+        log.datagrams_received = Some(datagrams);
+        log.bytes_received = Some(bytes);
+        log.malformed = Some(malformed);
+        log.kernel_drops = net::kernel_drops(&self.sock).or(batch.ovfl);
+        let complete = write_result.is_ok() && bytes == size;
+        let path = part.finish(complete)?;
+        log.output = Some(path.display().to_string());
+        write_result?;
+        if !complete {
+            log.error = Some(format!(
+                "received {bytes} of {size} bytes before {} of silence",
+                humantime::format_duration(cfg.idle_timeout)
+            ));
+        }
+        Ok((Some(path), complete))
+    }
+
+    /// v1: announce, start, sequenced data, done, report.
+    fn receive_v1(
+        &self,
+        mut stream: TcpStream,
+        log: &mut TransferLog,
+    ) -> anyhow::Result<(Option<PathBuf>, bool)> {
+        let cfg = self.cfg;
+        let mut reader = control::Reader::new();
+        let announce = match reader.read(&mut stream, "announce", cfg.register_timeout)? {
+            Message::Announce(a) => a,
+            Message::Abort { reason } => bail!("the server aborted: {reason}"),
+            other => bail!("expected the server's announce, got {other:?}"),
+        };
+        let total = u64::from(announce.datagrams);
+        log.file_name = Some(announce.file_name.clone());
+        log.file_size = Some(announce.file_size);
+        log.server_port = Some(announce.data_port);
+        log.datagram_size = Some(u32::from(announce.datagram_size));
+        log.chunk_size = Some(announce.chunk_size() as u32);
+        log.datagrams_total = Some(total);
+        log.sha256 = Some(hex(&announce.sha256));
+        info!(
+            "announced {}: {} bytes in {} datagrams",
+            announce.file_name, announce.file_size, total
+        );
+        self.bar.set_length(announce.file_size);
+
+        let mut part = PartFile::create(
+            &cfg.out_dir,
+            &announce.file_name,
+            log.client_id.unwrap_or(0),
+        )?;
+        let file = part.file()?;
+        file.set_len(announce.file_size)
+            .context("sizing the output file")?;
+        let mut state = Reception::new(&announce, file);
+        stream.set_nonblocking(true)?;
+        let result = self.v1_loop(&mut stream, &mut reader, &mut state, &announce, log);
+        self.bar.finish();
+        let kernel_drops = net::kernel_drops(&self.sock).or(state.ovfl);
+        let flushed = state.writer.flush();
+        let sha_match = match (&result, flushed) {
+            (Ok(()), Ok(())) => sha256_file(part.path())? == announce.sha256,
+            _ => false,
+        };
+        let missing = state.missing().collect::<Vec<u32>>();
+        let (ranges, truncated) =
+            v1::ranges_from_missing(missing.iter().copied(), v1::MAX_REPORT_RANGES);
+        log.datagrams_received = Some(state.received);
+        log.bytes_received = Some(state.bytes);
+        log.duplicates = Some(state.duplicates);
+        log.malformed = Some(state.malformed);
+        log.missing_datagrams = Some(missing.len() as u64);
+        log.missing_ranges = (!ranges.is_empty()).then(|| v1::format_ranges(&ranges, truncated));
+        log.kernel_drops = kernel_drops;
+        log.sha256_match = Some(sha_match);
+        if let (Some(first), Some(last)) = (state.first_wall, state.last_wall) {
+            let elapsed = last.duration_since(first).unwrap_or_default();
+            log.start = Some(DateTime::<Local>::from(first).fixed_offset());
+            log.end = Some(DateTime::<Local>::from(last).fixed_offset());
+            log.duration_s = Some(elapsed.as_secs_f64());
+            log.rate_mb_s = rate_mb_s(state.bytes, elapsed);
+        }
+        let complete = result.is_ok() && sha_match;
+        let path = part.finish(complete)?;
+        log.output = Some(path.display().to_string());
+        result?;
+        let report = Message::Report(v1::Report {
+            datagrams_received: state.received,
+            bytes_received: state.bytes,
+            duplicates: state.duplicates,
+            malformed: state.malformed,
+            missing_datagrams: missing.len() as u64,
+            kernel_drops,
+            sha256_match: sha_match,
+            missing: ranges,
+            ranges_truncated: truncated,
+        });
+        stream.set_nonblocking(false)?;
+        if let Err(e) = control::send(&mut stream, &report, Duration::from_secs(5)) {
+            warn!("sending the report: {e}");
+        }
+        if !complete {
+            log.error = Some(format!("{} of {total} datagrams missing", missing.len()));
+        }
+        Ok((Some(path), complete))
+    }
+
+    fn v1_loop(
+        &self,
+        stream: &mut TcpStream,
+        reader: &mut control::Reader,
+        state: &mut Reception,
+        announce: &v1::Announce,
+        log: &mut TransferLog,
+    ) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let mut batch = RecvBatch::new(usize::from(announce.datagram_size));
+        let mut started = false;
+        let registered = Instant::now();
+        let mut last_activity = Instant::now();
+        let mut done_at: Option<Instant> = None;
+        loop {
+            self.check_shutdown()?;
+            if done_at.is_some_and(|t| t.elapsed() >= cfg.linger)
+                || (done_at.is_some() && state.complete())
+            {
+                return Ok(());
+            }
+            let ready =
+                net::poll_readable([self.sock.as_raw_fd(), stream.as_raw_fd()], POLL_INTERVAL)?;
+            if ready[0] {
+                loop {
+                    let n = batch.recv(&self.sock)?;
+                    if n == 0 {
+                        break;
+                    }
+                    last_activity = Instant::now();
+                    state.ingest(&batch, n)?;
+                    if n < net::BATCH {
+                        break;
+                    }
+                }
+                state.ovfl = batch.ovfl;
+                self.bar.set_position(state.bytes);
+            }
+            if ready[1] {
+                match reader.fill(stream) {
+                    Ok(0) => bail!("the server closed the control connection before the end"),
+                    Ok(_) => last_activity = Instant::now(),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(e).context("reading the control connection"),
+                }
+                while let Some(msg) = reader
+                    .next_message()
+                    .map_err(|e: ControlError| anyhow::anyhow!(e))?
+                {
+                    match msg {
+                        Message::Start { .. } => started = true,
+                        Message::Done(d) => {
+                            log.datagrams_sent = Some(d.datagrams_sent);
+                            log.bytes_sent = Some(d.bytes_sent);
+                            done_at = Some(Instant::now());
+                        }
+                        Message::Abort { reason } => bail!("the server aborted: {reason}"),
+                        other => bail!("unexpected control message {other:?}"),
+                    }
+                }
+            }
+            let quiet = last_activity.elapsed();
+            if started && done_at.is_none() && quiet >= cfg.stall_timeout {
+                bail!(
+                    "nothing from the server for {}",
+                    humantime::format_duration(cfg.stall_timeout)
+                );
+            }
+            if !started && registered.elapsed() >= cfg.start_timeout {
+                bail!(
+                    "the transfer did not start within {}",
+                    humantime::format_duration(cfg.start_timeout)
+                );
+            }
+        }
+    }
+}
+
+/// What a v1 client has of the file: which chunks, counts, the writer.
+struct Reception {
+    chunk: u64,
+    total: u32,
+    sizes: v1::Announce,
+    seen: Vec<u64>,
+    received: u64,
+    bytes: u64,
+    duplicates: u64,
+    malformed: u64,
+    ovfl: Option<u64>,
+    first_wall: Option<SystemTime>,
+    last_wall: Option<SystemTime>,
+    writer: Coalescer,
+}
+
+impl Reception {
+    fn new(announce: &v1::Announce, file: File) -> Reception {
+        Reception {
+            chunk: announce.chunk_size() as u64,
+            total: announce.datagrams,
+            sizes: announce.clone(),
+            seen: vec![0; (announce.datagrams as usize).div_ceil(64)],
+            received: 0,
+            bytes: 0,
+            duplicates: 0,
+            malformed: 0,
+            ovfl: None,
+            first_wall: None,
+            last_wall: None,
+            writer: Coalescer::new(file),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.received == u64::from(self.total)
+    }
+
+    fn ingest(&mut self, batch: &RecvBatch, n: usize) -> io::Result<()> {
+        let now = SystemTime::now();
+        self.first_wall.get_or_insert(now);
+        self.last_wall = Some(now);
+        for i in 0..n {
+            let Some((datagram, truncated)) = batch.get(i) else {
+                continue;
+            };
+            let Ok((header, payload)) = v1::DataHeader::parse(datagram) else {
+                self.malformed += 1;
+                continue;
+            };
+            if truncated || self.sizes.payload_len(header.seq) != Some(payload.len()) {
+                self.malformed += 1;
+                continue;
+            }
+            let (word, bit) = (header.seq as usize / 64, header.seq % 64);
+            let Some(w) = self.seen.get_mut(word) else {
+                self.malformed += 1;
+                continue;
+            };
+            if *w & (1 << bit) != 0 {
+                self.duplicates += 1;
+                continue;
+            }
+            *w |= 1 << bit;
+            self.received += 1;
+            self.bytes += payload.len() as u64;
+            self.writer
+                .write_at(u64::from(header.seq) * self.chunk, payload)?;
+        }
+        Ok(())
+    }
+
+    /// Missing sequence numbers, in order.
+    fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.total).filter(|&s| {
+            self.seen
+                .get(s as usize / 64)
+                .is_some_and(|w| w & (1 << (s % 64)) == 0)
+        })
+    }
+}
+
+/// Gathers contiguous chunks into large positioned writes.
+struct Coalescer {
+    file: File,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl Coalescer {
+    const CAP: usize = 1 << 20;
+
+    fn new(file: File) -> Coalescer {
+        Coalescer {
+            file,
+            start: 0,
+            buf: Vec::with_capacity(Self::CAP),
+        }
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let contiguous = offset == self.start + self.buf.len() as u64;
+        if !contiguous || self.buf.len() + data.len() > Self::CAP {
+            self.flush()?;
+            self.start = offset;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.start)?;
+            self.start += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let mut file = File::open(path).with_context(|| format!("reading back {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading back {}", path.display())),
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// The file being received, under a temporary name until [`PartFile::finish`].
+struct PartFile {
+    dir: PathBuf,
+    name: String,
+    temp: PathBuf,
+    file: Option<File>,
+    finished: bool,
+}
+
+impl PartFile {
+    fn create(dir: &Path, name: &str, client_id: u16) -> anyhow::Result<PartFile> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let temp = dir.join(format!(".{name}.c{client_id}-{}.part", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
+        Ok(PartFile {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            temp,
+            file: Some(file),
+            finished: false,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The open file (once).
+    fn file(&mut self) -> anyhow::Result<File> {
+        self.file.take().context("output file already taken")
+    }
+
+    /// Give the file its final name without overwriting anything:
+    /// `name` when complete, `name.incomplete` otherwise, `.1`, `.2` ... on
+    /// collision.
+    fn finish(&mut self, complete: bool) -> anyhow::Result<PathBuf> {
+        let base = if complete {
+            self.name.clone()
+        } else {
+            format!("{}.incomplete", self.name)
+        };
+        for n in 0..1000 {
+            let candidate = if n == 0 {
+                self.dir.join(&base)
+            } else {
+                self.dir.join(format!("{base}.{n}"))
+            };
+            // A hard link fails rather than replace an existing name.
+            match fs::hard_link(&self.temp, &candidate) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&self.temp);
+                    self.finished = true;
+                    return Ok(candidate);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("naming {}", candidate.display()));
+                }
+            }
+        }
+        bail!("no free name for {} in {}", base, self.dir.display())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Leave it, under its temporary name that says it is partial.
+            warn!("partial file left at {}", self.temp.display());
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! udplab: what UDP does to a file transfer, measured.
+//!
+//! # Layout
+//! - [`protocol`]: the wire formats of the transfer, no I/O: [`protocol::lab`]
+//!   (the original lab's bytes) and [`protocol::v1`] (ours, sequenced).
+//! - [`server`]: accept and register clients over TCP, hold them at a barrier,
+//!   then one sender thread per client blasts the file over UDP.
+//! - [`client`]: register, receive, store the file safely, report and log.
+//! - [`transfer_log`]: write our logs; read ours and the lab's.
+//! - [`net`]: socket helpers beyond std: batched send/receive, buffer sizes,
+//!   the kernel's per-socket drop counters.
+//! - [`shutdown`]: a cloneable stop signal for the long-running loops.
+
+pub mod client;
+pub mod control;
+pub mod net;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+pub mod transfer_log;

@@ -1,0 +1,117 @@
+//! The `udplab` binary: parse arguments, set up logging and Ctrl-C, call
+//! the library, and turn the result into an exit status.
+//!
+//! Exit status: 0 success; 1 error; 2 the transfer ran to its end but the
+//! file is incomplete (the client) or some client did not get all of it
+//! (the server).
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info};
+
+use cli::{Cli, Command};
+use udplab::shutdown::Shutdown;
+use udplab::{client, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet);
+    let shutdown = Shutdown::new();
+    let on_signal = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
+        log::warn!("Ctrl-C will not stop cleanly: {e}");
+    }
+    match run(cli, shutdown) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Server(args) => {
+            let (listener, cfg) = args.into_config(cli.quiet)?;
+            let summary = server::run(listener, cfg, shutdown)?;
+            let failed = summary
+                .outcomes
+                .iter()
+                .filter(|o| o.log.success != Some(true))
+                .count();
+            info!(
+                "{} round(s), {} transfer(s), {failed} incomplete",
+                summary.rounds,
+                summary.outcomes.len()
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Client(args) => {
+            let outcome = client::run(args.into_config(cli.quiet)?, shutdown)?;
+            let log = &outcome.log;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "client {}: {} of {} bytes, {} datagrams, kernel drops {}, {}",
+                log.client_id.unwrap_or(0),
+                log.bytes_received.unwrap_or(0),
+                log.file_size.map_or("?".into(), |s| s.to_string()),
+                log.datagrams_received.unwrap_or(0),
+                log.kernel_drops.map_or("unknown".into(), |d| d.to_string()),
+                if outcome.complete {
+                    "complete"
+                } else {
+                    "INCOMPLETE"
+                },
+            )?;
+            if let Some(path) = &outcome.output {
+                writeln!(out, "file: {}", path.display())?;
+            }
+            if let Some(path) = &outcome.log_path {
+                writeln!(out, "log:  {}", path.display())?;
+            }
+            Ok(if outcome.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "udplab: {}{}",
+                match record.level() {
+                    log::Level::Error => "error: ",
+                    log::Level::Warn => "warning: ",
+                    _ => "",
+                },
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,365 @@
+//! Socket helpers beyond std: batched UDP send and receive (sendmmsg,
+//! recvmmsg), receive-buffer sizing, and the kernel's per-socket drop count.
+//!
+//! The drop count comes from two places (see `docs/PROTOCOL.md`): SO_RXQ_OVFL
+//! attaches the running count to datagrams that arrive *after* a drop, so it
+//! lags; the socket's row in /proc/net/udp (`drops` column) is exact at any
+//! moment, so the final figure is read there.
+
+use std::io;
+use std::mem;
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+/// Most datagrams one sendmmsg/recvmmsg call moves.
+pub const BATCH: usize = 64;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: i32) -> io::Result<()> {
+    // SAFETY: `value` lives across the call and its size is passed with it.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    let mut value: i32 = 0;
+    let mut len = mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes given.
+    let ret = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+    cvt(ret).map(|_| value)
+}
+
+/// Ask for a receive buffer of `bytes` and return what the kernel granted,
+/// as it reports it (Linux doubles the request to cover its bookkeeping).
+/// As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the request
+/// is capped there.
+pub fn set_recv_buffer(sock: &UdpSocket, bytes: usize) -> io::Result<u64> {
+    let fd = sock.as_raw_fd();
+    let want = i32::try_from(bytes).unwrap_or(i32::MAX / 2);
+    if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, want).is_err() {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, want)?;
+    }
+    recv_buffer(sock)
+}
+
+/// The receive buffer the kernel holds for this socket, in bytes.
+pub fn recv_buffer(sock: &UdpSocket) -> io::Result<u64> {
+    getsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v.max(0) as u64)
+}
+
+/// Ask for a send buffer of `bytes` (best effort, as for receive).
+pub fn set_send_buffer(sock: &UdpSocket, bytes: usize) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let want = i32::try_from(bytes).unwrap_or(i32::MAX / 2);
+    if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, want).is_err() {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, want)?;
+    }
+    Ok(())
+}
+
+/// Have the kernel attach its drop counter to received datagrams.
+pub fn enable_rxq_ovfl(sock: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// The exact drop count of a UDP socket, from its row in /proc/net/udp or
+/// /proc/net/udp6, found by the socket's inode. `None` where there is no
+/// such file (not Linux) or no row.
+pub fn kernel_drops(sock: &UdpSocket) -> Option<u64> {
+    // SAFETY: `st` is a plain C struct that fstat fills in.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: the fd is open for the lifetime of `sock`.
+    if unsafe { libc::fstat(sock.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let inode = st.st_ino.to_string();
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|path| {
+        let table = std::fs::read_to_string(path).ok()?;
+        drops_for_inode(&table, &inode)
+    })
+}
+
+/// Find the `drops` column of the row whose inode is `inode`.
+fn drops_for_inode(table: &str, inode: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(9) == Some(&inode) {
+            fields.get(12)?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Wait until one of `fds` is readable, or `timeout` passes. Returns which
+/// are readable (or closed, or in error: a read will tell).
+pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout: Duration) -> io::Result<[bool; N]> {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfds` is a valid array of N pollfd structs.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
+    match cvt(ret) {
+        Ok(_) => Ok(pfds.map(|p| p.revents != 0)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok([false; N]),
+        Err(e) => Err(e),
+    }
+}
+
+/// Send datagrams on a connected UDP socket with as few system calls as the
+/// kernel allows: each datagram is the concatenation of up to two slices
+/// (a header and a piece of the file), sent without copying them together.
+pub struct SendBatch {
+    iovecs: Vec<[libc::iovec; 2]>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendBatch {
+    pub fn new() -> SendBatch {
+        SendBatch {
+            iovecs: Vec::with_capacity(BATCH),
+            hdrs: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Send every datagram of `parts` (`(header, payload)`, either may be
+    /// empty), blocking as the socket requires. Returns how many were sent
+    /// before an error, with the error if one stopped it.
+    pub fn send_all(
+        &mut self,
+        sock: &UdpSocket,
+        parts: &[(&[u8], &[u8])],
+    ) -> (usize, Option<io::Error>) {
+        let mut sent = 0;
+        while sent < parts.len() {
+            let chunk = &parts[sent..parts.len().min(sent + BATCH)];
+            self.iovecs.clear();
+            for (head, body) in chunk {
+                self.iovecs.push([
+                    libc::iovec {
+                        iov_base: head.as_ptr() as *mut libc::c_void,
+                        iov_len: head.len(),
+                    },
+                    libc::iovec {
+                        iov_base: body.as_ptr() as *mut libc::c_void,
+                        iov_len: body.len(),
+                    },
+                ]);
+            }
+            self.hdrs.clear();
+            for iov in &mut self.iovecs {
+                // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+                let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+                h.msg_hdr.msg_iov = iov.as_mut_ptr();
+                h.msg_hdr.msg_iovlen = 2;
+                self.hdrs.push(h);
+            }
+            // SAFETY: every header points into `self.iovecs`, which point into
+            // `parts`; all outlive the call and are not moved during it.
+            let ret = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    self.hdrs.as_mut_ptr(),
+                    self.hdrs.len() as libc::c_uint,
+                    0,
+                )
+            };
+            match cvt(ret) {
+                Ok(n) => sent += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The device queue is full: give it a moment.
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(e) => return (sent, Some(e)),
+            }
+        }
+        (sent, None)
+    }
+}
+
+/// Receive up to [`BATCH`] datagrams in one recvmmsg call, with the kernel's
+/// drop counter (SO_RXQ_OVFL) when it comes along.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    cap: usize,
+    iovecs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    /// Control-message space, u64 for the alignment cmsghdr needs.
+    cmsgs: Vec<u64>,
+    cmsg_words: usize,
+    lens: Vec<(usize, bool)>,
+    /// The highest drop count the kernel reported on received datagrams.
+    pub ovfl: Option<u64>,
+}
+
+impl RecvBatch {
+    /// Buffers for [`BATCH`] datagrams of up to `cap` bytes each.
+    pub fn new(cap: usize) -> RecvBatch {
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u32>() as u32) } as usize;
+        let cmsg_words = space.div_ceil(8);
+        RecvBatch {
+            buf: vec![0; cap * BATCH],
+            cap,
+            iovecs: Vec::with_capacity(BATCH),
+            hdrs: Vec::with_capacity(BATCH),
+            cmsgs: vec![0; cmsg_words * BATCH],
+            cmsg_words,
+            lens: Vec::with_capacity(BATCH),
+            ovfl: None,
+        }
+    }
+
+    /// Receive what is queued without blocking. Returns the number of
+    /// datagrams (0 when none are waiting).
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        self.iovecs.clear();
+        for piece in self.buf.chunks_exact_mut(self.cap) {
+            self.iovecs.push(libc::iovec {
+                iov_base: piece.as_mut_ptr().cast(),
+                iov_len: piece.len(),
+            });
+        }
+        self.hdrs.clear();
+        for (iov, ctl) in self
+            .iovecs
+            .iter_mut()
+            .zip(self.cmsgs.chunks_exact_mut(self.cmsg_words))
+        {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+            let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctl.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = ctl.len() * 8;
+            self.hdrs.push(h);
+        }
+        self.lens.clear();
+        // SAFETY: headers point into buffers owned by `self`, alive and not
+        // moved during the call; a null timeout means no timeout.
+        let ret = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let n = match cvt(ret) {
+            Ok(n) => n as usize,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        for h in &self.hdrs[..n] {
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.lens
+                .push(((h.msg_len as usize).min(self.cap), truncated));
+            // SAFETY: the kernel filled msg_control up to msg_controllen; the
+            // CMSG macros walk only within it.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                        let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>());
+                        self.ovfl = Some(self.ovfl.unwrap_or(0).max(u64::from(v)));
+                    }
+                    c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last call, and whether the kernel cut it because
+    /// it was longer than the buffer.
+    pub fn get(&self, i: usize) -> Option<(&[u8], bool)> {
+        let &(len, truncated) = self.lens.get(i)?;
+        let start = i * self.cap;
+        Some((self.buf.get(start..start + len)?, truncated))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_udp_row_by_inode() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  512: 0100007F:B2F1 00000000:0000 07 00000000:00034600 00:00000000 00000000     0        0 771234 2 0000000000000000 4944\n\
+  600: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1111 2 0000000000000000 0\n";
+        assert_eq!(drops_for_inode(table, "771234"), Some(4944));
+        assert_eq!(drops_for_inode(table, "1111"), Some(0));
+        assert_eq!(drops_for_inode(table, "77123"), None);
+        assert_eq!(drops_for_inode("garbage", "1"), None);
+    }
+
+    /// The measurement behind the design: a small buffer, more datagrams
+    /// than fit, and the drop count from /proc/net/udp is exact at once
+    /// while SO_RXQ_OVFL tells only with the next datagram that gets in.
+    #[test]
+    fn drop_count_on_loopback() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_rxq_ovfl(&rx).unwrap();
+        setsockopt_int(rx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let payload = [0u8; 1024];
+        let parts: Vec<(&[u8], &[u8])> = (0..200).map(|_| (&[][..], &payload[..])).collect();
+        let (sent, err) = SendBatch::new().send_all(&tx, &parts);
+        assert_eq!((sent, err.is_none()), (200, true));
+        let mut batch = RecvBatch::new(2048);
+        let mut got = 0;
+        loop {
+            let n = batch.recv(&rx).unwrap();
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                assert_eq!(batch.get(i).unwrap().0.len(), 1024);
+            }
+            got += n;
+        }
+        let drops = kernel_drops(&rx).expect("row in /proc/net/udp");
+        assert!(got < 200, "a 4 KiB buffer took all 200 datagrams");
+        assert_eq!(got as u64 + drops, 200);
+        // One more datagram carries the counter.
+        tx.send(&payload).unwrap();
+        assert_eq!(batch.recv(&rx).unwrap(), 1);
+        assert_eq!(batch.ovfl, Some(drops));
+    }
+}

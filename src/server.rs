@@ -1,0 +1,682 @@
+//! The server: register clients over TCP, hold them at a barrier until a
+//! round of N has formed, then send the file to each of them at once from
+//! its own UDP port (control port + client number), one thread per client.
+//!
+//! Clients that speak the lab's bytes (third byte of the port message 0) get
+//! exactly the lab's transfer: name datagram, size datagram, 1024-byte
+//! chunks, and their control connection closed at the barrier. v1 clients
+//! keep theirs open: announce, start, done, and their report.
+//!
+//! [`run`] takes a bound listener and a [`Shutdown`], so tests serve on
+//! port 0 and stop the server when they are done.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Local};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use log::{info, warn};
+use sha2::{Digest, Sha256};
+
+use crate::control::{self, PeerState};
+use crate::net::{self, SendBatch};
+use crate::protocol::lab::{self, PortMessage};
+use crate::protocol::v1::{self, Message};
+use crate::shutdown::{POLL_INTERVAL, Shutdown};
+use crate::transfer_log::{self, Protocol, Role, TransferLog};
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    /// Clients per round: the barrier waits for this many.
+    pub clients: u16,
+    /// Address the UDP data sockets bind to.
+    pub bind_ip: IpAddr,
+    pub log_dir: PathBuf,
+    /// Stop after this many rounds; `None` serves until stopped.
+    pub rounds: Option<u32>,
+    /// Give up on a round that has not filled within this time.
+    pub barrier_timeout: Option<Duration>,
+    /// How long a new connection may take to register.
+    pub register_timeout: Duration,
+    /// How long a v1 client may take to report after `Done`.
+    pub report_timeout: Duration,
+    /// UDP payload of a v1 data datagram, header included.
+    pub datagram_size: u16,
+    /// Draw progress bars (only ever on a terminal).
+    pub progress: bool,
+}
+
+impl Config {
+    pub fn new(file: PathBuf, clients: u16) -> Config {
+        Config {
+            file,
+            clients,
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            log_dir: PathBuf::from("logs"),
+            rounds: None,
+            barrier_timeout: None,
+            register_timeout: Duration::from_secs(10),
+            report_timeout: Duration::from_secs(30),
+            datagram_size: v1::DEFAULT_DATAGRAM_SIZE,
+            progress: true,
+        }
+    }
+}
+
+/// What the server knows of the file it offers.
+#[derive(Debug, Clone)]
+struct Offer {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+impl Offer {
+    fn load(path: &Path) -> anyhow::Result<Offer> {
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        let name = lab::safe_file_name(name.as_bytes())
+            .with_context(|| format!("file name of {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Offer {
+            path: path.to_path_buf(),
+            name,
+            size,
+            sha256: hasher.finalize().into(),
+        })
+    }
+}
+
+/// A client that has registered and waits at the barrier.
+#[derive(Debug)]
+struct Registration {
+    id: u16,
+    stream: TcpStream,
+    peer: SocketAddr,
+    udp_port: u16,
+    protocol: Protocol,
+}
+
+/// What became of one client's transfer.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub client_id: u16,
+    pub log: TransferLog,
+    /// Where the log was written (None if writing it failed).
+    pub log_path: Option<PathBuf>,
+}
+
+/// What a run of the server did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub rounds: u32,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Serve `cfg.file` on `listener` until `cfg.rounds` rounds are done, the
+/// barrier times out, or `shutdown` is triggered.
+pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Result<Summary> {
+    if cfg.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let offer = Offer::load(&cfg.file)?;
+    v1::plan(offer.size, cfg.datagram_size).context("--datagram-size")?;
+    let control_port = listener.local_addr()?.port();
+    listener
+        .set_nonblocking(true)
+        .context("setting the listener non-blocking")?;
+    info!(
+        "serving {} ({} bytes) on port {control_port}, {} client(s) per round",
+        offer.name, offer.size, cfg.clients
+    );
+
+    let (reg_tx, reg_rx) = mpsc::channel::<Result<Registration, (u16, String)>>();
+    let mut next_id: u32 = 1;
+    let mut pending: Vec<Registration> = Vec::new();
+    let mut first_waiting: Option<Instant> = None;
+    let mut last_notice = Instant::now();
+    let mut rounds = Vec::new();
+    let mut summary = Summary::default();
+    let mut failure = None;
+
+    'serve: while !shutdown.is_triggered() {
+        if let Err(e) = net::poll_readable([listener.as_raw_fd()], POLL_INTERVAL) {
+            warn!("polling the control port: {e}");
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let Ok(id) = u16::try_from(next_id) else {
+                        warn!("refusing {peer}: client numbers are exhausted (65535)");
+                        continue;
+                    };
+                    next_id += 1;
+                    let ctx = RegisterCtx {
+                        id,
+                        peer,
+                        control_port,
+                        clients: cfg.clients,
+                        timeout: cfg.register_timeout,
+                        announce: announce_for(&offer, &cfg, control_port, id),
+                    };
+                    let tx = reg_tx.clone();
+                    thread::spawn(move || {
+                        let _ = tx.send(register(stream, ctx).map_err(|e| (id, format!("{e:#}"))));
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!("accepting a connection: {e}");
+                    break;
+                }
+            }
+        }
+        while let Ok(reg) = reg_rx.try_recv() {
+            match reg {
+                Ok(reg) => {
+                    info!(
+                        "client {} registered from {} (UDP port {}, {})",
+                        reg.id, reg.peer, reg.udp_port, reg.protocol
+                    );
+                    first_waiting.get_or_insert_with(Instant::now);
+                    pending.push(reg);
+                }
+                Err((id, why)) => warn!("client {id} failed to register: {why}"),
+            }
+        }
+        pending.retain(|reg| match control::peek_state(&reg.stream) {
+            PeerState::Quiet => true,
+            PeerState::Closed => {
+                warn!("client {} left while waiting for the round to fill", reg.id);
+                false
+            }
+            PeerState::Data => {
+                warn!(
+                    "client {} sent unexpected bytes while waiting; dropped",
+                    reg.id
+                );
+                false
+            }
+        });
+        if pending.is_empty() {
+            first_waiting = None;
+        }
+        while pending.len() >= usize::from(cfg.clients) {
+            let members: Vec<Registration> = pending.drain(..usize::from(cfg.clients)).collect();
+            let number = rounds.len() as u32 + 1;
+            info!(
+                "round {number}: {} client(s) registered, sending",
+                members.len()
+            );
+            let ctx = RoundCtx {
+                offer: offer.clone(),
+                cfg: cfg.clone(),
+                control_port,
+                shutdown: shutdown.clone(),
+            };
+            rounds.push(thread::spawn(move || run_round(members, ctx)));
+            first_waiting = (!pending.is_empty()).then(Instant::now);
+            if cfg.rounds.is_some_and(|max| number >= max) {
+                break 'serve;
+            }
+        }
+        if let Some(since) = first_waiting {
+            let waited = since.elapsed();
+            if cfg.barrier_timeout.is_some_and(|t| waited >= t) {
+                failure = Some(format!(
+                    "barrier timeout: {} of {} client(s) registered within {}",
+                    pending.len(),
+                    cfg.clients,
+                    humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                ));
+                break 'serve;
+            }
+            if last_notice.elapsed() >= Duration::from_secs(5) {
+                info!(
+                    "waiting for {} more client(s): {} of {} registered",
+                    usize::from(cfg.clients) - pending.len(),
+                    pending.len(),
+                    cfg.clients
+                );
+                last_notice = Instant::now();
+            }
+        }
+    }
+    drop(listener);
+
+    // Whoever is still waiting will not be served.
+    let reason = failure
+        .clone()
+        .unwrap_or_else(|| "the server is not forming more rounds".into());
+    while let Ok(reg) = reg_rx.try_recv() {
+        if let Ok(reg) = reg {
+            pending.push(reg);
+        }
+    }
+    for mut reg in pending.drain(..) {
+        warn!("client {}: not served: {reason}", reg.id);
+        if reg.protocol == Protocol::V1 {
+            let _ = reg.stream.set_nonblocking(false);
+            let _ = control::send(
+                &mut reg.stream,
+                &Message::Abort {
+                    reason: reason.clone(),
+                },
+                Duration::from_secs(1),
+            );
+        }
+    }
+
+    for handle in rounds {
+        match handle.join() {
+            Ok(outcomes) => {
+                summary.rounds += 1;
+                summary.outcomes.extend(outcomes);
+            }
+            Err(_) => warn!("a round's thread failed"),
+        }
+    }
+    match failure {
+        Some(why) => bail!(why),
+        None => Ok(summary),
+    }
+}
+
+fn announce_for(offer: &Offer, cfg: &Config, control_port: u16, id: u16) -> v1::Announce {
+    v1::Announce {
+        file_name: offer.name.clone(),
+        file_size: offer.size,
+        datagrams: v1::plan(offer.size, cfg.datagram_size).unwrap_or(0),
+        datagram_size: cfg.datagram_size,
+        data_port: control_port.wrapping_add(id),
+        mode: v1::Mode::Blast,
+        sha256: offer.sha256,
+    }
+}
+
+struct RegisterCtx {
+    id: u16,
+    peer: SocketAddr,
+    control_port: u16,
+    clients: u16,
+    timeout: Duration,
+    announce: v1::Announce,
+}
+
+/// The lab's three registration steps, then v1's announce.
+fn register(mut stream: TcpStream, ctx: RegisterCtx) -> anyhow::Result<Registration> {
+    if ctx.control_port.checked_add(ctx.id).is_none() {
+        bail!(
+            "no data port: {} + {} is past 65535",
+            ctx.control_port,
+            ctx.id
+        );
+    }
+    stream.set_nonblocking(false)?;
+    let _ = stream.set_nodelay(true);
+    control::write_all(
+        &mut stream,
+        &lab::emit_client_id(ctx.id),
+        "client number",
+        ctx.timeout,
+    )?;
+    let mut port_msg = [0u8; lab::PORT_MSG_LEN];
+    control::read_field(&mut stream, &mut port_msg, "port message", ctx.timeout)?;
+    let msg = PortMessage::parse(&port_msg)?;
+    let protocol = match msg.version {
+        0 => Protocol::Lab,
+        v1::VERSION => Protocol::V1,
+        other => bail!("unsupported protocol version tag {other} in the port message"),
+    };
+    control::write_all(
+        &mut stream,
+        &lab::emit_concurrency(ctx.clients),
+        "concurrency",
+        ctx.timeout,
+    )?;
+    if protocol == Protocol::V1 {
+        control::send(&mut stream, &Message::Announce(ctx.announce), ctx.timeout)?;
+    }
+    stream.set_nonblocking(true)?;
+    Ok(Registration {
+        id: ctx.id,
+        stream,
+        peer: ctx.peer,
+        udp_port: msg.port,
+        protocol,
+    })
+}
+
+struct RoundCtx {
+    offer: Offer,
+    cfg: Config,
+    control_port: u16,
+    shutdown: Shutdown,
+}
+
+fn run_round(members: Vec<Registration>, ctx: RoundCtx) -> Vec<Outcome> {
+    let stamp = Local::now();
+    let bars = MultiProgress::with_draw_target(if ctx.cfg.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template(
+        "client {prefix:>3} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let ctx = &ctx;
+    thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|reg| {
+                let bar = bars.add(ProgressBar::new(ctx.offer.size));
+                bar.set_style(style.clone());
+                bar.set_prefix(reg.id.to_string());
+                scope.spawn(move || serve_client(reg, ctx, stamp, bar))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
+}
+
+/// Send the file to one client and write the server's log of it.
+fn serve_client(
+    reg: Registration,
+    ctx: &RoundCtx,
+    stamp: DateTime<Local>,
+    bar: ProgressBar,
+) -> Outcome {
+    let cfg = &ctx.cfg;
+    let offer = &ctx.offer;
+    let chunk = match reg.protocol {
+        Protocol::Lab => lab::CHUNK,
+        Protocol::V1 => usize::from(cfg.datagram_size) - v1::HEADER_LEN,
+    };
+    let mut log = TransferLog {
+        role: Some(Role::Server),
+        protocol: Some(reg.protocol),
+        file_name: Some(offer.name.clone()),
+        file_size: Some(offer.size),
+        client_id: Some(reg.id),
+        clients: Some(cfg.clients),
+        server_ip: Some(cfg.bind_ip),
+        server_port: ctx.control_port.checked_add(reg.id),
+        client_ip: Some(reg.peer.ip()),
+        client_port: Some(reg.udp_port),
+        control_port: Some(ctx.control_port),
+        datagram_size: Some(match reg.protocol {
+            Protocol::Lab => lab::CHUNK as u32,
+            Protocol::V1 => u32::from(cfg.datagram_size),
+        }),
+        chunk_size: Some(chunk as u32),
+        datagrams_total: Some(lab::datagram_count(offer.size, chunk as u64)),
+        sha256: Some(hex(&offer.sha256)),
+        ..TransferLog::default()
+    };
+    let result = send_to_client(reg, ctx, chunk, &mut log, &bar);
+    if let Err(e) = &result {
+        warn!("client {}: {e:#}", log.client_id.unwrap_or(0));
+        log.error = Some(format!("{e:#}"));
+    }
+    bar.finish();
+    log.success = Some(result.unwrap_or(false));
+    let name = transfer_log::log_file_name(
+        Role::Server,
+        log.client_id.unwrap_or(0),
+        stamp.naive_local(),
+        &offer.name,
+        cfg.clients,
+    );
+    let log_path = match transfer_log::write_log(&cfg.log_dir, &name, &log) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!("writing {}: {e}", cfg.log_dir.join(&name).display());
+            None
+        }
+    };
+    Outcome {
+        client_id: log.client_id.unwrap_or(0),
+        log,
+        log_path,
+    }
+}
+
+/// The transfer itself; fills `log` as it goes. Ok(true) when the client
+/// has everything (lab: everything was sent; v1: the client confirmed a
+/// byte-identical file).
+fn send_to_client(
+    mut reg: Registration,
+    ctx: &RoundCtx,
+    chunk: usize,
+    log: &mut TransferLog,
+    bar: &ProgressBar,
+) -> anyhow::Result<bool> {
+    let cfg = &ctx.cfg;
+    let offer = &ctx.offer;
+    let data_port = ctx
+        .control_port
+        .checked_add(reg.id)
+        .context("no data port past 65535")?;
+    let sock = UdpSocket::bind((cfg.bind_ip, data_port))
+        .with_context(|| format!("binding UDP port {data_port} for client {}", reg.id))?;
+    // A deep send queue keeps the sender from sleeping between batches.
+    let _ = net::set_send_buffer(&sock, 4 << 20);
+    sock.connect((reg.peer.ip(), reg.udp_port))
+        .with_context(|| format!("addressing {}:{}", reg.peer.ip(), reg.udp_port))?;
+    log.server_ip = sock.local_addr().ok().map(|a| a.ip());
+    reg.stream.set_nonblocking(false)?;
+
+    let started = Instant::now();
+    let start_wall = SystemTime::now();
+    log.start = Some(DateTime::<Local>::from(start_wall).fixed_offset());
+    let io_timeout = Duration::from_secs(5);
+    match reg.protocol {
+        Protocol::Lab => {
+            // As the lab's server does: the control connection ends at the barrier.
+            let _ = reg.stream.shutdown(std::net::Shutdown::Both);
+            sock.send(offer.name.as_bytes())
+                .context("sending the name datagram")?;
+            sock.send(&lab::emit_size(offer.size))
+                .context("sending the size datagram")?;
+        }
+        Protocol::V1 => {
+            control::send(
+                &mut reg.stream,
+                &Message::Start {
+                    time_us: unix_us(start_wall),
+                },
+                io_timeout,
+            )?;
+        }
+    }
+
+    let mut file =
+        File::open(&offer.path).with_context(|| format!("opening {}", offer.path.display()))?;
+    let mut block = vec![0u8; chunk * net::BATCH];
+    let mut batch = SendBatch::new();
+    let mut headers = vec![[0u8; v1::HEADER_LEN]; net::BATCH];
+    let (mut datagrams, mut bytes) = (0u64, 0u64);
+    let mut last_check = Instant::now();
+    let mut stopped: Option<anyhow::Error> = None;
+    while bytes < offer.size {
+        if ctx.shutdown.is_triggered() {
+            stopped = Some(anyhow::anyhow!("stopped by the server's shutdown"));
+            break;
+        }
+        let want = (offer.size - bytes).min(block.len() as u64) as usize;
+        let got = read_full(&mut file, &mut block[..want])
+            .with_context(|| format!("reading {}", offer.path.display()))?;
+        if got == 0 {
+            stopped = Some(anyhow::anyhow!(
+                "{} shrank to {bytes} bytes while being sent",
+                offer.path.display()
+            ));
+            break;
+        }
+        let now_us = unix_us(SystemTime::now());
+        let pieces = block[..got].chunks(chunk);
+        if reg.protocol == Protocol::V1 {
+            for (i, header) in headers.iter_mut().take(pieces.len()).enumerate() {
+                *header = v1::DataHeader {
+                    flags: 0,
+                    seq: u32::try_from(datagrams + i as u64).unwrap_or(u32::MAX),
+                    send_time_us: now_us,
+                }
+                .emit();
+            }
+        }
+        let parts: Vec<(&[u8], &[u8])> = pieces
+            .enumerate()
+            .map(|(i, piece)| match reg.protocol {
+                Protocol::Lab => (&[][..], piece),
+                Protocol::V1 => (&headers[i][..], piece),
+            })
+            .collect();
+        let (sent, err) = batch.send_all(&sock, &parts);
+        let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
+        datagrams += sent as u64;
+        bytes += sent_bytes as u64;
+        bar.inc(sent_bytes as u64);
+        if let Some(e) = err {
+            stopped = Some(if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                anyhow::anyhow!(
+                    "the client's UDP port is unreachable (ICMP port unreachable): it has gone"
+                )
+            } else {
+                anyhow::Error::new(e).context("sending data")
+            });
+            break;
+        }
+        if sent < parts.len() {
+            break;
+        }
+        if reg.protocol == Protocol::V1 && last_check.elapsed() >= POLL_INTERVAL {
+            last_check = Instant::now();
+            if control::peek_state(&reg.stream) == PeerState::Closed {
+                stopped = Some(anyhow::anyhow!("the client closed its control connection"));
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    log.end = Some(Local::now().fixed_offset());
+    log.datagrams_sent = Some(datagrams);
+    log.bytes_sent = Some(bytes);
+    log.duration_s = Some(elapsed.as_secs_f64());
+    log.rate_mb_s = rate_mb_s(bytes, elapsed);
+    if let Some(e) = stopped {
+        if reg.protocol == Protocol::V1 {
+            let _ = control::send(
+                &mut reg.stream,
+                &Message::Abort {
+                    reason: format!("{e:#}"),
+                },
+                io_timeout,
+            );
+        }
+        return Err(e);
+    }
+    match reg.protocol {
+        Protocol::Lab => Ok(true),
+        Protocol::V1 => {
+            control::send(
+                &mut reg.stream,
+                &Message::Done(v1::Done {
+                    datagrams_sent: datagrams,
+                    bytes_sent: bytes,
+                    duration_us: elapsed.as_micros() as u64,
+                }),
+                io_timeout,
+            )?;
+            let report = control::Reader::new()
+                .read(&mut reg.stream, "report", cfg.report_timeout)
+                .context("waiting for the client's report")?;
+            match report {
+                Message::Report(r) => {
+                    log.datagrams_received = Some(r.datagrams_received);
+                    log.bytes_received = Some(r.bytes_received);
+                    log.duplicates = Some(r.duplicates);
+                    log.malformed = Some(r.malformed);
+                    log.missing_datagrams = Some(r.missing_datagrams);
+                    log.missing_ranges = (!r.missing.is_empty())
+                        .then(|| v1::format_ranges(&r.missing, r.ranges_truncated));
+                    log.kernel_drops = r.kernel_drops;
+                    log.sha256_match = Some(r.sha256_match);
+                    if !r.sha256_match {
+                        log.error = Some(format!(
+                            "client received {} of {} bytes ({} datagrams missing)",
+                            r.bytes_received, offer.size, r.missing_datagrams
+                        ));
+                    }
+                    Ok(r.sha256_match && r.bytes_received == offer.size)
+                }
+                Message::Abort { reason } => bail!("the client aborted: {reason}"),
+                other => bail!("expected the client's report, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Read until `buf` is full or the file ends; returns the bytes read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Megabytes (10^6 bytes) per second, if any time passed.
+pub(crate) fn rate_mb_s(bytes: u64, elapsed: Duration) -> Option<f64> {
+    let s = elapsed.as_secs_f64();
+    (s > 0.0).then(|| bytes as f64 / s / 1e6)
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
