@@ -360,8 +360,8 @@ impl Session<'_> {
         log.malformed = Some(malformed);
         log.kernel_drops = net::kernel_drops(&self.sock).or(batch.ovfl);
         let complete = write_result.is_ok() && bytes == size;
-        let path = part.finish(complete)?;
-        log.output = Some(path.display().to_string());
+        let path = part.finish_or_discard(complete, datagrams > 0 || size == 0)?;
+        log.output = path.as_ref().map(|p| p.display().to_string());
         write_result?;
         if !complete {
             log.error = Some(format!(
@@ -369,7 +369,7 @@ impl Session<'_> {
                 humantime::format_duration(cfg.idle_timeout)
             ));
         }
-        Ok((Some(path), complete))
+        Ok((path, complete))
     }
 
     /// v1: announce, start, sequenced data, done, report.
@@ -436,8 +436,8 @@ impl Session<'_> {
             log.rate_mb_s = rate_mb_s(state.bytes, elapsed);
         }
         let complete = result.is_ok() && sha_match;
-        let path = part.finish(complete)?;
-        log.output = Some(path.display().to_string());
+        let path = part.finish_or_discard(complete, state.received > 0 || total == 0)?;
+        log.output = path.as_ref().map(|p| p.display().to_string());
         result?;
         let report = Message::Report(v1::Report {
             datagrams_received: state.received,
@@ -457,7 +457,7 @@ impl Session<'_> {
         if !complete {
             log.error = Some(format!("{} of {total} datagrams missing", missing.len()));
         }
-        Ok((Some(path), complete))
+        Ok((path, complete))
     }
 
     fn v1_loop(
@@ -712,6 +712,18 @@ impl PartFile {
     /// The open file (once).
     fn file(&mut self) -> anyhow::Result<File> {
         self.file.take().context("output file already taken")
+    }
+
+    /// [`PartFile::finish`] if anything arrived (`keep`); otherwise remove
+    /// the temporary file, as there is nothing worth keeping.
+    fn finish_or_discard(&mut self, complete: bool, keep: bool) -> anyhow::Result<Option<PathBuf>> {
+        if keep {
+            return self.finish(complete).map(Some);
+        }
+        self.file = None;
+        fs::remove_file(&self.temp).with_context(|| format!("removing {}", self.temp.display()))?;
+        self.finished = true;
+        Ok(None)
     }
 
     /// Give the file its final name without overwriting anything:

@@ -1,0 +1,121 @@
+//! Shared pieces of the end-to-end tests: files of known bytes, a server on
+//! an ephemeral control port whose data ports are free, client settings.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use udplab::shutdown::Shutdown;
+use udplab::{client, server};
+
+/// Deterministic pseudo-random bytes (xorshift64*), so a failure repeats.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write_file(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let data = bytes(len, seed);
+    let path = dir.join(name);
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+/// A control listener on 127.0.0.1 whose next `data_ports` ports are free
+/// for UDP right now (the server binds control port + k for client k).
+pub fn listener_with_free_data_ports(data_ports: u16) -> TcpListener {
+    for _ in 0..200 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let free = (1..=data_ports).all(|k| {
+            port.checked_add(k)
+                .is_some_and(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        });
+        if free {
+            return listener;
+        }
+    }
+    panic!("no control port with free data ports");
+}
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    pub handle: JoinHandle<anyhow::Result<server::Summary>>,
+}
+
+impl RunningServer {
+    pub fn join(self) -> anyhow::Result<server::Summary> {
+        self.handle.join().expect("server thread panicked")
+    }
+}
+
+/// Start a server for `file` with `clients` per round; `tune` adjusts the
+/// configuration (rounds default to 1).
+pub fn start_server(
+    file: &Path,
+    clients: u16,
+    log_dir: &Path,
+    tune: impl FnOnce(&mut server::Config),
+) -> RunningServer {
+    let listener = listener_with_free_data_ports(clients + 2);
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = server::Config::new(file.to_path_buf(), clients);
+    cfg.bind_ip = "127.0.0.1".parse().unwrap();
+    cfg.log_dir = log_dir.to_path_buf();
+    cfg.rounds = Some(1);
+    cfg.progress = false;
+    cfg.register_timeout = Duration::from_secs(5);
+    cfg.report_timeout = Duration::from_secs(10);
+    tune(&mut cfg);
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let handle = thread::spawn(move || server::run(listener, cfg, stop));
+    RunningServer {
+        addr,
+        shutdown,
+        handle,
+    }
+}
+
+/// Client settings for tests: a receive buffer big enough that loopback
+/// loses nothing, short timeouts, no progress bars.
+pub fn client_config(server: SocketAddr, out: &Path, logs: &Path) -> client::Config {
+    let mut cfg = client::Config::new(server.to_string());
+    cfg.out_dir = out.to_path_buf();
+    cfg.log_dir = logs.to_path_buf();
+    cfg.recv_buffer = Some(64 << 20);
+    cfg.idle_timeout = Duration::from_millis(500);
+    cfg.start_timeout = Duration::from_secs(20);
+    cfg.stall_timeout = Duration::from_secs(10);
+    cfg.progress = false;
+    cfg
+}
+
+/// Files in `dir` whose names start with `prefix`, sorted.
+pub fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
