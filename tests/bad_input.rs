@@ -1,0 +1,488 @@
+//! Bad input on every side: a missing file, a port in use, no server, a
+//! silent or garbage-speaking client, short reads, oversized values, more
+//! clients than a round holds, a server or client that dies mid-transfer,
+//! a barrier that never fills. Each gets a clear error or a logged warning,
+//! the server keeps serving the others, and no partial file looks complete.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use udplab::client;
+use udplab::protocol::v1::{self, Message};
+use udplab::shutdown::Shutdown;
+use udplab::transfer_log;
+
+const BIN: &str = env!("CARGO_BIN_EXE_udplab");
+
+#[test]
+fn missing_file_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "-q",
+            "server",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--file",
+        ])
+        .arg(dir.path().join("nope.bin"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("nope.bin") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_in_use_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "f.bin", 10, 1);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "-q",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("binding the control port 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+}
+
+#[test]
+fn unreachable_server_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(BIN)
+        .args([
+            "-q",
+            "client",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("server not reachable") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    for args in [
+        &["server", "--file", "x", "--clients", "0"][..],
+        &["client", "--server", "127.0.0.1:99999"],
+        &["client", "--server", "127.0.0.1", "--recv-buffer", "lots"],
+        &["server", "--file", "x", "--barrier-timeout", "soon"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "{args:?} accepted");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+/// Registration steps a hostile or broken client might take, each followed
+/// by a real client that must still be served.
+#[test]
+fn hostile_registrations_do_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "h.bin", 100_000, 3);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |cfg| {
+        cfg.register_timeout = Duration::from_millis(300);
+    });
+    let addr = server.addr;
+    let mut ids = Vec::new();
+    let mut read_id = |s: &mut TcpStream| {
+        let mut id = [0u8; 2];
+        s.read_exact(&mut id).unwrap();
+        ids.push(u16::from_le_bytes(id));
+    };
+
+    // Says nothing at all.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    read_id(&mut silent);
+    // A short read: one byte of three, then gone.
+    let mut short = TcpStream::connect(addr).unwrap();
+    read_id(&mut short);
+    short.write_all(&[0x34]).unwrap();
+    drop(short);
+    // Port 0.
+    let mut zero = TcpStream::connect(addr).unwrap();
+    read_id(&mut zero);
+    zero.write_all(&[0, 0, 0]).unwrap();
+    // An unknown protocol version tag (an "oversized" port value).
+    let mut tag = TcpStream::connect(addr).unwrap();
+    read_id(&mut tag);
+    tag.write_all(&[0x10, 0x27, 0xee]).unwrap();
+    // Plain garbage, more than asked for.
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    read_id(&mut garbage);
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+
+    // The server closes each of them; the silent one after the timeout.
+    for (what, s) in [
+        ("port 0", &mut zero),
+        ("tag", &mut tag),
+        ("silent", &mut silent),
+    ] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{what}: the server should have closed");
+    }
+    // `garbage` sent a valid-looking port message ("GE", 'T' = tag 0x54):
+    // the tag is unknown, so it is dropped too.
+
+    let o = client::run(
+        client_config(addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    assert!(o.complete);
+    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert_eq!(o.log.client_id, Some(6));
+    let summary = server.join().unwrap();
+    assert_eq!(summary.outcomes.len(), 1);
+}
+
+#[test]
+fn more_clients_than_the_rounds_hold_are_told_and_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "m.bin", 200_000, 4);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |_| {});
+    let addr = server.addr;
+    // The extra client registers while the only round is being formed.
+    let first = client::run(
+        client_config(addr, &dir.path().join("out1"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    assert!(first.complete);
+    assert_eq!(std::fs::read(first.output.unwrap()).unwrap(), data);
+    server.join().unwrap();
+    // After the last round the control port is closed.
+    let late = client::run(
+        client_config(addr, &dir.path().join("out2"), &logs),
+        Shutdown::new(),
+    );
+    let err = format!("{:#}", late.unwrap_err());
+    assert!(err.contains("server not reachable"), "{err}");
+}
+
+#[test]
+fn extra_client_in_a_full_round_is_aborted_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "x.bin", 2_000_000, 4);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 2, &logs, |_| {});
+    let addr = server.addr;
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let out = dir.path().join(format!("out{i}"));
+            let logs = logs.clone();
+            thread::spawn(move || client::run(client_config(addr, &out, &logs), Shutdown::new()))
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    server.join().unwrap();
+    let complete = outcomes
+        .iter()
+        .filter(|o| o.as_ref().is_ok_and(|o| o.complete))
+        .count();
+    assert_eq!(complete, 2);
+    let refused: Vec<(usize, &client::Outcome)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.as_ref().ok().filter(|o| !o.complete).map(|o| (i, o)))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    let (i, refused) = refused[0];
+    let error = refused.log.error.as_deref().unwrap();
+    assert!(error.contains("not forming more rounds"), "{error}");
+    // Nothing arrived, so no file at all (not even a partial one), and the
+    // log says why.
+    assert!(refused.output.is_none());
+    assert!(files_with_prefix(&dir.path().join(format!("out{i}")), "").is_empty());
+    let log = transfer_log::read_log(refused.log_path.as_ref().unwrap()).unwrap();
+    assert_eq!(log.success, Some(false));
+}
+
+#[test]
+fn barrier_timeout_ends_the_wait_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "b.bin", 1000, 4);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 3, &logs, |cfg| {
+        cfg.barrier_timeout = Some(Duration::from_millis(600));
+    });
+    let addr = server.addr;
+    let started = Instant::now();
+    let o = client::run(
+        client_config(addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    let err = format!("{:#}", server.join().unwrap_err());
+    assert!(err.contains("barrier timeout: 1 of 3"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!o.complete);
+    assert!(o.log.error.as_deref().unwrap().contains("barrier timeout"));
+    assert!(o.output.is_none());
+    assert!(files_with_prefix(&dir.path().join("out"), "").is_empty());
+}
+
+/// A v1 server that sends half the file, then drops everything.
+#[test]
+fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(100 * 1008, 21);
+    let listener = listener_with_free_data_ports(1);
+    let addr = listener.local_addr().unwrap();
+    let payload = data.clone();
+    let fake = thread::spawn(move || {
+        let (mut tcp, peer) = listener.accept().unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let mut port = [0u8; 3];
+        tcp.read_exact(&mut port).unwrap();
+        assert_eq!(port[2], v1::VERSION);
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let announce = v1::Announce {
+            file_name: "../dying.bin".into(),
+            file_size: payload.len() as u64,
+            datagrams: 100,
+            datagram_size: 1024,
+            data_port: addr.port() + 1,
+            mode: v1::Mode::Blast,
+            sha256: [0; 32],
+        };
+        tcp.write_all(&Message::Announce(announce).encode())
+            .unwrap();
+        tcp.write_all(&Message::Start { time_us: 0 }.encode())
+            .unwrap();
+        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
+        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
+            let mut d = v1::DataHeader {
+                flags: 0,
+                seq: seq as u32,
+                send_time_us: 0,
+            }
+            .emit()
+            .to_vec();
+            d.extend_from_slice(chunk);
+            udp.send_to(&d, to).unwrap();
+        }
+        thread::sleep(Duration::from_millis(200));
+        // The server dies: its control connection closes.
+    });
+    let out = dir.path().join("out");
+    let o = client::run(
+        client_config(addr, &out, &dir.path().join("logs")),
+        Shutdown::new(),
+    )
+    .unwrap();
+    fake.join().unwrap();
+    assert!(!o.complete);
+    let error = o.log.error.as_deref().unwrap();
+    assert!(error.contains("closed the control connection"), "{error}");
+    let path = o.output.unwrap();
+    assert_eq!(path, out.join("dying.bin.incomplete"));
+    assert!(!out.join("dying.bin").exists());
+    assert_eq!(o.log.datagrams_received, Some(50));
+    assert_eq!(o.log.missing_ranges.as_deref(), Some("50-99"));
+    let log = transfer_log::read_log(o.log_path.as_ref().unwrap()).unwrap();
+    assert_eq!(log.success, Some(false));
+    assert_eq!(log.bytes_received, Some(50 * 1008));
+}
+
+#[test]
+fn lab_server_stopping_early_leaves_a_file_marked_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(100 * 1024, 22);
+    let listener = listener_with_free_data_ports(1);
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let payload = data.clone();
+    let fake = thread::spawn(move || {
+        let (mut tcp, peer) = listener.accept().unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let mut port = [0u8; 3];
+        tcp.read_exact(&mut port).unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
+        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        udp.send_to(b"lab.bin", to).unwrap();
+        udp.send_to(&(payload.len() as u64).to_le_bytes(), to)
+            .unwrap();
+        for chunk in payload.chunks(1024).take(40) {
+            udp.send_to(chunk, to).unwrap();
+        }
+        let _ = rx.recv();
+    });
+    let out = dir.path().join("out");
+    let mut cfg = client_config(addr, &out, &dir.path().join("logs"));
+    cfg.legacy = true;
+    cfg.idle_timeout = Duration::from_millis(300);
+    let o = client::run(cfg, Shutdown::new()).unwrap();
+    tx.send(()).unwrap();
+    fake.join().unwrap();
+    assert!(!o.complete);
+    assert_eq!(
+        o.output.as_deref(),
+        Some(out.join("lab.bin.incomplete").as_path())
+    );
+    assert_eq!(
+        std::fs::read(out.join("lab.bin.incomplete")).unwrap(),
+        data[..40 * 1024]
+    );
+    assert_eq!(o.log.bytes_received, Some(40 * 1024));
+    assert!(o.log.error.as_deref().unwrap().contains("40960 of 102400"));
+}
+
+#[test]
+fn hostile_server_with_an_oversized_message_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let mut port = [0u8; 3];
+        tcp.read_exact(&mut port).unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        tcp.write_all(&[0x01, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        thread::sleep(Duration::from_millis(300));
+    });
+    let r = client::run(
+        client_config(addr, &dir.path().join("out"), &dir.path().join("logs")),
+        Shutdown::new(),
+    );
+    fake.join().unwrap();
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(err.contains("oversized control message"), "{err}");
+    assert!(
+        !dir.path().join("out").exists()
+            || files_with_prefix(&dir.path().join("out"), "").is_empty()
+    );
+}
+
+#[test]
+fn hostile_server_name_cannot_escape_the_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(3000, 23);
+    let listener = listener_with_free_data_ports(1);
+    let addr = listener.local_addr().unwrap();
+    let payload = data.clone();
+    let fake = thread::spawn(move || {
+        let (mut tcp, peer) = listener.accept().unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let mut port = [0u8; 3];
+        tcp.read_exact(&mut port).unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        drop(tcp);
+        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
+        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        udp.send_to(b"../../escaped.bin", to).unwrap();
+        udp.send_to(&(payload.len() as u64).to_le_bytes(), to)
+            .unwrap();
+        for chunk in payload.chunks(1024) {
+            udp.send_to(chunk, to).unwrap();
+        }
+    });
+    let out = dir.path().join("a").join("out");
+    let mut cfg = client_config(addr, &out, &dir.path().join("logs"));
+    cfg.legacy = true;
+    let o = client::run(cfg, Shutdown::new()).unwrap();
+    fake.join().unwrap();
+    assert!(o.complete);
+    assert_eq!(o.output.as_deref(), Some(out.join("escaped.bin").as_path()));
+    assert!(!dir.path().join("escaped.bin").exists());
+}
+
+/// A v1 client that registers, then vanishes as soon as data starts: the
+/// server logs the failure for it and still serves the other client.
+#[test]
+fn client_dying_mid_transfer_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "d.bin", 8 << 20, 24);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 2, &logs, |_| {});
+    let addr = server.addr;
+    let dying = thread::spawn(move || {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let mut id = [0u8; 2];
+        tcp.read_exact(&mut id).unwrap();
+        let [lo, hi] = port.to_le_bytes();
+        tcp.write_all(&[lo, hi, v1::VERSION]).unwrap();
+        let mut n = [0u8; 2];
+        tcp.read_exact(&mut n).unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 2048];
+        udp.recv(&mut buf).unwrap();
+        // Gone: both sockets close with nothing reported.
+        u16::from_le_bytes(id)
+    });
+    let o = client::run(
+        client_config(addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    let dead_id = dying.join().unwrap();
+    let summary = server.join().unwrap();
+    assert!(o.complete, "{:?}", o.log.error);
+    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    let dead = summary
+        .outcomes
+        .iter()
+        .find(|x| x.client_id == dead_id)
+        .unwrap();
+    assert_eq!(dead.log.success, Some(false));
+    let error = dead.log.error.as_deref().unwrap();
+    assert!(
+        error.contains("unreachable") || error.contains("closed") || error.contains("report"),
+        "{error}"
+    );
+    // Its log is written all the same.
+    assert!(dead.log_path.as_ref().unwrap().exists());
+}
