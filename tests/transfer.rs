@@ -309,3 +309,32 @@ fn empty_file_is_a_complete_transfer() {
     assert!(o.complete, "{:?}", o.log.error);
     assert_eq!(std::fs::read(o.output.unwrap()).unwrap().len(), 0);
 }
+
+#[test]
+fn v1_over_ipv6_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "six.bin", 300_000, 17);
+    let logs = dir.path().join("logs");
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: IPv6 transfer NOT tested");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = udplab::server::Config::new(file, 1);
+    cfg.bind_ip = "::1".parse().unwrap();
+    cfg.log_dir = logs.clone();
+    cfg.rounds = Some(1);
+    cfg.progress = false;
+    let server = thread::spawn(move || udplab::server::run(listener, cfg, Shutdown::new()));
+    let o = client::run(
+        client_config(addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    server.join().unwrap().unwrap();
+    assert!(o.complete, "{:?}", o.log.error);
+    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_eq!(o.log.client_ip, Some("::1".parse().unwrap()));
+    // The drop count comes from /proc/net/udp6 for an IPv6 socket.
+    assert_eq!(o.log.kernel_drops, Some(0));
+}
