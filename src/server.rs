@@ -495,7 +495,13 @@ fn send_to_client(
     let _ = net::set_send_buffer(&sock, 4 << 20);
     sock.connect((reg.peer.ip(), reg.udp_port))
         .with_context(|| format!("addressing {}:{}", reg.peer.ip(), reg.udp_port))?;
-    log.server_ip = sock.local_addr().ok().map(|a| a.ip());
+    // Bound to the wildcard, the socket's own address says nothing; the
+    // control connection's local address is the one the client sees.
+    log.server_ip = if cfg.bind_ip.is_unspecified() {
+        reg.stream.local_addr().ok().map(|a| a.ip())
+    } else {
+        Some(cfg.bind_ip)
+    };
     reg.stream.set_nonblocking(false)?;
 
     let started = Instant::now();
