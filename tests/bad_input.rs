@@ -20,6 +20,14 @@ use udplab::transfer_log;
 
 const BIN: &str = env!("CARGO_BIN_EXE_udplab");
 
+/// The binary failed with exit status 1 and said why on one line.
+fn one_line_error(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
 #[test]
 fn missing_file_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,9 +44,7 @@ fn missing_file_is_a_one_line_error() {
         .arg(dir.path().join("nope.bin"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains("nope.bin") && err.contains("No such file"),
         "{err}"
@@ -64,9 +70,7 @@ fn port_in_use_is_a_one_line_error() {
         .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains(&format!("binding the control port 127.0.0.1:{port}")),
         "{err}"
@@ -94,9 +98,7 @@ fn unreachable_server_is_a_one_line_error() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains("server not reachable") && err.contains("refused"),
         "{err}"
@@ -279,12 +281,12 @@ fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
     let addr = listener.local_addr().unwrap();
     let payload = data.clone();
     let fake = thread::spawn(move || {
-        let (mut tcp, peer) = listener.accept().unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let mut port = [0u8; 3];
-        tcp.read_exact(&mut port).unwrap();
-        assert_eq!(port[2], v1::VERSION);
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let RawClient {
+            mut tcp,
+            udp_to: to,
+            tag,
+        } = accept_raw(&listener);
+        assert_eq!(tag, v1::VERSION);
         let announce = v1::Announce {
             file_name: "../dying.bin".into(),
             file_size: payload.len() as u64,
@@ -298,8 +300,7 @@ fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
             .unwrap();
         tcp.write_all(&Message::Start { time_us: 0 }.encode())
             .unwrap();
-        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
-        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        let udp = data_socket(&listener);
         for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
             let mut d = v1::DataHeader {
                 flags: 0,
@@ -343,13 +344,9 @@ fn lab_server_stopping_early_leaves_a_file_marked_incomplete() {
     let (tx, rx) = std::sync::mpsc::channel();
     let payload = data.clone();
     let fake = thread::spawn(move || {
-        let (mut tcp, peer) = listener.accept().unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let mut port = [0u8; 3];
-        tcp.read_exact(&mut port).unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
-        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        let client = accept_raw(&listener);
+        let udp = data_socket(&listener);
+        let to = client.udp_to;
         udp.send_to(b"lab.bin", to).unwrap();
         udp.send_to(&(payload.len() as u64).to_le_bytes(), to)
             .unwrap();
@@ -384,12 +381,11 @@ fn hostile_server_with_an_oversized_message_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let fake = thread::spawn(move || {
-        let (mut tcp, _) = listener.accept().unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let mut port = [0u8; 3];
-        tcp.read_exact(&mut port).unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        tcp.write_all(&[0x01, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        let mut client = accept_raw(&listener);
+        client
+            .tcp
+            .write_all(&[0x01, 0xff, 0xff, 0xff, 0xff])
+            .unwrap();
         thread::sleep(Duration::from_millis(300));
     });
     let r = client::run(
@@ -413,14 +409,8 @@ fn hostile_server_name_cannot_escape_the_output_directory() {
     let addr = listener.local_addr().unwrap();
     let payload = data.clone();
     let fake = thread::spawn(move || {
-        let (mut tcp, peer) = listener.accept().unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let mut port = [0u8; 3];
-        tcp.read_exact(&mut port).unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        drop(tcp);
-        let udp = UdpSocket::bind(("127.0.0.1", addr.port() + 1)).unwrap();
-        let to = (peer.ip(), u16::from_le_bytes([port[0], port[1]]));
+        let to = accept_raw(&listener).udp_to;
+        let udp = data_socket(&listener);
         udp.send_to(b"../../escaped.bin", to).unwrap();
         udp.send_to(&(payload.len() as u64).to_le_bytes(), to)
             .unwrap();

@@ -192,24 +192,22 @@ fn raw_lab_server(
     send_fraction: f64,
 ) -> thread::JoinHandle<u16> {
     thread::spawn(move || {
-        let control = listener.local_addr().unwrap().port();
-        let (mut tcp, peer) = listener.accept().unwrap();
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        let mut port = [0u8; 3];
-        tcp.read_exact(&mut port).unwrap();
-        assert_eq!(port[2], 0, "a legacy client must send a lab port message");
-        let port = u16::from_le_bytes([port[0], port[1]]);
-        tcp.write_all(&1u16.to_le_bytes()).unwrap();
-        drop(tcp);
-        let udp = UdpSocket::bind(("127.0.0.1", control + 1)).unwrap();
-        let to = (peer.ip(), port);
+        let client = accept_raw(&listener);
+        assert_eq!(
+            client.tag, 0,
+            "a legacy client must send a lab port message"
+        );
+        // As the lab's server does: the control connection ends at the barrier.
+        drop(client.tcp);
+        let udp = data_socket(&listener);
+        let to = client.udp_to;
         udp.send_to(name.as_bytes(), to).unwrap();
         udp.send_to(&(data.len() as u64).to_le_bytes(), to).unwrap();
         let upto = (data.len() as f64 * send_fraction) as usize;
         for chunk in data[..upto].chunks(1024) {
             udp.send_to(chunk, to).unwrap();
         }
-        port
+        to.port()
     })
 }
 

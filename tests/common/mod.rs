@@ -119,3 +119,34 @@ pub fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// What a raw test server learned from a client's registration.
+pub struct RawClient {
+    pub tcp: std::net::TcpStream,
+    /// Where the client receives: its TCP peer address and registered port.
+    pub udp_to: SocketAddr,
+    /// Third byte of the port message: 0 lab, 1 v1.
+    pub tag: u8,
+}
+
+/// The server's side of the lab's registration, byte for byte, as client 1
+/// of a round of 1.
+pub fn accept_raw(listener: &TcpListener) -> RawClient {
+    use std::io::{Read, Write};
+    let (mut tcp, peer) = listener.accept().unwrap();
+    tcp.write_all(&1u16.to_le_bytes()).unwrap();
+    let mut port = [0u8; 3];
+    tcp.read_exact(&mut port).unwrap();
+    tcp.write_all(&1u16.to_le_bytes()).unwrap();
+    RawClient {
+        tcp,
+        udp_to: SocketAddr::new(peer.ip(), u16::from_le_bytes([port[0], port[1]])),
+        tag: port[2],
+    }
+}
+
+/// A UDP socket on the data port of client 1 (control port + 1).
+pub fn data_socket(listener: &TcpListener) -> UdpSocket {
+    let control = listener.local_addr().unwrap().port();
+    UdpSocket::bind(("127.0.0.1", control + 1)).unwrap()
+}
