@@ -15,6 +15,8 @@ use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -128,6 +130,10 @@ struct Registration {
     protocol: Protocol,
 }
 
+/// Most connections registering at once; more are refused, so a flood of
+/// silent connections cannot exhaust threads while others wait to be served.
+pub const MAX_REGISTERING: usize = 256;
+
 /// What became of one client's transfer.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -163,6 +169,7 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
 
     let (reg_tx, reg_rx) = mpsc::channel::<Result<Registration, (u16, String)>>();
     let mut next_id: u32 = 1;
+    let registering = Arc::new(AtomicUsize::new(0));
     let mut pending: Vec<Registration> = Vec::new();
     let mut first_waiting: Option<Instant> = None;
     let mut last_notice = Instant::now();
@@ -177,6 +184,12 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    if registering.load(Ordering::SeqCst) >= MAX_REGISTERING {
+                        warn!(
+                            "refusing {peer}: {MAX_REGISTERING} connections are registering already"
+                        );
+                        continue;
+                    }
                     let Ok(id) = u16::try_from(next_id) else {
                         warn!("refusing {peer}: client numbers are exhausted (65535)");
                         continue;
@@ -191,8 +204,12 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
                         announce: announce_for(&offer, &cfg, control_port, id),
                     };
                     let tx = reg_tx.clone();
+                    let count = Arc::clone(&registering);
+                    count.fetch_add(1, Ordering::SeqCst);
                     thread::spawn(move || {
-                        let _ = tx.send(register(stream, ctx).map_err(|e| (id, format!("{e:#}"))));
+                        let result = register(stream, ctx).map_err(|e| (id, format!("{e:#}")));
+                        count.fetch_sub(1, Ordering::SeqCst);
+                        let _ = tx.send(result);
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -445,10 +462,22 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
-    let result = send_to_client(reg, ctx, chunk, &mut log, &bar);
+    let mut reg = reg;
+    let result = send_to_client(&mut reg, ctx, chunk, &mut log, &bar);
     if let Err(e) = &result {
-        warn!("client {}: {e:#}", log.client_id.unwrap_or(0));
+        warn!("client {}: {e:#}", reg.id);
         log.error = Some(format!("{e:#}"));
+        if reg.protocol == Protocol::V1 {
+            // Best effort: the client may be gone already.
+            let _ = reg.stream.set_nonblocking(false);
+            let _ = control::send(
+                &mut reg.stream,
+                &Message::Abort {
+                    reason: format!("{e:#}"),
+                },
+                Duration::from_secs(1),
+            );
+        }
     }
     bar.finish();
     log.success = Some(result.unwrap_or(false));
@@ -477,7 +506,7 @@ fn serve_client(
 /// has everything (lab: everything was sent; v1: the client confirmed a
 /// byte-identical file).
 fn send_to_client(
-    mut reg: Registration,
+    reg: &mut Registration,
     ctx: &RoundCtx,
     chunk: usize,
     log: &mut TransferLog,
@@ -603,15 +632,6 @@ fn send_to_client(
     log.duration_s = Some(elapsed.as_secs_f64());
     log.rate_mb_s = rate_mb_s(bytes, elapsed);
     if let Some(e) = stopped {
-        if reg.protocol == Protocol::V1 {
-            let _ = control::send(
-                &mut reg.stream,
-                &Message::Abort {
-                    reason: format!("{e:#}"),
-                },
-                io_timeout,
-            );
-        }
         return Err(e);
     }
     match reg.protocol {

@@ -476,3 +476,41 @@ fn client_dying_mid_transfer_does_not_stop_the_others() {
     // Its log is written all the same.
     assert!(dead.log_path.as_ref().unwrap().exists());
 }
+
+#[test]
+fn a_flood_of_silent_connections_is_capped_and_the_server_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "flood.bin", 50_000, 5);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |cfg| {
+        // Long enough that every flood connection arrives while the first
+        // ones still hold their places.
+        cfg.register_timeout = Duration::from_secs(30);
+    });
+    let addr = server.addr;
+    let flood: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let (mut numbered, mut refused) = (0, 0);
+    for mut s in flood.iter() {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut id = [0u8; 2];
+        match s.read(&mut id) {
+            Ok(0) => refused += 1,
+            Ok(_) => numbered += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(numbered, udplab::server::MAX_REGISTERING);
+    assert_eq!(refused, 300 - udplab::server::MAX_REGISTERING);
+    // Once the silent ones go, a real client is served.
+    drop(flood);
+    let o = client::run(
+        client_config(addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    assert!(o.complete);
+    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    server.join().unwrap();
+}
