@@ -495,7 +495,12 @@ impl Session<'_> {
                         break;
                     }
                 }
-                state.ovfl = batch.ovfl;
+                if batch.ovfl != state.ovfl {
+                    // The running count: it lags, the final one comes from /proc.
+                    state.ovfl = batch.ovfl;
+                    self.bar
+                        .set_message(format!("kernel drops {}", state.ovfl.unwrap_or(0)));
+                }
                 self.bar.set_position(state.bytes);
             }
             if ready[1] {

@@ -167,9 +167,7 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         offer.name, offer.size, cfg.clients
     );
 
-    let (reg_tx, reg_rx) = mpsc::channel::<Result<Registration, (u16, String)>>();
-    let mut next_id: u32 = 1;
-    let registering = Arc::new(AtomicUsize::new(0));
+    let mut registrar = Registrar::new(&offer, &cfg, control_port);
     let mut pending: Vec<Registration> = Vec::new();
     let mut first_waiting: Option<Instant> = None;
     let mut last_notice = Instant::now();
@@ -181,56 +179,10 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         if let Err(e) = net::poll_readable([listener.as_raw_fd()], POLL_INTERVAL) {
             warn!("polling the control port: {e}");
         }
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if registering.load(Ordering::SeqCst) >= MAX_REGISTERING {
-                        warn!(
-                            "refusing {peer}: {MAX_REGISTERING} connections are registering already"
-                        );
-                        continue;
-                    }
-                    let Ok(id) = u16::try_from(next_id) else {
-                        warn!("refusing {peer}: client numbers are exhausted (65535)");
-                        continue;
-                    };
-                    next_id += 1;
-                    let ctx = RegisterCtx {
-                        id,
-                        peer,
-                        control_port,
-                        clients: cfg.clients,
-                        timeout: cfg.register_timeout,
-                        announce: announce_for(&offer, &cfg, control_port, id),
-                    };
-                    let tx = reg_tx.clone();
-                    let count = Arc::clone(&registering);
-                    count.fetch_add(1, Ordering::SeqCst);
-                    thread::spawn(move || {
-                        let result = register(stream, ctx).map_err(|e| (id, format!("{e:#}")));
-                        count.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send(result);
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    warn!("accepting a connection: {e}");
-                    break;
-                }
-            }
-        }
-        while let Ok(reg) = reg_rx.try_recv() {
-            match reg {
-                Ok(reg) => {
-                    info!(
-                        "client {} registered from {} (UDP port {}, {})",
-                        reg.id, reg.peer, reg.udp_port, reg.protocol
-                    );
-                    first_waiting.get_or_insert_with(Instant::now);
-                    pending.push(reg);
-                }
-                Err((id, why)) => warn!("client {id} failed to register: {why}"),
-            }
+        registrar.accept_all(&listener);
+        for reg in registrar.take_registered() {
+            first_waiting.get_or_insert_with(Instant::now);
+            pending.push(reg);
         }
         pending.retain(|reg| match control::peek_state(&reg.stream) {
             PeerState::Quiet => true,
@@ -290,17 +242,19 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
             }
         }
     }
+    // Whoever connected before the server stopped forming rounds is told
+    // so: finish their registration, then say why they will not be served.
+    registrar.accept_all(&listener);
     drop(listener);
-
-    // Whoever is still waiting will not be served.
+    registrar.wait_idle(if shutdown.is_triggered() {
+        Duration::from_secs(1)
+    } else {
+        cfg.register_timeout + Duration::from_secs(1)
+    });
+    pending.extend(registrar.take_registered());
     let reason = failure
         .clone()
         .unwrap_or_else(|| "the server is not forming more rounds".into());
-    while let Ok(reg) = reg_rx.try_recv() {
-        if let Ok(reg) = reg {
-            pending.push(reg);
-        }
-    }
     for mut reg in pending.drain(..) {
         warn!("client {}: not served: {reason}", reg.id);
         if reg.protocol == Protocol::V1 {
@@ -327,6 +281,102 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
     match failure {
         Some(why) => bail!(why),
         None => Ok(summary),
+    }
+}
+
+/// Accepts connections and registers each on a thread of its own, so a slow
+/// or silent client never holds up the others.
+struct Registrar {
+    offer: Offer,
+    cfg: Config,
+    control_port: u16,
+    next_id: u32,
+    /// Connections whose registration is under way.
+    registering: Arc<AtomicUsize>,
+    tx: mpsc::Sender<Result<Registration, (u16, String)>>,
+    rx: mpsc::Receiver<Result<Registration, (u16, String)>>,
+}
+
+impl Registrar {
+    fn new(offer: &Offer, cfg: &Config, control_port: u16) -> Registrar {
+        let (tx, rx) = mpsc::channel();
+        Registrar {
+            offer: offer.clone(),
+            cfg: cfg.clone(),
+            control_port,
+            next_id: 1,
+            registering: Arc::new(AtomicUsize::new(0)),
+            tx,
+            rx,
+        }
+    }
+
+    /// Accept every connection waiting on the (non-blocking) listener.
+    fn accept_all(&mut self, listener: &TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept() {
+                Ok(conn) => conn,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!("accepting a connection: {e}");
+                    return;
+                }
+            };
+            if self.registering.load(Ordering::SeqCst) >= MAX_REGISTERING {
+                warn!("refusing {peer}: {MAX_REGISTERING} connections are registering already");
+                continue;
+            }
+            let Ok(id) = u16::try_from(self.next_id) else {
+                warn!("refusing {peer}: client numbers are exhausted (65535)");
+                continue;
+            };
+            self.next_id += 1;
+            let ctx = RegisterCtx {
+                id,
+                peer,
+                control_port: self.control_port,
+                clients: self.cfg.clients,
+                timeout: self.cfg.register_timeout,
+                announce: announce_for(&self.offer, &self.cfg, self.control_port, id),
+            };
+            let tx = self.tx.clone();
+            let count = Arc::clone(&self.registering);
+            count.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                let result = register(stream, ctx).map_err(|e| (id, format!("{e:#}")));
+                // Sent before the count drops, so a count of 0 means every
+                // result is in the channel.
+                let _ = tx.send(result);
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
+    /// The clients that finished registering since the last call; failures
+    /// are logged.
+    fn take_registered(&mut self) -> Vec<Registration> {
+        let mut out = Vec::new();
+        while let Ok(result) = self.rx.try_recv() {
+            match result {
+                Ok(reg) => {
+                    info!(
+                        "client {} registered from {} (UDP port {}, {})",
+                        reg.id, reg.peer, reg.udp_port, reg.protocol
+                    );
+                    out.push(reg);
+                }
+                Err((id, why)) => warn!("client {id} failed to register: {why}"),
+            }
+        }
+        out
+    }
+
+    /// Wait (at most `limit`) until no registration is under way.
+    fn wait_idle(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.registering.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

@@ -514,3 +514,46 @@ fn a_flood_of_silent_connections_is_capped_and_the_server_recovers() {
     assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
     server.join().unwrap();
 }
+
+/// The server stopped (Ctrl-C) mid-transfer tells its v1 clients why.
+#[test]
+fn server_shutdown_mid_transfer_aborts_v1_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sparse.bin");
+    // 64 MiB of zeros without writing them: a sparse file.
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |_| {});
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let [lo, hi] = udp.local_addr().unwrap().port().to_le_bytes();
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut id = [0u8; 2];
+    tcp.read_exact(&mut id).unwrap();
+    tcp.write_all(&[lo, hi, v1::VERSION]).unwrap();
+    let mut n = [0u8; 2];
+    tcp.read_exact(&mut n).unwrap();
+    let mut reader = udplab::control::Reader::new();
+    let timeout = Duration::from_secs(10);
+    assert!(matches!(
+        reader.read(&mut tcp, "announce", timeout).unwrap(),
+        Message::Announce(_)
+    ));
+    assert!(matches!(
+        reader.read(&mut tcp, "start", timeout).unwrap(),
+        Message::Start { .. }
+    ));
+    server.shutdown.trigger();
+    match reader.read(&mut tcp, "abort", timeout).unwrap() {
+        Message::Abort { reason } => assert!(reason.contains("shutdown"), "{reason}"),
+        other => panic!("expected an abort, got {other:?}"),
+    }
+    let summary = server.join().unwrap();
+    let log = &summary.outcomes[0].log;
+    assert_eq!(log.success, Some(false));
+    assert!(log.bytes_sent.unwrap() < 64 << 20);
+    assert!(log.error.as_deref().unwrap().contains("shutdown"));
+}

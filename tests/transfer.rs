@@ -336,3 +336,22 @@ fn v1_over_ipv6_loopback() {
     // The drop count comes from /proc/net/udp6 for an IPv6 socket.
     assert_eq!(o.log.kernel_drops, Some(0));
 }
+
+#[test]
+fn v1_with_a_larger_datagram_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "jumbo.bin", 1_000_000, 19);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |cfg| cfg.datagram_size = 8192);
+    let o = client::run(
+        client_config(server.addr, &dir.path().join("out"), &logs),
+        Shutdown::new(),
+    )
+    .unwrap();
+    server.join().unwrap();
+    assert!(o.complete, "{:?}", o.log.error);
+    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_eq!(o.log.datagram_size, Some(8192));
+    assert_eq!(o.log.chunk_size, Some(8176));
+    assert_eq!(o.log.datagrams_received, Some(1_000_000u64.div_ceil(8176)));
+}
