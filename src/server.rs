@@ -531,6 +531,7 @@ fn serve_client(
     }
     bar.finish();
     log.success = Some(result.unwrap_or(false));
+    info!("client {}: {}", reg.id, transfer_summary(&log));
     let name = transfer_log::log_file_name(
         Role::Server,
         log.client_id.unwrap_or(0),
@@ -723,6 +724,28 @@ fn send_to_client(
             }
         }
     }
+}
+
+/// One line on what a transfer did, for the server's console.
+fn transfer_summary(log: &TransferLog) -> String {
+    let mut line = format!(
+        "sent {} bytes in {} datagrams, {:.3} s, {:.1} MB/s",
+        log.bytes_sent.unwrap_or(0),
+        log.datagrams_sent.unwrap_or(0),
+        log.duration_s.unwrap_or(0.0),
+        log.rate_mb_s.unwrap_or(0.0)
+    );
+    if let Some(got) = log.bytes_received {
+        line += &format!(
+            "; the client kept {got} bytes, kernel drops {}",
+            log.kernel_drops
+                .map_or_else(|| "unknown".to_string(), |d| d.to_string())
+        );
+    }
+    if log.success != Some(true) {
+        line += " (incomplete)";
+    }
+    line
 }
 
 /// Read until `buf` is full or the file ends; returns the bytes read.
