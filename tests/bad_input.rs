@@ -172,13 +172,8 @@ fn hostile_registrations_do_not_stop_the_server() {
     // `garbage` sent a valid-looking port message ("GE", 'T' = tag 0x54):
     // the tag is unknown, so it is dropped too.
 
-    let o = client::run(
-        client_config(addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
-    assert!(o.complete);
-    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    let o = receive(addr, &dir.path().join("out"), &logs).unwrap();
+    assert_received(&o, &data);
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     assert_eq!(o.log.client_id, Some(6));
     let summary = server.join().unwrap();
@@ -193,19 +188,11 @@ fn more_clients_than_the_rounds_hold_are_told_and_leave_no_file() {
     let server = start_server(&file, 1, &logs, |_| {});
     let addr = server.addr;
     // The extra client registers while the only round is being formed.
-    let first = client::run(
-        client_config(addr, &dir.path().join("out1"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
-    assert!(first.complete);
-    assert_eq!(std::fs::read(first.output.unwrap()).unwrap(), data);
+    let first = receive(addr, &dir.path().join("out1"), &logs).unwrap();
+    assert_received(&first, &data);
     server.join().unwrap();
     // After the last round the control port is closed.
-    let late = client::run(
-        client_config(addr, &dir.path().join("out2"), &logs),
-        Shutdown::new(),
-    );
+    let late = receive(addr, &dir.path().join("out2"), &logs);
     let err = format!("{:#}", late.unwrap_err());
     assert!(err.contains("server not reachable"), "{err}");
 }
@@ -221,7 +208,7 @@ fn extra_client_in_a_full_round_is_aborted_cleanly() {
         .map(|i| {
             let out = dir.path().join(format!("out{i}"));
             let logs = logs.clone();
-            thread::spawn(move || client::run(client_config(addr, &out, &logs), Shutdown::new()))
+            thread::spawn(move || receive(addr, &out, &logs))
         })
         .collect();
     let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -258,11 +245,7 @@ fn barrier_timeout_ends_the_wait_cleanly() {
     });
     let addr = server.addr;
     let started = Instant::now();
-    let o = client::run(
-        client_config(addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
+    let o = receive(addr, &dir.path().join("out"), &logs).unwrap();
     let err = format!("{:#}", server.join().unwrap_err());
     assert!(err.contains("barrier timeout: 1 of 3"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -453,15 +436,10 @@ fn client_dying_mid_transfer_does_not_stop_the_others() {
         // Gone: both sockets close with nothing reported.
         u16::from_le_bytes(id)
     });
-    let o = client::run(
-        client_config(addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
+    let o = receive(addr, &dir.path().join("out"), &logs).unwrap();
     let dead_id = dying.join().unwrap();
     let summary = server.join().unwrap();
-    assert!(o.complete, "{:?}", o.log.error);
-    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_received(&o, &data);
     let dead = summary
         .outcomes
         .iter()
@@ -505,13 +483,8 @@ fn a_flood_of_silent_connections_is_capped_and_the_server_recovers() {
     assert_eq!(refused, 300 - udplab::server::MAX_REGISTERING);
     // Once the silent ones go, a real client is served.
     drop(flood);
-    let o = client::run(
-        client_config(addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
-    assert!(o.complete);
-    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    let o = receive(addr, &dir.path().join("out"), &logs).unwrap();
+    assert_received(&o, &data);
     server.join().unwrap();
 }
 

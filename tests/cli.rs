@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,33 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
+/// `udplab server` for 2 clients per round on 127.0.0.1:`port`, with
+/// `extra` arguments, its stderr captured; started and given a moment to
+/// listen.
+fn spawn_server(port: &str, file: &Path, logs: &Path, extra: &[&str]) -> Proc {
+    let server = Command::new(BIN)
+        .args([
+            "server",
+            "--clients",
+            "2",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            port,
+        ])
+        .args(extra)
+        .arg("--file")
+        .arg(file)
+        .arg("--log-dir")
+        .arg(logs)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Proc)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server
+}
+
 /// A port that was free a moment ago, with free data ports after it.
 fn free_port(data_ports: u16) -> u16 {
     listener_with_free_data_ports(data_ports)
@@ -57,25 +85,7 @@ fn server_and_clients_as_processes() {
     let (file, data) = write_file(dir.path(), "proc.bin", 400_000, 31);
     let port = free_port(3).to_string();
     let logs = dir.path().join("logs");
-    let mut server = Command::new(BIN)
-        .args([
-            "server",
-            "--clients",
-            "2",
-            "--rounds",
-            "1",
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args(["--port", &port, "--file"])
-        .arg(&file)
-        .arg("--log-dir")
-        .arg(&logs)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Proc)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut server = spawn_server(&port, &file, &logs, &["--rounds", "1"]);
     let clients: Vec<Child> = ["--legacy", "--idle-timeout=1s"]
         .iter()
         .map(|flag| {
@@ -122,17 +132,12 @@ fn a_round_short_of_clients_says_so_and_the_barrier_timeout_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let (file, _) = write_file(dir.path(), "wait.bin", 1000, 32);
     let port = free_port(3).to_string();
-    let mut server = Command::new(BIN)
-        .args(["server", "--clients", "2", "--bind", "127.0.0.1"])
-        .args(["--barrier-timeout", "6s", "--port", &port, "--file"])
-        .arg(&file)
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Proc)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut server = spawn_server(
+        &port,
+        &file,
+        &dir.path().join("logs"),
+        &["--barrier-timeout", "6s"],
+    );
     let client = Command::new(BIN)
         .args([
             "-q",
@@ -170,17 +175,7 @@ fn ctrl_c_stops_a_waiting_client_and_server_cleanly() {
     let (file, _) = write_file(dir.path(), "sig.bin", 1000, 33);
     let port = free_port(3).to_string();
     let logs = dir.path().join("logs");
-    let mut server = Command::new(BIN)
-        .args(["server", "--clients", "2", "--bind", "127.0.0.1"])
-        .args(["--port", &port, "--file"])
-        .arg(&file)
-        .arg("--log-dir")
-        .arg(&logs)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Proc)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut server = spawn_server(&port, &file, &logs, &[]);
     let mut client = Command::new(BIN)
         .args([
             "-q",

@@ -23,7 +23,7 @@ fn v1_one_client_gets_an_identical_file_and_both_logs_tell_it() {
     let server = start_server(&file, 1, &logs, |_| {});
     let addr = server.addr;
     let out = dir.path().join("out");
-    let outcome = client::run(client_config(addr, &out, &logs), Shutdown::new()).unwrap();
+    let outcome = receive(addr, &out, &logs).unwrap();
     let summary = server.join().unwrap();
 
     assert!(outcome.complete, "{:?}", outcome.log.error);
@@ -97,7 +97,7 @@ fn v1_five_concurrent_clients_each_get_the_file() {
         .map(|i| {
             let out = dir.path().join(format!("out{i}"));
             let logs = logs.clone();
-            thread::spawn(move || client::run(client_config(addr, &out, &logs), Shutdown::new()))
+            thread::spawn(move || receive(addr, &out, &logs))
         })
         .collect();
     let outcomes: Vec<client::Outcome> = clients
@@ -112,12 +112,7 @@ fn v1_five_concurrent_clients_each_get_the_file() {
     ids.sort();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     for o in &outcomes {
-        assert!(
-            o.complete,
-            "client {:?}: {:?}",
-            o.log.client_id, o.log.error
-        );
-        assert_eq!(std::fs::read(o.output.as_ref().unwrap()).unwrap(), data);
+        assert_received(o, &data);
         let id = o.log.client_id.unwrap();
         assert_eq!(o.log.server_port, Some(addr.port() + id));
         assert_eq!(o.log.clients, Some(5));
@@ -223,8 +218,7 @@ fn legacy_client_is_served_by_a_raw_lab_server() {
     let outcome = client::run(cfg, Shutdown::new()).unwrap();
     let port = lab.join().unwrap();
 
-    assert!(outcome.complete, "{:?}", outcome.log.error);
-    assert_eq!(std::fs::read(outcome.output.unwrap()).unwrap(), data);
+    assert_received(&outcome, &data);
     let log = transfer_log::read_log(outcome.log_path.as_ref().unwrap()).unwrap();
     assert_eq!(log.protocol, Some(Protocol::Lab));
     assert_eq!(log.client_port, Some(port));
@@ -257,8 +251,7 @@ fn legacy_client_against_our_server_and_v1_side_by_side() {
         .collect();
     for h in handles {
         let o = h.join().unwrap().unwrap();
-        assert!(o.complete, "{:?}", o.log.error);
-        assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+        assert_received(&o, &data);
     }
     let summary = server.join().unwrap();
     let mut protocols: Vec<_> = summary
@@ -277,11 +270,7 @@ fn rounds_form_one_after_another_with_growing_client_numbers() {
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, |cfg| cfg.rounds = Some(3));
     for expected in 1..=3u16 {
-        let o = client::run(
-            client_config(server.addr, &dir.path().join("out"), &logs),
-            Shutdown::new(),
-        )
-        .unwrap();
+        let o = receive(server.addr, &dir.path().join("out"), &logs).unwrap();
         assert!(o.complete);
         assert_eq!(o.log.client_id, Some(expected));
         assert_eq!(o.log.server_port, Some(server.addr.port() + expected));
@@ -298,11 +287,7 @@ fn empty_file_is_a_complete_transfer() {
     let (file, _) = write_file(dir.path(), "empty.bin", 0, 1);
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, |_| {});
-    let o = client::run(
-        client_config(server.addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
+    let o = receive(server.addr, &dir.path().join("out"), &logs).unwrap();
     server.join().unwrap();
     assert!(o.complete, "{:?}", o.log.error);
     assert_eq!(std::fs::read(o.output.unwrap()).unwrap().len(), 0);
@@ -324,14 +309,9 @@ fn v1_over_ipv6_loopback() {
     cfg.rounds = Some(1);
     cfg.progress = false;
     let server = thread::spawn(move || udplab::server::run(listener, cfg, Shutdown::new()));
-    let o = client::run(
-        client_config(addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
+    let o = receive(addr, &dir.path().join("out"), &logs).unwrap();
     server.join().unwrap().unwrap();
-    assert!(o.complete, "{:?}", o.log.error);
-    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_received(&o, &data);
     assert_eq!(o.log.client_ip, Some("::1".parse().unwrap()));
     // The drop count comes from /proc/net/udp6 for an IPv6 socket.
     assert_eq!(o.log.kernel_drops, Some(0));
@@ -343,14 +323,9 @@ fn v1_with_a_larger_datagram_size() {
     let (file, data) = write_file(dir.path(), "jumbo.bin", 1_000_000, 19);
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, |cfg| cfg.datagram_size = 8192);
-    let o = client::run(
-        client_config(server.addr, &dir.path().join("out"), &logs),
-        Shutdown::new(),
-    )
-    .unwrap();
+    let o = receive(server.addr, &dir.path().join("out"), &logs).unwrap();
     server.join().unwrap();
-    assert!(o.complete, "{:?}", o.log.error);
-    assert_eq!(std::fs::read(o.output.unwrap()).unwrap(), data);
+    assert_received(&o, &data);
     assert_eq!(o.log.datagram_size, Some(8192));
     assert_eq!(o.log.chunk_size, Some(8176));
     assert_eq!(o.log.datagrams_received, Some(1_000_000u64.div_ceil(8176)));

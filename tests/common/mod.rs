@@ -150,3 +150,19 @@ pub fn data_socket(listener: &TcpListener) -> UdpSocket {
     let control = listener.local_addr().unwrap().port();
     UdpSocket::bind(("127.0.0.1", control + 1)).unwrap()
 }
+
+/// Run one test client (see [`client_config`]) to its end.
+pub fn receive(server: SocketAddr, out: &Path, logs: &Path) -> anyhow::Result<client::Outcome> {
+    client::run(client_config(server, out, logs), Shutdown::new())
+}
+
+/// Assert a client got the whole file, byte for byte.
+pub fn assert_received(o: &client::Outcome, data: &[u8]) {
+    assert!(
+        o.complete,
+        "client {:?}: {:?}",
+        o.log.client_id, o.log.error
+    );
+    let path = o.output.as_ref().expect("a complete transfer has a file");
+    assert_eq!(std::fs::read(path).unwrap(), data);
+}
