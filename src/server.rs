@@ -257,16 +257,7 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         .unwrap_or_else(|| "the server is not forming more rounds".into());
     for mut reg in pending.drain(..) {
         warn!("client {}: not served: {reason}", reg.id);
-        if reg.protocol == Protocol::V1 {
-            let _ = reg.stream.set_nonblocking(false);
-            let _ = control::send(
-                &mut reg.stream,
-                &Message::Abort {
-                    reason: reason.clone(),
-                },
-                Duration::from_secs(1),
-            );
-        }
+        abort_v1(&mut reg, &reason);
     }
 
     for handle in rounds {
@@ -380,6 +371,21 @@ impl Registrar {
     }
 }
 
+/// Tell a v1 client why it will not get (the rest of) the file. Best
+/// effort: the client may be gone already. Lab clients have no way to be told.
+fn abort_v1(reg: &mut Registration, reason: &str) {
+    if reg.protocol == Protocol::V1 {
+        let _ = reg.stream.set_nonblocking(false);
+        let _ = control::send(
+            &mut reg.stream,
+            &Message::Abort {
+                reason: reason.to_string(),
+            },
+            Duration::from_secs(1),
+        );
+    }
+}
+
 fn announce_for(offer: &Offer, cfg: &Config, control_port: u16, id: u16) -> v1::Announce {
     v1::Announce {
         file_name: offer.name.clone(),
@@ -480,7 +486,7 @@ fn run_round(members: Vec<Registration>, ctx: RoundCtx) -> Vec<Outcome> {
 
 /// Send the file to one client and write the server's log of it.
 fn serve_client(
-    reg: Registration,
+    mut reg: Registration,
     ctx: &RoundCtx,
     stamp: DateTime<Local>,
     bar: ProgressBar,
@@ -512,22 +518,11 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
-    let mut reg = reg;
     let result = send_to_client(&mut reg, ctx, chunk, &mut log, &bar);
     if let Err(e) = &result {
         warn!("client {}: {e:#}", reg.id);
         log.error = Some(format!("{e:#}"));
-        if reg.protocol == Protocol::V1 {
-            // Best effort: the client may be gone already.
-            let _ = reg.stream.set_nonblocking(false);
-            let _ = control::send(
-                &mut reg.stream,
-                &Message::Abort {
-                    reason: format!("{e:#}"),
-                },
-                Duration::from_secs(1),
-            );
-        }
+        abort_v1(&mut reg, &format!("{e:#}"));
     }
     bar.finish();
     log.success = Some(result.unwrap_or(false));

@@ -71,6 +71,18 @@ fn spawn_server(port: &str, file: &Path, logs: &Path, extra: &[&str]) -> Proc {
     server
 }
 
+/// `udplab -q client` for the server on 127.0.0.1:`port`, storing in `out`
+/// and logging in `logs`.
+fn client_command(port: &str, out: &Path, logs: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-q", "client", "--server", &format!("127.0.0.1:{port}")])
+        .arg("--out")
+        .arg(out)
+        .arg("--log-dir")
+        .arg(logs);
+    cmd
+}
+
 /// A port that was free a moment ago, with free data ports after it.
 fn free_port(data_ports: u16) -> u16 {
     listener_with_free_data_ports(data_ports)
@@ -89,13 +101,9 @@ fn server_and_clients_as_processes() {
     let clients: Vec<Child> = ["--legacy", "--idle-timeout=1s"]
         .iter()
         .map(|flag| {
-            Command::new(BIN)
-                .args(["-q", "client", "--server", &format!("127.0.0.1:{port}")])
+            client_command(&port, &dir.path().join("out"), &logs)
                 .arg(flag)
-                .args(["--recv-buffer", "32MiB", "--start-timeout", "20s", "--out"])
-                .arg(dir.path().join("out"))
-                .arg("--log-dir")
-                .arg(&logs)
+                .args(["--recv-buffer", "32MiB", "--start-timeout", "20s"])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -138,17 +146,7 @@ fn a_round_short_of_clients_says_so_and_the_barrier_timeout_ends_it() {
         &dir.path().join("logs"),
         &["--barrier-timeout", "6s"],
     );
-    let client = Command::new(BIN)
-        .args([
-            "-q",
-            "client",
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "--out",
-        ])
-        .arg(dir.path().join("out"))
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
+    let client = client_command(&port, &dir.path().join("out"), &dir.path().join("logs"))
         .output()
         .unwrap();
     let status = wait_with_timeout(&mut server.0, Duration::from_secs(20));
@@ -176,17 +174,7 @@ fn ctrl_c_stops_a_waiting_client_and_server_cleanly() {
     let port = free_port(3).to_string();
     let logs = dir.path().join("logs");
     let mut server = spawn_server(&port, &file, &logs, &[]);
-    let mut client = Command::new(BIN)
-        .args([
-            "-q",
-            "client",
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "--out",
-        ])
-        .arg(dir.path().join("out"))
-        .arg("--log-dir")
-        .arg(&logs)
+    let mut client = client_command(&port, &dir.path().join("out"), &logs)
         .stdout(Stdio::piped())
         .spawn()
         .map(Proc)
