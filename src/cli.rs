@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use udplab::analyze::report::Format;
 use udplab::{client, server};
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,32 @@ pub enum Command {
     Server(ServerArgs),
     /// Register with a server and receive its file.
     Client(ClientArgs),
+    /// Read captures of a run (pcap or pcapng, any of the usual link types)
+    /// and the run's logs; report per client what was sent, what the wire
+    /// carried and what was received, and where the rest was lost.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Capture files of one run (e.g. one made at the server and one at the
+    /// client); several are merged by timestamp.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+    /// A directory of logs (or one log file); only the logs of the captured
+    /// run are used. May be given several times.
+    #[arg(long, value_name = "DIR")]
+    pub logs: Vec<PathBuf>,
+    /// The TCP control port of the run; the server sends client k's data
+    /// from this port + k.
+    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    pub port: u16,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// UDP payload of a full data datagram, in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65507))]
+    pub chunk: u32,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,14 @@
 //! - [`transfer_log`]: write our logs; read ours and the lab's.
 //! - [`net`]: socket helpers beyond std: batched send/receive, buffer sizes,
 //!   the kernel's per-socket drop counters.
+//! - [`analyze`]: captures of a run (pcap/pcapng) and its logs -> where each
+//!   client's bytes went: reader, decoder, TCP and UDP tables, correlation,
+//!   report.
+//! - [`wire`]: views of captured frames: link layers (Ethernet, loopback,
+//!   Linux cooked), IPv4, IPv6, TCP, UDP, ICMP; no I/O.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
 
+pub mod analyze;
 pub mod client;
 pub mod control;
 pub mod net;
@@ -18,3 +24,4 @@ pub mod protocol;
 pub mod server;
 pub mod shutdown;
 pub mod transfer_log;
+pub mod wire;

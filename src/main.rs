@@ -3,7 +3,8 @@
 //!
 //! Exit status: 0 success; 1 error; 2 the transfer ran to its end but the
 //! file is incomplete (the client) or some client did not get all of it
-//! (the server).
+//! (the server). `analyze` exits with 1 when a capture could not be read
+//! to its end (after printing the report of what was read).
 
 mod cli;
 
@@ -14,6 +15,7 @@ use clap::Parser;
 use log::{error, info};
 
 use cli::{Cli, Command};
+use udplab::analyze::{self, reader::Reader};
 use udplab::shutdown::Shutdown;
 use udplab::{client, server};
 
@@ -88,7 +90,63 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
+        Command::Analyze(args) => run_analyze(args, cli.quiet),
     }
+}
+
+fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mut reader = Reader::open(&args.captures)?;
+    let mut warnings = Vec::new();
+    let logs = analyze::correlate::load_logs(&args.logs, &mut warnings)?;
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    let opts = analyze::Options {
+        control_port: args.port,
+        chunk: args.chunk as usize,
+    };
+    let bar = progress_bar(quiet, reader.progress().1);
+    let analysis = analyze::analyze(&mut reader, &logs, &opts, &mut |done, total| {
+        if let Some(bar) = &bar {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    analyze::report::write(&mut out, &analysis, args.format)?;
+    out.flush()?;
+    for e in &analysis.errors {
+        error!("{e}");
+    }
+    Ok(if analysis.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A bar on stderr for captures big enough to wait for, when stderr is a
+/// terminal.
+fn progress_bar(quiet: bool, total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    const WORTH_A_BAR: u64 = 64 * 1024 * 1024;
+    let total = total?;
+    if quiet || total < WORTH_A_BAR || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "reading {bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .ok()?,
+    );
+    Some(bar)
 }
 
 fn init_logging(quiet: bool) {

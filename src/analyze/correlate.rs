@@ -1,0 +1,926 @@
+//! Control connections x UDP flows x logs -> one row per client.
+//!
+//! The link: a control connection tells the client's number and UDP port;
+//! the server sends from control port + number; so the data flow is
+//! (server:control+k -> client:port). The server's and the client's logs
+//! of that transfer are the ones whose client number, ports, file size and
+//! time agree with it. A value no input tells stays `None`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+use serde::Serialize;
+
+use super::flows::{Flow, FlowKind};
+use super::tcp::Connection;
+use crate::protocol::{lab, v1};
+use crate::transfer_log::{self, LogName, Role, TransferLog};
+
+/// Slack around the capture's time span within which a log's times may
+/// fall and still belong to the captured run.
+const LOG_SLACK_S: i64 = 120;
+/// Missing sequence ranges listed per flow in the report.
+const MAX_LISTED_RANGES: usize = 32;
+
+/// A log file read from a `--logs` directory.
+#[derive(Debug, Clone)]
+pub struct LoadedLog {
+    pub path: PathBuf,
+    pub name: Option<LogName>,
+    pub log: TransferLog,
+}
+
+/// Every log in `dirs` (a directory's files, not its subdirectories; a
+/// path that is a file is read as one log). Files that are neither our logs
+/// nor named like the lab's are passed over; logs that fail to parse give a
+/// warning.
+pub fn load_logs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<Vec<LoadedLog>> {
+    let mut paths = Vec::new();
+    for dir in dirs {
+        let meta = fs::metadata(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read logs at {}: {e}", dir.display()))?;
+        if meta.is_file() {
+            paths.push(dir.clone());
+            continue;
+        }
+        let entries = fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read logs at {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                paths.push(entry.path());
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let mut logs = Vec::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| transfer_log::parse_log_name(n).ok());
+        let ours = name.is_none()
+            && fs::read(&path).is_ok_and(|b| b.starts_with(transfer_log::HEADER.as_bytes()));
+        if name.is_none() && !ours {
+            continue;
+        }
+        match transfer_log::read_log(&path) {
+            Ok(log) => logs.push(LoadedLog { path, name, log }),
+            Err(e) => warnings.push(format!("log not used: {e}")),
+        }
+    }
+    Ok(logs)
+}
+
+/// Facts of one capture point (a file's interface) the rows need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PointFacts {
+    /// Packets the capturer itself dropped there, if its statistics say.
+    pub dropped: Option<u64>,
+}
+
+/// What the capture and the logs tell about one client's transfer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientRow {
+    pub client_id: Option<u16>,
+    /// "lab" or "v1", from the registration or the data.
+    pub protocol: Option<&'static str>,
+    pub server: Option<String>,
+    pub client: Option<String>,
+    pub server_port: Option<u16>,
+    pub client_port: Option<u16>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    pub sent_bytes: Option<u64>,
+    pub sent_source: Option<&'static str>,
+    pub wire_data_frames: Option<u64>,
+    pub wire_full_frames: Option<u64>,
+    pub wire_frame_len: Option<u32>,
+    pub wire_data_bytes: Option<u64>,
+    pub received_bytes: Option<u64>,
+    pub received_source: Option<&'static str>,
+    pub kernel_drops: Option<u64>,
+    pub lost_before_capture_bytes: Option<i64>,
+    pub lost_after_capture_bytes: Option<i64>,
+    pub loss_pct: Option<f64>,
+    /// First to last data datagram on the wire.
+    pub duration_s: Option<f64>,
+    /// Data bytes on the wire over `duration_s`, in 10^6 bytes per second.
+    pub rate_mb_s: Option<f64>,
+    pub server_log_duration_s: Option<f64>,
+    pub client_log_duration_s: Option<f64>,
+    pub success: Option<bool>,
+    pub icmp_port_unreachable: Option<u64>,
+    pub capture_dropped: Option<u64>,
+    pub verdict: String,
+    pub server_log: Option<String>,
+    pub client_log: Option<String>,
+    /// True when no control connection of this client was captured.
+    pub control_seen: bool,
+}
+
+/// A control connection as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlRow {
+    pub client_id: Option<u16>,
+    pub client: String,
+    pub server: String,
+    pub handshake: &'static str,
+    pub syn_time: Option<String>,
+    pub handshake_rtt_us: Option<f64>,
+    pub mss: Option<u16>,
+    pub client_mss: Option<u16>,
+    pub server_mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub client_window_scale: Option<u8>,
+    pub server_window_scale: Option<u8>,
+    pub sack_permitted: Option<bool>,
+    pub protocol: Option<&'static str>,
+    pub udp_port: Option<u16>,
+    pub concurrency: Option<u16>,
+    /// v1 messages seen, in order, by direction.
+    pub messages: Vec<String>,
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+    pub retransmitted_segments: u64,
+    pub teardown: Option<String>,
+    /// Why the control bytes could not be read in full, if so.
+    pub note: Option<String>,
+    #[serde(skip)]
+    pub decoded: Registration,
+    #[serde(skip)]
+    pub first_ns: i64,
+}
+
+/// A UDP flow as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRow {
+    pub capture: String,
+    pub src: String,
+    pub dst: String,
+    pub kind: &'static str,
+    pub frames: u64,
+    pub payload_bytes: u64,
+    pub name_datagram: Option<String>,
+    pub size_datagram: Option<u64>,
+    pub data_frames: u64,
+    pub full_frames: u64,
+    pub full_frame_len: Option<u32>,
+    pub data_bytes: u64,
+    pub other_frames: u64,
+    pub first_time: String,
+    pub last_time: String,
+    pub duration_s: f64,
+    pub rate_mb_s: Option<f64>,
+    pub longest_silence_s: f64,
+    pub longest_silence_at: Option<String>,
+    pub icmp_port_unreachable: u64,
+    pub v1: Option<SeqRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeqRow {
+    pub distinct: u64,
+    pub duplicates: u64,
+    pub retransmitted: u64,
+    pub reordered: u64,
+    pub highest_seq: Option<u32>,
+    /// Datagrams the file needs, when the announce was captured.
+    pub expected: Option<u32>,
+    pub missing: u64,
+    /// Inclusive ranges, at most a few dozen listed.
+    pub missing_ranges: Vec<[u32; 2]>,
+    pub jitter_us: f64,
+}
+
+/// The control bytes of a connection, decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    pub client_id: Option<u16>,
+    pub concurrency: Option<u16>,
+    pub port: Option<lab::PortMessage>,
+    pub announce: Option<v1::Announce>,
+    pub done: Option<v1::Done>,
+    pub report: Option<v1::Report>,
+    pub messages: Vec<String>,
+    pub note: Option<String>,
+}
+
+impl Registration {
+    fn version(&self) -> Option<u8> {
+        self.port.map(|p| p.version)
+    }
+
+    fn protocol(&self) -> Option<&'static str> {
+        match self.version()? {
+            0 => Some("lab"),
+            v1::VERSION => Some("v1"),
+            _ => None,
+        }
+    }
+}
+
+/// Decode the control bytes of both directions: the lab's registration,
+/// then for v1 the framed messages.
+pub fn decode_registration(c: &Connection) -> Registration {
+    let mut r = Registration::default();
+    let mut notes = Vec::new();
+    let down = &c.to_client.bytes;
+    let up = &c.to_server.bytes;
+    r.client_id = down
+        .get(..lab::CLIENT_ID_LEN)
+        .and_then(|b| lab::parse_client_id(b).ok());
+    r.port = up
+        .get(..lab::PORT_MSG_LEN)
+        .and_then(|b| lab::PortMessage::parse(b).ok());
+    let after_id = lab::CLIENT_ID_LEN + lab::CONCURRENCY_LEN;
+    r.concurrency = down
+        .get(lab::CLIENT_ID_LEN..after_id)
+        .and_then(|b| lab::parse_concurrency(b).ok());
+    if r.version() == Some(v1::VERSION) {
+        for (dir, bytes, from) in [
+            ("server", down, after_id),
+            ("client", up, lab::PORT_MSG_LEN),
+        ] {
+            let mut rest = bytes.get(from..).unwrap_or_default();
+            loop {
+                match v1::Message::decode(rest) {
+                    Ok(Some((msg, used))) => {
+                        r.messages.push(format!("{dir}: {}", describe(&msg)));
+                        match msg {
+                            v1::Message::Announce(a) => r.announce = Some(a),
+                            v1::Message::Done(d) => r.done = Some(d),
+                            v1::Message::Report(rep) => r.report = Some(rep),
+                            _ => {}
+                        }
+                        rest = rest.get(used..).unwrap_or_default();
+                    }
+                    Ok(None) => {
+                        if !rest.is_empty() {
+                            notes.push(format!(
+                                "{} bytes from the {dir} end with an unfinished message",
+                                rest.len()
+                            ));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        notes.push(format!("undecodable message from the {dir}: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+    } else if let Some(v) = r.version()
+        && v != 0
+    {
+        notes.push(format!("unknown protocol version {v} in the port message"));
+    }
+    for (dir, s) in [("client", &c.to_server), ("server", &c.to_client)] {
+        if let Some(h) = s.hole {
+            notes.push(format!("bytes from the {dir}: {}", h.describe()));
+        }
+    }
+    if !notes.is_empty() {
+        r.note = Some(notes.join("; "));
+    }
+    r
+}
+
+fn describe(m: &v1::Message) -> String {
+    match m {
+        v1::Message::Announce(a) => format!(
+            "announce {} ({} bytes, {} datagrams of {})",
+            a.file_name, a.file_size, a.datagrams, a.datagram_size
+        ),
+        v1::Message::Start { .. } => "start".into(),
+        v1::Message::Done(d) => format!(
+            "done ({} datagrams, {} bytes sent)",
+            d.datagrams_sent, d.bytes_sent
+        ),
+        v1::Message::Report(r) => format!(
+            "report ({} datagrams, {} bytes received, {} missing{})",
+            r.datagrams_received,
+            r.bytes_received,
+            r.missing_datagrams,
+            r.kernel_drops
+                .map(|k| format!(", {k} kernel drops"))
+                .unwrap_or_default()
+        ),
+        v1::Message::Abort { reason } => format!("abort: {reason}"),
+    }
+}
+
+/// A time in RFC 3339 with microseconds, UTC.
+pub fn format_time(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    .unwrap_or_else(|| format!("{ns} ns"))
+}
+
+/// Round to `digits` decimals, so that reports compare and read well.
+pub fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+pub fn control_row(c: &Connection) -> ControlRow {
+    let r = decode_registration(c);
+    ControlRow {
+        client_id: r.client_id,
+        client: c.client.to_string(),
+        server: c.server.to_string(),
+        handshake: c.handshake(),
+        syn_time: c.syn_ns.map(format_time),
+        handshake_rtt_us: c.handshake_rtt_us().map(|x| round(x, 3)),
+        mss: c.mss(),
+        client_mss: c.client_mss,
+        server_mss: c.server_mss,
+        window_scale: c.window_scale(),
+        client_window_scale: c.client_window_scale,
+        server_window_scale: c.server_window_scale,
+        sack_permitted: c.sack_permitted(),
+        protocol: r.protocol(),
+        udp_port: r.port.map(|p| p.port),
+        concurrency: r.concurrency,
+        messages: r.messages.clone(),
+        bytes_to_server: c.to_server.len,
+        bytes_to_client: c.to_client.len,
+        retransmitted_segments: c.retransmitted(),
+        teardown: c.teardown.map(|t| t.describe()),
+        note: r.note.clone(),
+        decoded: r,
+        first_ns: c.first_ns,
+    }
+}
+
+pub fn flow_row(f: &Flow, capture: String, expected: Option<u32>) -> FlowRow {
+    let duration_s = (f.last_ns - f.first_ns) as f64 / 1e9;
+    FlowRow {
+        capture,
+        src: f.key.src.to_string(),
+        dst: f.key.dst.to_string(),
+        kind: f.kind.as_str(),
+        frames: f.frames,
+        payload_bytes: f.payload_bytes,
+        name_datagram: f.file_name.clone(),
+        size_datagram: f.file_size,
+        data_frames: f.data.frames,
+        full_frames: f.data.full_frames,
+        full_frame_len: f.data.full_frame_len(),
+        data_bytes: f.data.bytes,
+        other_frames: f.other_frames,
+        first_time: format_time(f.first_ns),
+        last_time: format_time(f.last_ns),
+        duration_s: round(duration_s, 6),
+        rate_mb_s: rate(f.data.bytes, f.data.duration_s()),
+        longest_silence_s: round(f.longest_silence_ns as f64 / 1e9, 6),
+        longest_silence_at: f.longest_silence_at_ns.map(format_time),
+        icmp_port_unreachable: f.icmp_unreachable,
+        v1: f.seq.as_ref().map(|s| {
+            let count = expected
+                .or(s.highest.map(|h| h.saturating_add(1)))
+                .unwrap_or(0);
+            let (ranges, missing) = s.missing(count, MAX_LISTED_RANGES);
+            SeqRow {
+                distinct: s.distinct,
+                duplicates: s.duplicates,
+                retransmitted: s.retransmitted,
+                reordered: s.reordered,
+                highest_seq: s.highest,
+                expected,
+                missing,
+                missing_ranges: ranges.into_iter().map(|(a, b)| [a, b]).collect(),
+                jitter_us: round(s.jitter_us, 3),
+            }
+        }),
+    }
+}
+
+fn rate(bytes: u64, duration_s: Option<f64>) -> Option<f64> {
+    let d = duration_s?;
+    (d > 0.0).then(|| round(bytes as f64 / d / 1e6, 3))
+}
+
+/// Everything the rows are built from.
+pub struct Inputs<'a> {
+    pub control_port: u16,
+    pub connections: &'a [Connection],
+    pub flows: &'a [Flow],
+    pub logs: &'a [LoadedLog],
+    /// Facts per capture point, by the point index flows and connections carry.
+    pub point: &'a dyn Fn(usize) -> PointFacts,
+    /// The capture's time span, nanoseconds since the epoch.
+    pub span_ns: Option<(i64, i64)>,
+}
+
+pub struct Correlated {
+    pub control: Vec<ControlRow>,
+    pub clients: Vec<ClientRow>,
+    pub logs_used: Vec<String>,
+    /// Logs read but belonging to no captured transfer.
+    pub logs_unused: usize,
+    pub warnings: Vec<String>,
+}
+
+pub fn correlate(inp: &Inputs) -> Correlated {
+    let mut warnings = Vec::new();
+    // One row per control connection; a connection seen at several capture
+    // points (a server-side and a client-side capture) counts once.
+    let mut seen = HashSet::new();
+    let control: Vec<ControlRow> = inp
+        .connections
+        .iter()
+        .filter(|c| seen.insert((c.client, c.server, c.client_isn.or(c.server_isn))))
+        .map(control_row)
+        .collect();
+
+    let mut used_logs = vec![false; inp.logs.len()];
+    let mut claimed = HashSet::new();
+    let mut clients = Vec::new();
+    for c in &control {
+        let r = &c.decoded;
+        let (Some(id), Some(port)) = (r.client_id, r.port) else {
+            // A connection that never registered (refused, cut short, or
+            // seen only in part) has no data flow to join.
+            continue;
+        };
+        let server: SocketAddr = c
+            .server
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let client: SocketAddr = c
+            .client
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let server_port = inp.control_port.checked_add(id);
+        let flows = matching_flows(
+            inp.flows,
+            server_port,
+            Some(port.port),
+            Some(client),
+            Some(server),
+        );
+        claimed.extend(flows.iter().map(|f| (f.point, f.key)));
+        let row = build_row(
+            inp,
+            Identity {
+                client_id: Some(id),
+                server: Some(server),
+                client: Some(client),
+                server_port,
+                client_port: Some(port.port),
+                reg: Some(r),
+            },
+            &flows,
+            &mut used_logs,
+        );
+        clients.push(row);
+    }
+    // Data flows from a data port whose registration the capture missed.
+    let mut orphans: BTreeMap<FlowKeyOrd, Vec<&Flow>> = BTreeMap::new();
+    for f in inp.flows {
+        if f.kind == FlowKind::Unknown || f.data.frames == 0 || claimed.contains(&(f.point, f.key))
+        {
+            continue;
+        }
+        orphans.entry((f.key.src, f.key.dst)).or_default().push(f);
+    }
+    for ((src, dst), flows) in orphans {
+        let id = src.port().checked_sub(inp.control_port).filter(|&k| k > 0);
+        if id.is_none() {
+            warnings.push(format!(
+                "data flow {src} -> {dst} is not from a data port of control port {}",
+                inp.control_port
+            ));
+        }
+        let row = build_row(
+            inp,
+            Identity {
+                client_id: id,
+                server: Some(src),
+                client: Some(dst),
+                server_port: Some(src.port()),
+                client_port: Some(dst.port()),
+                reg: None,
+            },
+            &flows,
+            &mut used_logs,
+        );
+        clients.push(row);
+    }
+    clients.sort_by_key(|r| (r.client_id.is_none(), r.client_id));
+    let logs_used = inp
+        .logs
+        .iter()
+        .zip(&used_logs)
+        .filter(|(_, u)| **u)
+        .map(|(l, _)| l.path.display().to_string())
+        .collect();
+    Correlated {
+        control,
+        clients,
+        logs_used,
+        logs_unused: used_logs.iter().filter(|u| !**u).count(),
+        warnings,
+    }
+}
+
+type FlowKeyOrd = (SocketAddr, SocketAddr);
+
+/// The data flows of one client at every capture point that saw it.
+fn matching_flows(
+    flows: &[Flow],
+    server_port: Option<u16>,
+    client_port: Option<u16>,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+) -> Vec<&Flow> {
+    let candidates: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| Some(f.key.src.port()) == server_port && Some(f.key.dst.port()) == client_port)
+        .collect();
+    // Prefer the flow between the control connection's own addresses; a
+    // multi-homed server may send from another.
+    let same_hosts: Vec<&Flow> = candidates
+        .iter()
+        .copied()
+        .filter(|f| {
+            client.is_none_or(|c| c.ip() == f.key.dst.ip())
+                && server.is_none_or(|s| s.ip() == f.key.src.ip())
+        })
+        .collect();
+    if same_hosts.is_empty() {
+        candidates
+    } else {
+        same_hosts
+    }
+}
+
+struct Identity<'a> {
+    client_id: Option<u16>,
+    server: Option<SocketAddr>,
+    client: Option<SocketAddr>,
+    server_port: Option<u16>,
+    client_port: Option<u16>,
+    reg: Option<&'a Registration>,
+}
+
+fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> ClientRow {
+    let reg = id.reg;
+    let announce = reg.and_then(|r| r.announce.as_ref());
+    // The capture point nearest the receiver: the one whose flow carried
+    // the fewest data frames.
+    let flow = flows
+        .iter()
+        .copied()
+        .min_by_key(|f| (f.data.frames, f.point));
+    let protocol = reg
+        .and_then(Registration::protocol)
+        .or(flow.and_then(|f| (f.kind != FlowKind::Unknown).then(|| f.kind.as_str())));
+
+    let want_size = announce
+        .map(|a| a.file_size)
+        .or(flow.and_then(|f| f.file_size));
+    let server_log = pick_log(inp, Role::Server, &id, want_size, used);
+    let client_log = pick_log(inp, Role::Client, &id, want_size, used);
+    let slog = server_log.map(|i| &inp.logs[i]);
+    let clog = client_log.map(|i| &inp.logs[i]);
+
+    let file_name = announce
+        .map(|a| a.file_name.clone())
+        .or_else(|| slog.and_then(|l| l.log.file_name.clone()))
+        .or_else(|| flow.and_then(|f| f.file_name.clone()))
+        .or_else(|| clog.and_then(|l| l.log.file_name.clone()));
+    let file_size = announce
+        .map(|a| a.file_size)
+        .or_else(|| slog.and_then(|l| l.log.file_size))
+        .or_else(|| flow.and_then(|f| f.file_size))
+        .or_else(|| clog.and_then(|l| l.log.file_size));
+
+    let (sent_bytes, sent_source) = match (
+        slog.and_then(|l| l.log.bytes_sent),
+        reg.and_then(|r| r.done),
+    ) {
+        (Some(b), _) => (Some(b), Some("server log")),
+        (None, Some(d)) => (Some(d.bytes_sent), Some("v1 done message")),
+        (None, None) => (None, None),
+    };
+    let report = reg.and_then(|r| r.report.as_ref());
+    let (received_bytes, received_source) = match (clog.and_then(|l| l.log.bytes_received), report)
+    {
+        (Some(b), _) => (Some(b), Some("client log")),
+        (None, Some(r)) => (Some(r.bytes_received), Some("v1 report message")),
+        (None, None) => (None, None),
+    };
+    let kernel_drops = clog
+        .and_then(|l| l.log.kernel_drops)
+        .or(report.and_then(|r| r.kernel_drops));
+    let success = clog
+        .and_then(|l| l.log.success)
+        .or(report.map(|r| r.sha256_match));
+
+    // When the registration was captured but no data was, the wire carried
+    // none: zero is what the capture tells.
+    let wire = match flow {
+        Some(f) => Some((f.data.frames, f.data.full_frames, f.data.bytes)),
+        None if reg.is_some() => Some((0, 0, 0)),
+        None => None,
+    };
+    let wire_bytes = wire.map(|w| w.2);
+    let diff = |a: Option<u64>, b: Option<u64>| Some(a? as i64 - b? as i64);
+    let lost_before = diff(sent_bytes, wire_bytes);
+    let lost_after = diff(wire_bytes, received_bytes);
+    let loss_pct = match (file_size.or(sent_bytes), received_bytes) {
+        (Some(0), Some(_)) => Some(0.0),
+        (Some(total), Some(got)) => {
+            Some(round(100.0 * (total as f64 - got as f64) / total as f64, 3))
+        }
+        _ => None,
+    };
+    let capture_dropped = flow.and_then(|f| (inp.point)(f.point).dropped);
+    let icmp = flow.map(|f| {
+        flows
+            .iter()
+            .map(|g| g.icmp_unreachable)
+            .max()
+            .unwrap_or(f.icmp_unreachable)
+    });
+    let facts = Facts {
+        expected: sent_bytes.or(file_size),
+        wire: wire_bytes,
+        received: received_bytes,
+        kernel_drops,
+        capture_dropped,
+        icmp: icmp.unwrap_or(0),
+        log_says_no_drops: clog
+            .is_some_and(|l| l.log.format == Some(transfer_log::LogFormat::Udplab)),
+    };
+    ClientRow {
+        client_id: id.client_id,
+        protocol,
+        server: id.server.map(|a| a.to_string()),
+        client: id.client.map(|a| a.to_string()),
+        server_port: id.server_port,
+        client_port: id.client_port,
+        file_name,
+        file_size,
+        sent_bytes,
+        sent_source,
+        wire_data_frames: wire.map(|w| w.0),
+        wire_full_frames: wire.map(|w| w.1),
+        wire_frame_len: flow.and_then(|f| f.data.full_frame_len()),
+        wire_data_bytes: wire_bytes,
+        received_bytes,
+        received_source,
+        kernel_drops,
+        lost_before_capture_bytes: lost_before,
+        lost_after_capture_bytes: lost_after,
+        loss_pct,
+        duration_s: flow.and_then(|f| f.data.duration_s()).map(|d| round(d, 6)),
+        rate_mb_s: flow.and_then(|f| rate(f.data.bytes, f.data.duration_s())),
+        server_log_duration_s: slog.and_then(|l| l.log.duration_s),
+        client_log_duration_s: clog.and_then(|l| l.log.duration_s),
+        success,
+        icmp_port_unreachable: icmp,
+        capture_dropped,
+        verdict: verdict(&facts),
+        server_log: slog.map(|l| l.path.display().to_string()),
+        client_log: clog.map(|l| l.path.display().to_string()),
+        control_seen: reg.is_some(),
+    }
+}
+
+/// The log of `role` for this client: same client number, no port or size
+/// that disagrees, times within the capture's span; the nearest in time
+/// when several qualify. Each log serves one row.
+fn pick_log(
+    inp: &Inputs,
+    role: Role,
+    id: &Identity,
+    size: Option<u64>,
+    used: &mut [bool],
+) -> Option<usize> {
+    let agree = |a: Option<u16>, b: Option<u16>| a.is_none() || b.is_none() || a == b;
+    let mut best: Option<(i64, usize)> = None;
+    for (i, l) in inp.logs.iter().enumerate() {
+        let log = &l.log;
+        if used.get(i).copied().unwrap_or(true) || log.role != Some(role) {
+            continue;
+        }
+        let log_id = log.client_id.or(l.name.as_ref().map(|n| n.client_id));
+        if log_id.is_none() || (id.client_id.is_some() && log_id != id.client_id) {
+            continue;
+        }
+        if !agree(log.server_port, id.server_port) || !agree(log.client_port, id.client_port) {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (log.file_size, size)
+            && a != b
+        {
+            continue;
+        }
+        // Ports the capture knows but the log does not tell (the lab's
+        // logs tell few) leave time as the judge.
+        let distance = match (log_times(l), inp.span_ns) {
+            (Some((from, to)), Some((first, last))) => {
+                let slack = LOG_SLACK_S * 1_000_000_000;
+                if to < first - slack || from > last + slack {
+                    continue;
+                }
+                (from - first).abs()
+            }
+            _ => i64::MAX,
+        };
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, i));
+        }
+    }
+    let i = best?.1;
+    if let Some(u) = used.get_mut(i) {
+        *u = true;
+    }
+    Some(i)
+}
+
+/// When a log's transfer happened, in ns since the epoch: its own start and
+/// end, or the time in its file name (local time, as the lab wrote it).
+fn log_times(l: &LoadedLog) -> Option<(i64, i64)> {
+    if let Some(start) = l.log.start {
+        let end = l.log.end.unwrap_or(start);
+        return Some((start.timestamp_nanos_opt()?, end.timestamp_nanos_opt()?));
+    }
+    let stamp = l.name.as_ref()?.stamp;
+    let t = Local
+        .from_local_datetime(&stamp)
+        .earliest()?
+        .timestamp_nanos_opt()?;
+    let dur = l.log.duration_s.unwrap_or(0.0);
+    Some((t, t + (dur.max(0.0) * 1e9) as i64))
+}
+
+/// What the verdict is drawn from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// Bytes the server sent (its log), or else the file size.
+    pub expected: Option<u64>,
+    pub wire: Option<u64>,
+    pub received: Option<u64>,
+    pub kernel_drops: Option<u64>,
+    pub capture_dropped: Option<u64>,
+    pub icmp: u64,
+    /// The client log is ours, so a missing drop count means none was read.
+    pub log_says_no_drops: bool,
+}
+
+/// One line naming where the loss happened.
+pub fn verdict(f: &Facts) -> String {
+    if let Some(n) = f.capture_dropped.filter(|&n| n > 0) {
+        return format!("cannot tell: the capture dropped {n} packets");
+    }
+    let Some(wire) = f.wire else {
+        return match (f.expected, f.received) {
+            (Some(e), Some(r)) if r >= e => {
+                "no loss (by the logs; no data flow in the capture)".into()
+            }
+            (Some(e), Some(r)) => format!(
+                "{} bytes lost; the capture holds no data flow to say where",
+                e - r
+            ),
+            _ => "cannot tell: no data flow in the capture and no logs".into(),
+        };
+    };
+    let Some(received) = f.received else {
+        return match f.expected {
+            Some(e) if wire >= e => {
+                format!("the wire carried all {e} bytes; no client log says what arrived")
+            }
+            Some(e) => format!(
+                "{} bytes lost before the capture point (sender host); no client log says what arrived",
+                e - wire
+            ),
+            None => format!("the wire carried {wire} bytes; no logs say what was sent or kept"),
+        };
+    };
+    let before = f.expected.map(|e| e as i64 - wire as i64);
+    let after = wire as i64 - received as i64;
+    let mut parts = Vec::new();
+    match before {
+        Some(b) if b > 0 => parts.push(format!(
+            "{b} bytes lost before the capture point (sender host or network)"
+        )),
+        Some(b) if b < 0 => parts.push(format!(
+            "the wire carried {} bytes more than the server sent",
+            -b
+        )),
+        None => parts.push("no server log says what was sent".into()),
+        _ => {}
+    }
+    if after > 0 {
+        let cause = if f.icmp > 0 {
+            format!("the client had gone: {} ICMP port unreachable", f.icmp)
+        } else {
+            match f.kernel_drops {
+                Some(k) if k > 0 => format!("the client's kernel dropped {k} datagrams"),
+                Some(_) => "the client's kernel counted no drops".into(),
+                None if f.log_says_no_drops => "no kernel drop count".into(),
+                None => "the client log has no kernel drop count".into(),
+            }
+        };
+        let place = if f.kernel_drops.is_some_and(|k| k > 0) && f.icmp == 0 {
+            "in the receiver socket buffer"
+        } else {
+            "after the capture point"
+        };
+        let carried = if before == Some(0) {
+            "the wire carried everything, "
+        } else {
+            ""
+        };
+        parts.push(format!("{after} bytes lost {place}: {carried}{cause}"));
+    } else if after < 0 {
+        parts.push(format!(
+            "the client kept {} bytes more than the wire carried",
+            -after
+        ));
+    }
+    if parts.is_empty() {
+        return "no loss".into();
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(expected: u64, wire: u64, received: u64) -> Facts {
+        Facts {
+            expected: Some(expected),
+            wire: Some(wire),
+            received: Some(received),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(&facts(100, 100, 100)), "no loss");
+        let mut f = facts(100, 100, 40);
+        f.kernel_drops = Some(3);
+        assert_eq!(
+            verdict(&f),
+            "60 bytes lost in the receiver socket buffer: the wire carried everything, the client's kernel dropped 3 datagrams"
+        );
+        f.capture_dropped = Some(7);
+        assert_eq!(verdict(&f), "cannot tell: the capture dropped 7 packets");
+        assert_eq!(
+            verdict(&facts(100, 70, 70)),
+            "30 bytes lost before the capture point (sender host or network)"
+        );
+        let mut f = facts(100, 100, 10);
+        f.icmp = 2;
+        assert_eq!(
+            verdict(&f),
+            "90 bytes lost after the capture point: the wire carried everything, the client had gone: 2 ICMP port unreachable"
+        );
+        let f = Facts {
+            wire: Some(5),
+            ..Facts::default()
+        };
+        assert_eq!(
+            verdict(&f),
+            "the wire carried 5 bytes; no logs say what was sent or kept"
+        );
+        let f = Facts {
+            expected: Some(10),
+            wire: Some(10),
+            ..Facts::default()
+        };
+        assert_eq!(
+            verdict(&f),
+            "the wire carried all 10 bytes; no client log says what arrived"
+        );
+        assert_eq!(
+            verdict(&facts(100, 80, 50)),
+            "20 bytes lost before the capture point (sender host or network); 30 bytes lost after the capture point: the client log has no kernel drop count"
+        );
+    }
+
+    #[test]
+    fn rounding_and_times() {
+        assert_eq!(round(1.23456, 3), 1.235);
+        assert_eq!(
+            format_time(1_500_000_001_000),
+            "1970-01-01T00:25:00.000001Z"
+        );
+        assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999Z");
+    }
+}

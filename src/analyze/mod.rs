@@ -1,0 +1,313 @@
+//! `udplab analyze`: from captures of a run (and the run's logs) to a
+//! per-client account of where the file's bytes went.
+//!
+//! One streaming pass, memory bounded by the number of flows:
+//! [`reader`] yields packets from pcap/pcapng files merged by time,
+//! [`decode`] turns one into addresses, ports and payload (pure),
+//! [`tcp`] follows the control connections, [`flows`] the UDP flows,
+//! [`correlate`] joins them with the logs into rows, and [`report`] writes
+//! them as a table, JSON or CSV.
+
+pub mod correlate;
+pub mod decode;
+pub mod flows;
+pub mod reader;
+pub mod report;
+pub mod tcp;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use self::correlate::{ClientRow, ControlRow, FlowRow, Inputs, LoadedLog, PointFacts};
+use self::decode::Transport;
+use self::flows::{FlowKey, FlowTable};
+use self::reader::{FileFacts, Reader};
+use self::tcp::TcpTable;
+
+/// How to read a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The TCP port clients register on; data comes from port + client number.
+    pub control_port: u16,
+    /// UDP payload of a full data datagram (the lab's chunk).
+    pub chunk: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            control_port: crate::client::DEFAULT_PORT,
+            chunk: crate::protocol::lab::CHUNK,
+        }
+    }
+}
+
+/// The whole report. The keys of `captures`, `control`, `clients` and
+/// `skipped` are a stable contract (docs/ANALYZE.md): add, never rename.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub captures: Vec<CaptureRow>,
+    pub control: Vec<ControlRow>,
+    pub clients: Vec<ClientRow>,
+    /// Packets not analysed, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub flows: Vec<FlowRow>,
+    pub logs: LogsRow,
+    pub warnings: Vec<String>,
+    /// Files whose reading stopped early, with how far it got.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureRow {
+    pub path: String,
+    pub format: &'static str,
+    pub link_types: Vec<String>,
+    pub packets: u64,
+    /// Packets the capturer said it dropped (pcapng statistics); null when
+    /// the file does not say.
+    pub dropped: Option<u64>,
+    pub received_by_capturer: Option<u64>,
+    pub bytes_read: u64,
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+    pub duration_s: Option<f64>,
+    pub interfaces: Vec<InterfaceRow>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InterfaceRow {
+    pub name: Option<String>,
+    pub link_type: String,
+    pub snaplen: u32,
+    pub packets: u64,
+    pub received: Option<u64>,
+    pub dropped: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogsRow {
+    pub used: Vec<String>,
+    /// Logs read that belong to no transfer in the capture.
+    pub unused: usize,
+}
+
+/// A capture point: one interface of one file.
+fn point(file: usize, interface: usize) -> usize {
+    (file << 16) | interface.min(0xFFFF)
+}
+
+fn point_parts(point: usize) -> (usize, usize) {
+    (point >> 16, point & 0xFFFF)
+}
+
+/// The name libpcap and Wireshark give a link type.
+pub fn link_type_name(lt: i32) -> String {
+    match lt {
+        0 => "NULL".into(),
+        1 => "ETHERNET".into(),
+        12 | 14 | 101 => "RAW".into(),
+        108 => "LOOP".into(),
+        113 => "LINUX_SLL".into(),
+        228 => "IPV4".into(),
+        229 => "IPV6".into(),
+        276 => "LINUX_SLL2".into(),
+        other => format!("LINKTYPE_{other}"),
+    }
+}
+
+/// Packets between two calls of the progress callback.
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Reads every packet of `reader` and builds the report.
+pub fn analyze(
+    reader: &mut Reader,
+    logs: &[LoadedLog],
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Analysis {
+    let mut tcp = TcpTable::new(opts.control_port);
+    let mut flows = FlowTable::new(opts.chunk);
+    let mut skipped: HashMap<String, u64> = HashMap::new();
+    let mut count = 0u64;
+    while let Some(pkt) = reader.next_packet() {
+        count += 1;
+        let at = point(pkt.file, pkt.interface);
+        match decode::decode(pkt.link_type, pkt.data) {
+            Ok(d) => match &d.transport {
+                Transport::Udp(u) => {
+                    let key = FlowKey {
+                        src: SocketAddr::new(d.src, u.src_port),
+                        dst: SocketAddr::new(d.dst, u.dst_port),
+                    };
+                    flows.ingest_udp(at, key, pkt.ts_ns, pkt.orig_len, u);
+                }
+                Transport::Tcp(t) => {
+                    let src = SocketAddr::new(d.src, t.src_port);
+                    let dst = SocketAddr::new(d.dst, t.dst_port);
+                    tcp.ingest(at, src, dst, pkt.ts_ns, t);
+                }
+                Transport::Icmp(i) => flows.ingest_icmp(at, pkt.ts_ns, i),
+            },
+            Err(e) => *skipped.entry(e.reason()).or_insert(0) += 1,
+        }
+        if count.is_multiple_of(PROGRESS_EVERY) {
+            let (done, total) = reader.progress();
+            progress(done, total);
+        }
+    }
+    let (done, total) = reader.progress();
+    progress(done, total);
+
+    if flows.overflow > 0 {
+        skipped.insert("UDP flow table full".into(), flows.overflow);
+    }
+    if tcp.overflow > 0 {
+        skipped.insert("TCP connection table full".into(), tcp.overflow);
+    }
+    let mut other_ports: Vec<(u16, u64)> = tcp.other_ports.iter().map(|(&p, &n)| (p, n)).collect();
+    let connections = tcp.finish();
+    let flows = flows.finish();
+    let files = reader.files();
+    let point_facts = |p: usize| {
+        let (f, i) = point_parts(p);
+        PointFacts {
+            dropped: files
+                .get(f)
+                .and_then(|f| f.interfaces.get(i))
+                .and_then(|i| i.stats.as_ref())
+                .and_then(|s| sum_opt(s.dropped, s.os_dropped)),
+        }
+    };
+    let span = files
+        .iter()
+        .filter_map(|f| Some((f.first_ts_ns?, f.last_ts_ns?)))
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let c = correlate::correlate(&Inputs {
+        control_port: opts.control_port,
+        connections: &connections,
+        flows: &flows,
+        logs,
+        point: &point_facts,
+        span_ns: span,
+    });
+    let mut warnings = c.warnings;
+    if connections.is_empty() && !other_ports.is_empty() {
+        other_ports.sort_by_key(|&(p, n)| (std::cmp::Reverse(n), p));
+        let seen: Vec<String> = other_ports
+            .iter()
+            .take(5)
+            .map(|(p, n)| format!("{p} ({n})"))
+            .collect();
+        warnings.push(format!(
+            "no TCP connection to control port {} in the capture; connections were opened to port {}: try --port {}",
+            opts.control_port,
+            seen.join(", "),
+            other_ports[0].0
+        ));
+    }
+
+    // Sequence numbers expected per flow, from the announces captured.
+    let expected: HashMap<(u16, u16), u32> = c
+        .control
+        .iter()
+        .filter_map(|r| {
+            let a = r.decoded.announce.as_ref()?;
+            Some(((a.data_port, r.decoded.port?.port), a.datagrams))
+        })
+        .collect();
+    let multi_point = files.len() > 1 || files.iter().any(|f| f.interfaces.len() > 1);
+    let flow_rows = flows
+        .iter()
+        .map(|f| {
+            let (file, iface) = point_parts(f.point);
+            let path = files
+                .get(file)
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default();
+            let label = if multi_point {
+                format!("{path} [interface {iface}]")
+            } else {
+                path
+            };
+            let exp = expected.get(&(f.key.src.port(), f.key.dst.port())).copied();
+            correlate::flow_row(f, label, exp)
+        })
+        .collect();
+    let errors = files
+        .iter()
+        .filter_map(|f| Some(format!("{}: {}", f.path.display(), f.error.as_ref()?)))
+        .collect();
+    Analysis {
+        captures: files.iter().map(capture_row).collect(),
+        control: c.control,
+        clients: c.clients,
+        skipped: skipped.into_iter().collect(),
+        flows: flow_rows,
+        logs: LogsRow {
+            used: c.logs_used,
+            unused: c.logs_unused,
+        },
+        warnings,
+        errors,
+    }
+}
+
+fn sum_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+    }
+}
+
+fn capture_row(f: &FileFacts) -> CaptureRow {
+    let mut link_types: Vec<String> = Vec::new();
+    for i in &f.interfaces {
+        let name = link_type_name(i.link_type.0);
+        if !link_types.contains(&name) {
+            link_types.push(name);
+        }
+    }
+    let stats = f.interfaces.iter().filter_map(|i| i.stats.as_ref());
+    let dropped = stats
+        .clone()
+        .filter_map(|s| sum_opt(s.dropped, s.os_dropped))
+        .reduce(|a, b| a.saturating_add(b));
+    let received = stats
+        .filter_map(|s| s.received)
+        .reduce(|a, b| a.saturating_add(b));
+    CaptureRow {
+        path: f.path.display().to_string(),
+        format: f.format.name(),
+        link_types,
+        packets: f.packets,
+        dropped,
+        received_by_capturer: received,
+        bytes_read: f.bytes_read,
+        first_time: f.first_ts_ns.map(correlate::format_time),
+        last_time: f.last_ts_ns.map(correlate::format_time),
+        duration_s: f
+            .first_ts_ns
+            .zip(f.last_ts_ns)
+            .map(|(a, b)| correlate::round((b - a) as f64 / 1e9, 6)),
+        interfaces: f
+            .interfaces
+            .iter()
+            .map(|i| InterfaceRow {
+                name: i.name.clone(),
+                link_type: link_type_name(i.link_type.0),
+                snaplen: i.snaplen,
+                packets: i.packets,
+                received: i.stats.as_ref().and_then(|s| s.received),
+                dropped: i
+                    .stats
+                    .as_ref()
+                    .and_then(|s| sum_opt(s.dropped, s.os_dropped)),
+            })
+            .collect(),
+        error: f.error.as_ref().map(|e| e.to_string()),
+    }
+}

@@ -1,0 +1,340 @@
+//! The report: a terminal table (comfy-table), JSON or CSV, to any writer.
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+
+use super::Analysis;
+use super::correlate::ClientRow;
+
+/// Output formats of `udplab analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+pub fn write(out: &mut dyn Write, a: &Analysis, format: Format) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, a).map_err(io::Error::other)?;
+            writeln!(out)
+        }
+        Format::Csv => write_csv(out, &a.clients),
+        Format::Table => write_table(out, a),
+    }
+}
+
+/// Digits in groups of three: 10,485,760.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn group_signed(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", group(n.unsigned_abs()))
+    } else {
+        group(n as u64)
+    }
+}
+
+/// An absent value: no input told it.
+const NONE: &str = "-";
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| NONE.to_string())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().copied());
+    t
+}
+
+fn right_align(t: &mut Table, from: usize) {
+    let n = t.column_count();
+    for i in from..n {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    writeln!(out, "Clients")?;
+    if a.clients.is_empty() {
+        writeln!(out, "  no client transfer found in the capture")?;
+    } else {
+        let mut t = table(&[
+            "client",
+            "server port",
+            "client port",
+            "file size",
+            "sent (server log)",
+            "on the wire (capture)",
+            "full frames",
+            "received (client log)",
+            "lost before capture",
+            "lost after capture",
+            "loss %",
+            "time s",
+            "rate MB/s",
+            "kernel drops",
+            "success",
+        ]);
+        for r in &a.clients {
+            t.add_row(vec![
+                opt(r.client_id, |v| v.to_string()),
+                opt(r.server_port, |v| v.to_string()),
+                opt(r.client_port, |v| v.to_string()),
+                opt(r.file_size, group),
+                opt(r.sent_bytes, group),
+                opt(r.wire_data_bytes, group),
+                match (r.wire_full_frames, r.wire_frame_len) {
+                    (Some(n), Some(len)) => format!("{} x {len} B", group(n)),
+                    (Some(n), None) => group(n),
+                    _ => NONE.into(),
+                },
+                opt(r.received_bytes, group),
+                opt(r.lost_before_capture_bytes, group_signed),
+                opt(r.lost_after_capture_bytes, group_signed),
+                opt(r.loss_pct, |v| format!("{v:.2}")),
+                opt(r.duration_s, |v| format!("{v:.3}")),
+                opt(r.rate_mb_s, |v| format!("{v:.1}")),
+                opt(r.kernel_drops, group),
+                opt(r.success, |v| if v { "yes".into() } else { "no".into() }),
+            ]);
+        }
+        right_align(&mut t, 0);
+        writeln!(out, "{t}")?;
+        for r in &a.clients {
+            writeln!(
+                out,
+                "  client {}: {}",
+                opt(r.client_id, |v| v.to_string()),
+                r.verdict
+            )?;
+        }
+    }
+
+    writeln!(out, "\nControl connections")?;
+    if a.control.is_empty() {
+        writeln!(out, "  none")?;
+    } else {
+        let mut t = table(&[
+            "client",
+            "from",
+            "to",
+            "handshake",
+            "RTT us",
+            "MSS",
+            "wscale",
+            "SACK",
+            "protocol",
+            "UDP port",
+            "clients",
+            "retrans",
+            "teardown",
+        ]);
+        for c in &a.control {
+            t.add_row(vec![
+                opt(c.client_id, |v| v.to_string()),
+                c.client.clone(),
+                c.server.clone(),
+                c.handshake.to_string(),
+                opt(c.handshake_rtt_us, |v| format!("{v:.1}")),
+                opt(c.mss, |v| v.to_string()),
+                opt(c.window_scale, |v| v.to_string()),
+                opt(
+                    c.sack_permitted,
+                    |v| if v { "yes".into() } else { "no".into() },
+                ),
+                opt(c.protocol, str::to_string),
+                opt(c.udp_port, |v| v.to_string()),
+                opt(c.concurrency, |v| v.to_string()),
+                c.retransmitted_segments.to_string(),
+                c.teardown.clone().unwrap_or_else(|| "not seen".into()),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        for c in &a.control {
+            let id = opt(c.client_id, |v| v.to_string());
+            if !c.messages.is_empty() {
+                writeln!(out, "  client {id}: {}", c.messages.join(", "))?;
+            }
+            if let Some(n) = &c.note {
+                writeln!(out, "  client {id} ({}): {n}", c.client)?;
+            }
+        }
+    }
+
+    writeln!(out, "\nUDP flows")?;
+    if a.flows.is_empty() {
+        writeln!(out, "  none")?;
+    } else {
+        let mut t = table(&[
+            "from",
+            "to",
+            "kind",
+            "frames",
+            "data",
+            "full",
+            "frame len",
+            "data bytes",
+            "time s",
+            "rate MB/s",
+            "longest silence s",
+            "ICMP unreach",
+            "v1 missing / dup / reordered / jitter us",
+        ]);
+        for f in &a.flows {
+            t.add_row(vec![
+                f.src.clone(),
+                f.dst.clone(),
+                f.kind.to_string(),
+                group(f.frames),
+                group(f.data_frames),
+                group(f.full_frames),
+                opt(f.full_frame_len, |v| v.to_string()),
+                group(f.data_bytes),
+                format!("{:.3}", f.duration_s),
+                opt(f.rate_mb_s, |v| format!("{v:.1}")),
+                format!("{:.6}", f.longest_silence_s),
+                f.icmp_port_unreachable.to_string(),
+                opt(f.v1.as_ref(), |s| {
+                    format!(
+                        "{} / {} / {} / {:.1}",
+                        group(s.missing),
+                        group(s.duplicates),
+                        group(s.reordered),
+                        s.jitter_us
+                    )
+                }),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+
+    if !a.skipped.is_empty() {
+        writeln!(out, "\nSkipped packets")?;
+        for (reason, n) in &a.skipped {
+            writeln!(out, "  {reason}: {}", group(*n))?;
+        }
+    }
+
+    writeln!(out, "\nCaptures")?;
+    for c in &a.captures {
+        writeln!(
+            out,
+            "  {}: {}, {}, {} packets, {} to {} ({} s), capture dropped: {}",
+            c.path,
+            c.format,
+            c.link_types.join("+"),
+            group(c.packets),
+            c.first_time.as_deref().unwrap_or(NONE),
+            c.last_time.as_deref().unwrap_or(NONE),
+            opt(c.duration_s, |v| format!("{v:.3}")),
+            opt(c.dropped, group),
+        )?;
+        if let Some(e) = &c.error {
+            writeln!(out, "    stopped early: {e}")?;
+        }
+    }
+    writeln!(out, "\nLogs")?;
+    if a.logs.used.is_empty() {
+        writeln!(out, "  none used")?;
+    }
+    for l in &a.logs.used {
+        writeln!(out, "  used {l}")?;
+    }
+    if a.logs.unused > 0 {
+        writeln!(out, "  {} logs of other runs not used", a.logs.unused)?;
+    }
+    for w in &a.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// One CSV row per client, the JSON keys as the header.
+fn write_csv(out: &mut dyn Write, rows: &[ClientRow]) -> io::Result<()> {
+    const KEYS: [&str; 21] = [
+        "client_id",
+        "protocol",
+        "server_port",
+        "client_port",
+        "file_name",
+        "file_size",
+        "sent_bytes",
+        "wire_data_frames",
+        "wire_full_frames",
+        "wire_frame_len",
+        "wire_data_bytes",
+        "received_bytes",
+        "kernel_drops",
+        "lost_before_capture_bytes",
+        "lost_after_capture_bytes",
+        "loss_pct",
+        "duration_s",
+        "rate_mb_s",
+        "success",
+        "icmp_port_unreachable",
+        "verdict",
+    ];
+    writeln!(out, "{}", KEYS.join(","))?;
+    for r in rows {
+        let v = serde_json::to_value(r).map_err(io::Error::other)?;
+        let cells: Vec<String> = KEYS
+            .iter()
+            .map(|k| match v.get(*k) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => csv_field(s),
+                Some(other) => other.to_string(),
+            })
+            .collect();
+        writeln!(out, "{}", cells.join(","))?;
+    }
+    Ok(())
+}
+
+/// RFC 4180: quote a field holding a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(10_485_760), "10,485,760");
+        assert_eq!(group_signed(-1234), "-1,234");
+    }
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+}

@@ -1,0 +1,620 @@
+//! TCP connections to the control port: the handshake (times, RTT, MSS,
+//! window scale, SACK-permitted), the control bytes of each direction put
+//! back in order, retransmitted segments, and the teardown.
+//!
+//! Only connections with one end on the control port are followed; other
+//! TCP is counted per server port so that the report can suggest `--port`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::decode::Tcp;
+
+/// Bytes of control stream kept per direction: the lab's registration is 7
+/// bytes, v1's messages are at most 64 KiB each.
+pub const MAX_STREAM: usize = 256 * 1024;
+/// Out-of-order segments held per direction while waiting for a gap to fill.
+const MAX_PENDING: usize = 32;
+/// Connections followed at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Control bytes kept over all connections (and segments held out of
+/// order), so that a capture of many connections stays within memory.
+pub const STREAM_BUDGET: usize = 16 * 1024 * 1024;
+
+/// Which end of a control connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    Fin,
+    Rst,
+}
+
+/// Who closed first, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Teardown {
+    pub by: Side,
+    pub kind: CloseKind,
+    pub at_ns: i64,
+}
+
+impl Teardown {
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            CloseKind::Fin => "FIN",
+            CloseKind::Rst => "RST",
+        };
+        format!("{} {kind} first", self.by.as_str())
+    }
+}
+
+/// One direction of a connection's byte stream.
+#[derive(Debug, Clone, Default)]
+pub struct Stream {
+    /// Sequence number of the first stream byte (ISN + 1).
+    base: Option<u32>,
+    /// Next sequence number expected.
+    next: u32,
+    /// The stream's bytes from the start, while no hole was met.
+    pub bytes: Vec<u8>,
+    /// Why `bytes` stops short of the stream, if it does.
+    pub hole: Option<Hole>,
+    /// Stream bytes carried (by the TCP/IP lengths), retransmissions excluded.
+    pub len: u64,
+    /// Segments carrying only bytes already seen.
+    pub retransmitted: u64,
+    pending: Vec<(u32, usize, Vec<u8>)>,
+}
+
+/// Why the kept bytes of a stream end early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hole {
+    /// The capture began after the stream did.
+    StartNotSeen,
+    /// The snap length cut a segment: its end and what follows are unknown.
+    SnapLength { at: u64 },
+    /// A segment was never captured.
+    Missing { at: u64 },
+    /// More than [`MAX_STREAM`] bytes.
+    TooLong,
+}
+
+impl Hole {
+    pub fn describe(&self) -> String {
+        match self {
+            Hole::StartNotSeen => "its start was not captured".into(),
+            Hole::SnapLength { at } => format!("the snap length cut it at byte {at}"),
+            Hole::Missing { at } => format!("a segment at byte {at} was not captured"),
+            Hole::TooLong => "longer than the analyzer keeps".into(),
+        }
+    }
+}
+
+impl Stream {
+    fn start(&mut self, isn: u32) {
+        if self.base.is_none() {
+            self.base = Some(isn.wrapping_add(1));
+            self.next = isn.wrapping_add(1);
+        }
+    }
+
+    /// Offset of `seq` from the stream's start.
+    fn offset(&self, seq: u32) -> u64 {
+        u64::from(seq.wrapping_sub(self.base.unwrap_or(seq)))
+    }
+
+    fn segment(&mut self, seq: u32, payload_len: usize, captured: &[u8], budget: &mut usize) {
+        if payload_len == 0 {
+            return;
+        }
+        if self.base.is_none() {
+            self.base = Some(seq);
+            self.next = seq;
+            self.hole.get_or_insert(Hole::StartNotSeen);
+        }
+        let rel = seq.wrapping_sub(self.next) as i32;
+        if rel > 0 {
+            // Ahead of what we have: hold it until the gap fills.
+            let keep = captured.len().min(payload_len);
+            if self.pending.len() < MAX_PENDING && keep <= *budget {
+                *budget -= keep;
+                self.pending.push((
+                    seq,
+                    payload_len,
+                    captured.get(..keep).unwrap_or_default().to_vec(),
+                ));
+            } else {
+                self.hole.get_or_insert(Hole::Missing {
+                    at: self.offset(self.next),
+                });
+                self.pending.clear();
+                self.next = seq;
+                self.accept(seq, payload_len, captured, budget);
+            }
+            return;
+        }
+        let skip = rel.unsigned_abs() as usize;
+        if skip >= payload_len {
+            self.retransmitted += 1;
+            return;
+        }
+        // Partly new: take what lies beyond `next`.
+        let new_captured = captured.get(skip..).unwrap_or_default();
+        self.accept(self.next, payload_len - skip, new_captured, budget);
+        self.drain_pending(budget);
+    }
+
+    /// A segment starting exactly at `next`.
+    fn accept(&mut self, seq: u32, payload_len: usize, captured: &[u8], budget: &mut usize) {
+        debug_assert_eq!(seq, self.next);
+        if self.hole.is_none() {
+            let room = MAX_STREAM.saturating_sub(self.bytes.len()).min(*budget);
+            let take = captured.len().min(payload_len);
+            if take > room {
+                self.bytes
+                    .extend_from_slice(captured.get(..room).unwrap_or_default());
+                self.hole = Some(Hole::TooLong);
+            } else {
+                self.bytes
+                    .extend_from_slice(captured.get(..take).unwrap_or_default());
+                *budget -= take;
+                if take < payload_len {
+                    self.hole = Some(Hole::SnapLength {
+                        at: self.len + take as u64,
+                    });
+                }
+            }
+        }
+        self.len += payload_len as u64;
+        self.next = seq.wrapping_add(payload_len as u32);
+    }
+
+    fn drain_pending(&mut self, budget: &mut usize) {
+        loop {
+            let next = self.next;
+            let Some(i) = self.pending.iter().position(|&(seq, len, _)| {
+                let rel = seq.wrapping_sub(next) as i32;
+                rel <= 0 && (rel.unsigned_abs() as usize) < len
+            }) else {
+                // Drop what is wholly behind us now.
+                self.pending.retain(|&(seq, len, _)| {
+                    let rel = seq.wrapping_sub(next) as i32;
+                    rel > 0 || (rel.unsigned_abs() as usize) < len
+                });
+                return;
+            };
+            let (seq, len, data) = self.pending.swap_remove(i);
+            let skip = seq.wrapping_sub(next).wrapping_neg() as usize;
+            self.accept(
+                next,
+                len - skip,
+                data.get(skip..).unwrap_or_default(),
+                budget,
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            self.hole.get_or_insert(Hole::Missing {
+                at: self.offset(self.next),
+            });
+            self.pending.clear();
+        }
+    }
+}
+
+/// One control connection as the capture saw it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Capture point (file and interface) that saw it.
+    pub point: usize,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub syn_ns: Option<i64>,
+    pub syn_ack_ns: Option<i64>,
+    /// The client's ACK of the SYN-ACK.
+    pub ack_ns: Option<i64>,
+    pub client_isn: Option<u32>,
+    pub server_isn: Option<u32>,
+    pub client_mss: Option<u16>,
+    pub server_mss: Option<u16>,
+    pub client_window_scale: Option<u8>,
+    pub server_window_scale: Option<u8>,
+    pub client_sack_permitted: bool,
+    pub server_sack_permitted: bool,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub segments: u64,
+    pub to_server: Stream,
+    pub to_client: Stream,
+    pub teardown: Option<Teardown>,
+}
+
+impl Connection {
+    fn new(point: usize, client: SocketAddr, server: SocketAddr, ts_ns: i64) -> Connection {
+        Connection {
+            point,
+            client,
+            server,
+            syn_ns: None,
+            syn_ack_ns: None,
+            ack_ns: None,
+            client_isn: None,
+            server_isn: None,
+            client_mss: None,
+            server_mss: None,
+            client_window_scale: None,
+            server_window_scale: None,
+            client_sack_permitted: false,
+            server_sack_permitted: false,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+            segments: 0,
+            to_server: Stream::default(),
+            to_client: Stream::default(),
+            teardown: None,
+        }
+    }
+
+    /// SYN to the client's ACK of the SYN-ACK, as the capture point saw it.
+    pub fn handshake_rtt_us(&self) -> Option<f64> {
+        Some((self.ack_ns? - self.syn_ns?) as f64 / 1e3)
+    }
+
+    /// How much of the handshake the capture holds.
+    pub fn handshake(&self) -> &'static str {
+        match (self.syn_ns, self.syn_ack_ns, self.ack_ns) {
+            (Some(_), Some(_), Some(_)) => "complete",
+            (Some(_), Some(_), None) => "no final ACK",
+            (Some(_), None, _) => "no SYN-ACK",
+            (None, _, _) => "not seen (connection already open)",
+        }
+    }
+
+    /// The MSS both ends can use: the smaller of the two announced.
+    pub fn mss(&self) -> Option<u16> {
+        match (self.client_mss, self.server_mss) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Window scaling is in force only when both ends offered it; this is
+    /// the client's shift (what the server applies to the client's windows).
+    pub fn window_scale(&self) -> Option<u8> {
+        self.server_window_scale.and(self.client_window_scale)
+    }
+
+    pub fn sack_permitted(&self) -> Option<bool> {
+        self.syn_ns?;
+        self.syn_ack_ns?;
+        Some(self.client_sack_permitted && self.server_sack_permitted)
+    }
+
+    pub fn retransmitted(&self) -> u64 {
+        self.to_server.retransmitted + self.to_client.retransmitted
+    }
+}
+
+/// The connection table.
+#[derive(Debug)]
+pub struct TcpTable {
+    control_port: u16,
+    open: HashMap<(usize, SocketAddr, SocketAddr), Connection>,
+    done: Vec<Connection>,
+    /// Connection attempts (SYNs) to ports other than the control port.
+    pub other_ports: HashMap<u16, u64>,
+    /// Segments not followed because the table was full.
+    pub overflow: u64,
+    budget: usize,
+}
+
+impl TcpTable {
+    pub fn new(control_port: u16) -> TcpTable {
+        TcpTable {
+            control_port,
+            open: HashMap::new(),
+            done: Vec::new(),
+            other_ports: HashMap::new(),
+            overflow: 0,
+            budget: STREAM_BUDGET,
+        }
+    }
+
+    pub fn ingest(
+        &mut self,
+        point: usize,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts_ns: i64,
+        tcp: &Tcp,
+    ) {
+        let (client, server, from) = if tcp.dst_port == self.control_port {
+            (src, dst, Side::Client)
+        } else if tcp.src_port == self.control_port {
+            (dst, src, Side::Server)
+        } else {
+            if tcp.flags.syn && !tcp.flags.ack {
+                *self.other_ports.entry(tcp.dst_port).or_insert(0) += 1;
+            }
+            return;
+        };
+        let key = (point, client, server);
+        // A new SYN on a finished connection's ports starts a new one.
+        if from == Side::Client
+            && tcp.flags.syn
+            && !tcp.flags.ack
+            && let Some(old) = self.open.get(&key)
+            && (old.teardown.is_some() || old.client_isn.is_some_and(|isn| isn != tcp.seq))
+            && let Some(old) = self.open.remove(&key)
+        {
+            self.done.push(old);
+        }
+        if !self.open.contains_key(&key) && self.open.len() + self.done.len() >= MAX_CONNECTIONS {
+            self.overflow += 1;
+            return;
+        }
+        let c = self
+            .open
+            .entry(key)
+            .or_insert_with(|| Connection::new(point, client, server, ts_ns));
+        c.segments += 1;
+        c.last_ns = c.last_ns.max(ts_ns);
+        let f = tcp.flags;
+        match from {
+            Side::Client if f.syn && !f.ack => {
+                c.syn_ns.get_or_insert(ts_ns);
+                c.client_isn.get_or_insert(tcp.seq);
+                c.client_mss = tcp.mss;
+                c.client_window_scale = tcp.window_scale;
+                c.client_sack_permitted = tcp.sack_permitted;
+                c.to_server.start(tcp.seq);
+            }
+            Side::Server if f.syn && f.ack => {
+                c.syn_ack_ns.get_or_insert(ts_ns);
+                c.server_isn.get_or_insert(tcp.seq);
+                c.server_mss = tcp.mss;
+                c.server_window_scale = tcp.window_scale;
+                c.server_sack_permitted = tcp.sack_permitted;
+                c.to_client.start(tcp.seq);
+            }
+            Side::Client
+                if f.ack
+                    && c.ack_ns.is_none()
+                    && c.server_isn
+                        .is_some_and(|isn| tcp.ack == isn.wrapping_add(1)) =>
+            {
+                c.ack_ns = Some(ts_ns);
+            }
+            _ => {}
+        }
+        if !f.syn {
+            let stream = match from {
+                Side::Client => &mut c.to_server,
+                Side::Server => &mut c.to_client,
+            };
+            stream.segment(tcp.seq, tcp.payload_len, tcp.payload, &mut self.budget);
+        }
+        if (f.fin || f.rst) && c.teardown.is_none() {
+            c.teardown = Some(Teardown {
+                by: from,
+                kind: if f.rst {
+                    CloseKind::Rst
+                } else {
+                    CloseKind::Fin
+                },
+                at_ns: ts_ns,
+            });
+        }
+    }
+
+    /// Every connection, ordered by first time.
+    pub fn finish(mut self) -> Vec<Connection> {
+        self.done.extend(self.open.into_values());
+        for c in &mut self.done {
+            c.to_server.finish();
+            c.to_client.finish();
+        }
+        self.done.sort_by_key(|c| (c.first_ns, c.point, c.client));
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::TcpFlags;
+    use super::*;
+
+    const CLIENT: ([u8; 4], u16) = ([127, 0, 0, 1], 40000);
+    const SERVER: ([u8; 4], u16) = ([127, 0, 0, 1], 5005);
+
+    fn seg(from_client: bool, flags: TcpFlags, seq: u32, ack: u32, payload: &[u8]) -> Tcp<'_> {
+        Tcp {
+            src_port: if from_client { CLIENT.1 } else { SERVER.1 },
+            dst_port: if from_client { SERVER.1 } else { CLIENT.1 },
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            mss: None,
+            window_scale: None,
+            sack_permitted: false,
+            payload_len: payload.len(),
+            payload,
+        }
+    }
+
+    fn feed(t: &mut TcpTable, ts: i64, from_client: bool, seg: &Tcp) {
+        let (c, s) = (SocketAddr::from(CLIENT), SocketAddr::from(SERVER));
+        if from_client {
+            t.ingest(0, c, s, ts, seg);
+        } else {
+            t.ingest(0, s, c, ts, seg);
+        }
+    }
+
+    const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+    const SYNACK: TcpFlags = TcpFlags { ack: true, ..SYN };
+    const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ..SYNACK
+    };
+    const FIN: TcpFlags = TcpFlags { fin: true, ..ACK };
+    const RST: TcpFlags = TcpFlags { rst: true, ..ACK };
+
+    /// The lab's registration as in a real capture: id, port, concurrency.
+    fn lab_registration(t: &mut TcpTable) {
+        let mut syn = seg(true, SYN, 1000, 0, b"");
+        syn.mss = Some(65495);
+        syn.window_scale = Some(10);
+        syn.sack_permitted = true;
+        feed(t, 0, true, &syn);
+        let mut synack = seg(false, SYNACK, 5000, 1001, b"");
+        synack.mss = Some(65495);
+        synack.window_scale = Some(10);
+        synack.sack_permitted = true;
+        feed(t, 28_000, false, &synack);
+        feed(t, 44_000, true, &seg(true, ACK, 1001, 5001, b""));
+        feed(t, 166_000, false, &seg(false, ACK, 5001, 1001, &[1, 0]));
+        feed(
+            t,
+            252_000,
+            true,
+            &seg(true, ACK, 1001, 5003, &[0x56, 0x63, 0]),
+        );
+        feed(t, 270_000, false, &seg(false, ACK, 5003, 1004, &[2, 0]));
+    }
+
+    #[test]
+    fn handshake_and_streams() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        feed(&mut t, 300_000, false, &seg(false, FIN, 5005, 1004, b""));
+        feed(&mut t, 400_000, true, &seg(true, FIN, 1004, 5006, b""));
+        let conns = t.finish();
+        assert_eq!(conns.len(), 1);
+        let c = &conns[0];
+        assert_eq!(c.handshake(), "complete");
+        assert_eq!(c.handshake_rtt_us(), Some(44.0));
+        assert_eq!(
+            (c.mss(), c.window_scale(), c.sack_permitted()),
+            (Some(65495), Some(10), Some(true))
+        );
+        assert_eq!(c.to_client.bytes, [1, 0, 2, 0]);
+        assert_eq!(c.to_server.bytes, [0x56, 0x63, 0]);
+        assert_eq!(c.to_client.hole, None);
+        assert_eq!(c.teardown.unwrap().describe(), "server FIN first");
+        assert_eq!(c.retransmitted(), 0);
+    }
+
+    #[test]
+    fn retransmission_and_reordering() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        // The concurrency segment again: a retransmission.
+        feed(
+            &mut t,
+            280_000,
+            false,
+            &seg(false, ACK, 5003, 1004, &[2, 0]),
+        );
+        // Two segments out of order, then one overlapping both.
+        feed(&mut t, 290_000, false, &seg(false, ACK, 5007, 1004, b"cd"));
+        feed(&mut t, 291_000, false, &seg(false, ACK, 5005, 1004, b"ab"));
+        feed(
+            &mut t,
+            292_000,
+            false,
+            &seg(false, ACK, 5006, 1004, b"bcdef"),
+        );
+        feed(&mut t, 293_000, true, &seg(true, RST, 1004, 0, b""));
+        let c = &t.finish()[0];
+        assert_eq!(c.to_client.bytes, b"\x01\x00\x02\x00abcdef");
+        assert_eq!(c.to_client.retransmitted, 1);
+        assert_eq!(c.to_client.len, 10);
+        assert_eq!(c.teardown.unwrap().describe(), "client RST first");
+    }
+
+    #[test]
+    fn snap_length_cut_leaves_a_hole() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        let mut s = seg(false, ACK, 5005, 1004, b"0123");
+        s.payload_len = 100;
+        feed(&mut t, 300_000, false, &s);
+        feed(&mut t, 301_000, false, &seg(false, ACK, 5105, 1004, b"zz"));
+        let c = &t.finish()[0];
+        assert_eq!(c.to_client.bytes, b"\x01\x00\x02\x000123");
+        assert_eq!(c.to_client.hole, Some(Hole::SnapLength { at: 8 }));
+        assert_eq!(c.to_client.len, 106);
+    }
+
+    #[test]
+    fn partial_connections() {
+        let mut t = TcpTable::new(5005);
+        // Seen from the middle: no SYN.
+        feed(&mut t, 0, false, &seg(false, ACK, 7000, 1, b"xy"));
+        let c = &t.finish()[0];
+        assert_eq!(c.handshake(), "not seen (connection already open)");
+        assert_eq!(c.to_client.hole, Some(Hole::StartNotSeen));
+        assert_eq!(c.handshake_rtt_us(), None);
+        assert_eq!(c.sack_permitted(), None);
+
+        let mut t = TcpTable::new(5005);
+        feed(&mut t, 0, true, &seg(true, SYN, 1, 0, b""));
+        assert_eq!(t.finish()[0].handshake(), "no SYN-ACK");
+    }
+
+    #[test]
+    fn missing_segment_is_a_hole() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        feed(
+            &mut t,
+            300_000,
+            false,
+            &seg(false, ACK, 5010, 1004, b"later"),
+        );
+        let c = &t.finish()[0];
+        assert_eq!(c.to_client.hole, Some(Hole::Missing { at: 4 }));
+        assert_eq!(c.to_client.bytes, [1, 0, 2, 0]);
+    }
+
+    #[test]
+    fn port_reuse_starts_a_new_connection_and_other_ports_are_counted() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        feed(&mut t, 300_000, true, &seg(true, FIN, 1004, 5005, b""));
+        feed(&mut t, 900_000, true, &seg(true, SYN, 77, 0, b""));
+        let other = seg(true, SYN, 1, 0, b"");
+        let other = Tcp {
+            dst_port: 22,
+            ..other
+        };
+        feed(&mut t, 900_001, true, &other);
+        assert_eq!(t.other_ports.get(&22), Some(&1));
+        let conns = t.finish();
+        assert_eq!(conns.len(), 2);
+        assert_eq!(conns[1].client_isn, Some(77));
+    }
+}
