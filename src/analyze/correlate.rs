@@ -242,9 +242,9 @@ pub fn decode_registration(c: &Connection) -> Registration {
         .get(lab::CLIENT_ID_LEN..after_id)
         .and_then(|b| lab::parse_concurrency(b).ok());
     if r.version() == Some(v1::VERSION) {
-        for (dir, bytes, from) in [
-            ("server", down, after_id),
-            ("client", up, lab::PORT_MSG_LEN),
+        for (dir, bytes, from, cut) in [
+            ("server", down, after_id, c.to_client.hole.is_some()),
+            ("client", up, lab::PORT_MSG_LEN, c.to_server.hole.is_some()),
         ] {
             let mut rest = bytes.get(from..).unwrap_or_default();
             loop {
@@ -260,7 +260,8 @@ pub fn decode_registration(c: &Connection) -> Registration {
                         rest = rest.get(used..).unwrap_or_default();
                     }
                     Ok(None) => {
-                        if !rest.is_empty() {
+                        // A stream cut short says so below, once.
+                        if !rest.is_empty() && !cut {
                             notes.push(format!(
                                 "{} bytes from the {dir} end with an unfinished message",
                                 rest.len()
@@ -798,16 +799,22 @@ pub fn verdict(f: &Facts) -> String {
         };
     };
     let Some(received) = f.received else {
-        return match f.expected {
-            Some(e) if wire >= e => {
-                format!("the wire carried all {e} bytes; no client log says what arrived")
-            }
+        let mut text = match f.expected {
+            Some(e) if wire >= e => format!("the wire carried all {e} bytes sent"),
             Some(e) => format!(
-                "{} bytes lost before the capture point (sender host); no client log says what arrived",
+                "{} bytes lost before the capture point (sender host or network)",
                 e - wire
             ),
-            None => format!("the wire carried {wire} bytes; no logs say what was sent or kept"),
+            None => format!("the wire carried {wire} bytes; no server log says what was sent"),
         };
+        if f.icmp > 0 {
+            text.push_str(&format!(
+                "; the client had gone: {} ICMP port unreachable",
+                f.icmp
+            ));
+        }
+        text.push_str("; no client log says what arrived");
+        return text;
     };
     let before = f.expected.map(|e| e as i64 - wire as i64);
     let after = wire as i64 - received as i64;
@@ -897,16 +904,22 @@ mod tests {
         };
         assert_eq!(
             verdict(&f),
-            "the wire carried 5 bytes; no logs say what was sent or kept"
+            "the wire carried 5 bytes; no server log says what was sent; no client log says what arrived"
         );
-        let f = Facts {
+        let mut f = Facts {
             expected: Some(10),
             wire: Some(10),
             ..Facts::default()
         };
         assert_eq!(
             verdict(&f),
-            "the wire carried all 10 bytes; no client log says what arrived"
+            "the wire carried all 10 bytes sent; no client log says what arrived"
+        );
+        f.icmp = 3;
+        assert_eq!(
+            verdict(&f),
+            "the wire carried all 10 bytes sent; the client had gone: 3 ICMP port unreachable; \
+             no client log says what arrived"
         );
         assert_eq!(
             verdict(&facts(100, 80, 50)),

@@ -54,7 +54,7 @@ impl FlowKind {
 /// One flow, as far as the capture saw it.
 #[derive(Debug, Clone)]
 pub struct Flow {
-    /// Index of the capture point (file and interface) that saw it.
+    /// Index of the capture point (the file) that saw it.
     pub point: usize,
     pub key: FlowKey,
     pub kind: FlowKind,

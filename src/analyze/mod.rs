@@ -95,15 +95,6 @@ pub struct LogsRow {
     pub unused: usize,
 }
 
-/// A capture point: one interface of one file.
-fn point(file: usize, interface: usize) -> usize {
-    (file << 16) | interface.min(0xFFFF)
-}
-
-fn point_parts(point: usize) -> (usize, usize) {
-    (point >> 16, point & 0xFFFF)
-}
-
 /// The name libpcap and Wireshark give a link type.
 pub fn link_type_name(lt: i32) -> String {
     match lt {
@@ -135,7 +126,10 @@ pub fn analyze(
     let mut count = 0u64;
     while let Some(pkt) = reader.next_packet() {
         count += 1;
-        let at = point(pkt.file, pkt.interface);
+        // A capture point is a file: its interfaces are one capture session
+        // (dumpcap -i eth0 -i lo), while two files are usually two places
+        // (the server's host and the client's), each seeing the whole flow.
+        let at = pkt.file;
         match decode::decode(pkt.link_type, pkt.data) {
             Ok(d) => match &d.transport {
                 Transport::Udp(u) => {
@@ -172,15 +166,8 @@ pub fn analyze(
     let connections = tcp.finish();
     let flows = flows.finish();
     let files = reader.files();
-    let point_facts = |p: usize| {
-        let (f, i) = point_parts(p);
-        PointFacts {
-            dropped: files
-                .get(f)
-                .and_then(|f| f.interfaces.get(i))
-                .and_then(|i| i.stats.as_ref())
-                .and_then(|s| sum_opt(s.dropped, s.os_dropped)),
-        }
+    let point_facts = |p: usize| PointFacts {
+        dropped: files.get(p).and_then(file_dropped),
     };
     let span = files
         .iter()
@@ -219,20 +206,13 @@ pub fn analyze(
             Some(((a.data_port, r.decoded.port?.port), a.datagrams))
         })
         .collect();
-    let multi_point = files.len() > 1 || files.iter().any(|f| f.interfaces.len() > 1);
     let flow_rows = flows
         .iter()
         .map(|f| {
-            let (file, iface) = point_parts(f.point);
-            let path = files
-                .get(file)
+            let label = files
+                .get(f.point)
                 .map(|f| f.path.display().to_string())
                 .unwrap_or_default();
-            let label = if multi_point {
-                format!("{path} [interface {iface}]")
-            } else {
-                path
-            };
             let exp = expected.get(&(f.key.src.port(), f.key.dst.port())).copied();
             correlate::flow_row(f, label, exp)
         })
@@ -263,6 +243,16 @@ fn sum_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// Packets the capturer dropped over a file's interfaces, if its
+/// statistics say.
+fn file_dropped(f: &FileFacts) -> Option<u64> {
+    f.interfaces
+        .iter()
+        .filter_map(|i| i.stats.as_ref())
+        .filter_map(|s| sum_opt(s.dropped, s.os_dropped))
+        .reduce(|a, b| a.saturating_add(b))
+}
+
 fn capture_row(f: &FileFacts) -> CaptureRow {
     let mut link_types: Vec<String> = Vec::new();
     for i in &f.interfaces {
@@ -271,12 +261,11 @@ fn capture_row(f: &FileFacts) -> CaptureRow {
             link_types.push(name);
         }
     }
-    let stats = f.interfaces.iter().filter_map(|i| i.stats.as_ref());
-    let dropped = stats
-        .clone()
-        .filter_map(|s| sum_opt(s.dropped, s.os_dropped))
-        .reduce(|a, b| a.saturating_add(b));
-    let received = stats
+    let dropped = file_dropped(f);
+    let received = f
+        .interfaces
+        .iter()
+        .filter_map(|i| i.stats.as_ref())
         .filter_map(|s| s.received)
         .reduce(|a, b| a.saturating_add(b));
     CaptureRow {

@@ -220,7 +220,7 @@ impl Stream {
 /// One control connection as the capture saw it.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    /// Capture point (file and interface) that saw it.
+    /// Capture point (the file) that saw it.
     pub point: usize,
     pub client: SocketAddr,
     pub server: SocketAddr,
