@@ -48,9 +48,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     pub logs: Vec<PathBuf>,
     /// The TCP control port of the run; the server sends client k's data
-    /// from this port + k.
-    #[arg(long, default_value_t = client::DEFAULT_PORT)]
-    pub port: u16,
+    /// from this port + k. [default: 5005, or when no connection to 5005 is
+    /// in the capture, the port most connections were opened to]
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,

@@ -95,27 +95,31 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
 }
 
 fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let mut reader = Reader::open(&args.captures)?;
     let mut warnings = Vec::new();
     let logs = analyze::correlate::load_logs(&args.logs, &mut warnings)?;
     for w in &warnings {
         log::warn!("{w}");
     }
-    let opts = analyze::Options {
-        control_port: args.port,
+    let mut opts = analyze::Options {
+        control_port: args.port.unwrap_or(client::DEFAULT_PORT),
         chunk: args.chunk as usize,
     };
-    let bar = progress_bar(quiet, reader.progress().1);
-    let analysis = analyze::analyze(&mut reader, &logs, &opts, &mut |done, total| {
-        if let Some(bar) = &bar {
-            if let Some(total) = total {
-                bar.set_length(total);
-            }
-            bar.set_position(done);
+    let mut analysis = analyze_files(&args.captures, &logs, &opts, quiet)?;
+    // Without --port, a run on another control port is found by reading
+    // again with the port the capture's connections went to.
+    if args.port.is_none()
+        && analysis.control.is_empty()
+        && let Some(port) = analysis.suggested_port
+    {
+        opts.control_port = port;
+        let again = analyze_files(&args.captures, &logs, &opts, quiet)?;
+        if !again.clients.is_empty() {
+            info!(
+                "no connection to port {} in the capture: using control port {port}",
+                client::DEFAULT_PORT
+            );
+            analysis = again;
         }
-    });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     analyze::report::write(&mut out, &analysis, args.format)?;
@@ -128,6 +132,28 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn analyze_files(
+    paths: &[std::path::PathBuf],
+    logs: &[analyze::correlate::LoadedLog],
+    opts: &analyze::Options,
+    quiet: bool,
+) -> anyhow::Result<analyze::Analysis> {
+    let mut reader = Reader::open(paths)?;
+    let bar = progress_bar(quiet, reader.progress().1);
+    let analysis = analyze::analyze(&mut reader, logs, opts, &mut |done, total| {
+        if let Some(bar) = &bar {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(analysis)
 }
 
 /// A bar on stderr for captures big enough to wait for, when stderr is a

@@ -48,6 +48,8 @@ impl Default for Options {
 /// `skipped` are a stable contract (docs/ANALYZE.md): add, never rename.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
+    /// The TCP port the registrations were looked for on.
+    pub control_port: u16,
     pub captures: Vec<CaptureRow>,
     pub control: Vec<ControlRow>,
     pub clients: Vec<ClientRow>,
@@ -58,6 +60,10 @@ pub struct Analysis {
     pub warnings: Vec<String>,
     /// Files whose reading stopped early, with how far it got.
     pub errors: Vec<String>,
+    /// When nothing came to the control port: the port most connections
+    /// were opened to instead.
+    #[serde(skip)]
+    pub suggested_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,8 +188,9 @@ pub fn analyze(
         span_ns: span,
     });
     let mut warnings = c.warnings;
+    other_ports.sort_by_key(|&(p, n)| (std::cmp::Reverse(n), p));
+    let suggested_port = other_ports.first().map(|&(p, _)| p);
     if connections.is_empty() && !other_ports.is_empty() {
-        other_ports.sort_by_key(|&(p, n)| (std::cmp::Reverse(n), p));
         let seen: Vec<String> = other_ports
             .iter()
             .take(5)
@@ -222,6 +229,7 @@ pub fn analyze(
         .filter_map(|f| Some(format!("{}: {}", f.path.display(), f.error.as_ref()?)))
         .collect();
     Analysis {
+        control_port: opts.control_port,
         captures: files.iter().map(capture_row).collect(),
         control: c.control,
         clients: c.clients,
@@ -233,6 +241,7 @@ pub fn analyze(
         },
         warnings,
         errors,
+        suggested_port: suggested_port.filter(|_| connections.is_empty()),
     }
 }
 

@@ -1,0 +1,291 @@
+//! `udplab analyze` on damaged and unexpected input: a one-line error or a
+//! counted warning, never a panic, and the report of what could be read.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CAPTURE: &str = "captures/lab-2clients-lossless/capture.pcap";
+const LOGS: &str = "captures/lab-2clients-lossless/logs";
+const PORT: &str = "25010";
+
+fn analyze(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udplab"))
+        .arg("analyze")
+        .args(args)
+        .output()
+        .expect("run udplab analyze")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+/// Exactly one line on stderr, holding `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn truncated_capture_reports_how_far_it_read_and_what_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pcap");
+    let mut bytes = fs::read(CAPTURE).unwrap();
+    bytes.truncate(bytes.len() - 50);
+    fs::write(&path, &bytes).unwrap();
+
+    let out = analyze(&[
+        path.to_str().unwrap(),
+        "--logs",
+        LOGS,
+        "--port",
+        PORT,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a damaged file is an error");
+    let err = stderr(&out);
+    assert!(
+        err.contains("ends in the middle of a record after") && err.contains("packets"),
+        "{err}"
+    );
+    let report = json(&out);
+    let capture = &report["captures"][0];
+    assert!(
+        capture["error"]
+            .as_str()
+            .unwrap()
+            .contains("middle of a record")
+    );
+    // Everything before the cut is counted: one packet short of the whole.
+    let whole = json(&analyze(&[CAPTURE, "--port", PORT, "--format", "json"]));
+    assert_eq!(
+        capture["packets"].as_u64().unwrap() + 1,
+        whole["captures"][0]["packets"].as_u64().unwrap()
+    );
+    assert_eq!(report["clients"].as_array().unwrap().len(), 2);
+}
+
+/// The offset of the `n`th block after the section header of a pcapng file.
+fn pcapng_block(bytes: &[u8], n: usize) -> usize {
+    let mut at = 0;
+    for _ in 0..=n {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        at += len as usize;
+    }
+    at
+}
+
+#[test]
+fn corrupt_pcapng_block_stops_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.pcapng");
+    let mut bytes = fs::read("captures/derived/mixed.pcapng").unwrap();
+    let at = pcapng_block(&bytes, 500);
+    bytes[at + 4..at + 8].copy_from_slice(&7u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+
+    let out = analyze(&[path.to_str().unwrap(), "--port", PORT, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("corrupt block at byte {at}")),
+        "{err}"
+    );
+    let report = json(&out);
+    assert!(report["captures"][0]["packets"].as_u64().unwrap() > 400);
+}
+
+#[test]
+fn unknown_link_type_is_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lt147.pcap");
+    let mut bytes = fs::read(CAPTURE).unwrap();
+    // pcap header: link type at bytes 20..24 (little-endian file).
+    bytes[20..24].copy_from_slice(&147u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+
+    let out = analyze(&[path.to_str().unwrap(), "--port", PORT, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    let packets = report["captures"][0]["packets"].as_u64().unwrap();
+    assert_eq!(report["skipped"]["link type 147 not supported"], packets);
+    assert_eq!(report["captures"][0]["link_types"][0], "LINKTYPE_147");
+    assert_eq!(report["clients"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn malformed_packets_are_counted_by_reason() {
+    // A pcap of three Ethernet frames: ARP, an IPv4 header cut short, and
+    // a UDP length larger than its IP packet.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let eth = |ethertype: [u8; 2], rest: &[u8]| {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype);
+        f.extend_from_slice(rest);
+        f
+    };
+    frames.push(eth([0x08, 0x06], &[0; 28]));
+    frames.push(eth([0x08, 0x00], &[0x45, 0, 0]));
+    let mut ip = vec![
+        0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+    ];
+    ip.extend_from_slice(&[0x13, 0x8e, 0x9c, 0x40, 0x04, 0x08, 0, 0]); // UDP length 1032
+    frames.push(eth([0x08, 0x00], &ip));
+
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        pcap.extend_from_slice(&(1_700_000_000u32 + i as u32).to_le_bytes());
+        pcap.extend_from_slice(&0u32.to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(f);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.pcap");
+    fs::write(&path, &pcap).unwrap();
+
+    let out = analyze(&[path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    let skipped = &report["skipped"];
+    assert_eq!(skipped["not IP (EtherType 0x0806)"], 1, "{skipped}");
+    assert_eq!(skipped["truncated IPv4 header"], 1, "{skipped}");
+    assert_eq!(skipped["malformed UDP header"], 1, "{skipped}");
+    // The table says so too.
+    let out = analyze(&[path.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("truncated IPv4 header: 1"), "{table}");
+}
+
+#[test]
+fn files_that_are_not_captures_get_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    fs::write(&text, "these are not packets\n").unwrap();
+    let empty = dir.path().join("empty.pcap");
+    fs::write(&empty, b"").unwrap();
+    let missing = dir.path().join("missing.pcap");
+
+    assert_one_line_error(
+        &analyze(&[text.to_str().unwrap()]),
+        "is not a pcap or pcapng file",
+    );
+    assert_one_line_error(&analyze(&[empty.to_str().unwrap()]), "is empty");
+    assert_one_line_error(&analyze(&[missing.to_str().unwrap()]), "cannot open");
+    assert_one_line_error(
+        &analyze(&[CAPTURE, "--logs", missing.to_str().unwrap()]),
+        "cannot read logs",
+    );
+}
+
+#[test]
+fn logs_of_other_runs_are_not_used() {
+    // The logs of two runs in one directory: only the captured run's count.
+    let dir = tempfile::tempdir().unwrap();
+    for case in ["lab-2clients-lossless", "v1-4clients-lossy"] {
+        for entry in fs::read_dir(Path::new("captures").join(case).join("logs")).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let out = analyze(&[
+        CAPTURE,
+        "--logs",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["logs"]["used"].as_array().unwrap().len(), 4);
+    assert_eq!(report["logs"]["unused"], 8);
+    for row in report["clients"].as_array().unwrap() {
+        assert_eq!(row["received_bytes"], 1_048_576);
+        assert!(row["client_log"].as_str().unwrap().contains("1MiB.bin"));
+    }
+}
+
+#[test]
+fn control_port_is_found_when_not_given() {
+    let out = analyze(&[CAPTURE, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("using control port 25010"),
+        "{}",
+        stderr(&out)
+    );
+    let report = json(&out);
+    assert_eq!(report["control_port"], 25010);
+    assert_eq!(report["clients"].as_array().unwrap().len(), 2);
+    // A port given explicitly is kept, and the report says where to look.
+    let out = analyze(&[CAPTURE, "--port", "5005"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("try --port 25010"), "{table}");
+}
+
+#[test]
+fn csv_has_one_row_per_client() {
+    let out = analyze(&[CAPTURE, "--logs", LOGS, "--port", PORT, "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("client_id,protocol,server_port,client_port"));
+    assert!(lines[1].starts_with("1,lab,25011,"), "{}", lines[1]);
+    assert!(lines[1].ends_with(",no loss"), "{}", lines[1]);
+}
+
+#[test]
+fn two_captures_of_one_run_merge_without_double_counting() {
+    // The same run captured twice (as at the server and at the client):
+    // each client's wire column is one capture's, not the sum.
+    let out = analyze(&[
+        CAPTURE,
+        "captures/derived/null.pcap",
+        "--logs",
+        LOGS,
+        "--port",
+        PORT,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["captures"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report["control"].as_array().unwrap().len(),
+        2,
+        "connections count once"
+    );
+    for row in report["clients"].as_array().unwrap() {
+        assert_eq!(row["wire_full_frames"], 1024);
+        assert_eq!(row["verdict"], "no loss");
+    }
+    assert_eq!(
+        report["flows"].as_array().unwrap().len(),
+        4,
+        "a flow per capture"
+    );
+}
