@@ -22,6 +22,9 @@ use crate::transfer_log::{self, LogName, Role, TransferLog};
 /// Slack around the capture's time span within which a log's times may
 /// fall and still belong to the captured run.
 const LOG_SLACK_S: i64 = 120;
+/// The highest client number inferred from a data flow's port when its
+/// registration was not captured.
+const MAX_INFERRED_CLIENT: u16 = 4096;
 /// Missing sequence ranges listed per flow in the report.
 const MAX_LISTED_RANGES: usize = 32;
 
@@ -494,13 +497,16 @@ pub fn correlate(inp: &Inputs) -> Correlated {
         }
         orphans.entry((f.key.src, f.key.dst)).or_default().push(f);
     }
+    let mut foreign = 0usize;
     for ((src, dst), flows) in orphans {
-        let id = src.port().checked_sub(inp.control_port).filter(|&k| k > 0);
+        let id = src
+            .port()
+            .checked_sub(inp.control_port)
+            .filter(|&k| k > 0 && k <= MAX_INFERRED_CLIENT);
         if id.is_none() {
-            warnings.push(format!(
-                "data flow {src} -> {dst} is not from a data port of control port {}",
-                inp.control_port
-            ));
+            // Not from a data port of this run: someone else's traffic.
+            foreign += 1;
+            continue;
         }
         let row = build_row(
             inp,
@@ -516,6 +522,13 @@ pub fn correlate(inp: &Inputs) -> Correlated {
             &mut used_logs,
         );
         clients.push(row);
+    }
+    if foreign > 0 {
+        warnings.push(format!(
+            "{foreign} UDP flows that look like transfers do not come from a data port of \
+             control port {} (control port + 1 to + {MAX_INFERRED_CLIENT}): not reported as clients",
+            inp.control_port
+        ));
     }
     clients.sort_by_key(|r| (r.client_id.is_none(), r.client_id));
     let logs_used = inp
@@ -661,8 +674,18 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         kernel_drops,
         capture_dropped,
         icmp: icmp.unwrap_or(0),
-        log_says_no_drops: clog
-            .is_some_and(|l| l.log.format == Some(transfer_log::LogFormat::Udplab)),
+        sent_datagrams: slog
+            .and_then(|l| l.log.datagrams_sent)
+            .or(reg.and_then(|r| r.done).map(|d| d.datagrams_sent)),
+        received_datagrams: clog
+            .and_then(|l| l.log.datagrams_received)
+            .or(report.map(|r| r.datagrams_received)),
+    };
+    // A capture that lost packets itself cannot place the loss.
+    let (lost_before, lost_after) = if capture_dropped.is_some_and(|n| n > 0) {
+        (None, None)
+    } else {
+        (lost_before, lost_after)
     };
     ClientRow {
         client_id: id.client_id,
@@ -777,14 +800,28 @@ pub struct Facts {
     pub kernel_drops: Option<u64>,
     pub capture_dropped: Option<u64>,
     pub icmp: u64,
-    /// The client log is ours, so a missing drop count means none was read.
-    pub log_says_no_drops: bool,
+    /// Data datagrams the server sent and the client kept, when told.
+    pub sent_datagrams: Option<u64>,
+    pub received_datagrams: Option<u64>,
 }
 
 /// One line naming where the loss happened.
 pub fn verdict(f: &Facts) -> String {
     if let Some(n) = f.capture_dropped.filter(|&n| n > 0) {
-        return format!("cannot tell: the capture dropped {n} packets");
+        let mut text = format!("cannot tell: the capture dropped {n} packets");
+        // The logs alone can still close the account: every datagram the
+        // server sent either reached the client or was dropped by its kernel.
+        if let (Some(sent), Some(got), Some(k)) =
+            (f.sent_datagrams, f.received_datagrams, f.kernel_drops)
+            && sent > got
+            && sent - got == k
+        {
+            text.push_str(&format!(
+                "; by the logs, the client's kernel dropped all {k} missing datagrams \
+                 (receiver socket buffer)"
+            ));
+        }
+        return text;
     }
     let Some(wire) = f.wire else {
         return match (f.expected, f.received) {
@@ -837,8 +874,7 @@ pub fn verdict(f: &Facts) -> String {
             match f.kernel_drops {
                 Some(k) if k > 0 => format!("the client's kernel dropped {k} datagrams"),
                 Some(_) => "the client's kernel counted no drops".into(),
-                None if f.log_says_no_drops => "no kernel drop count".into(),
-                None => "the client log has no kernel drop count".into(),
+                None => "no kernel drop count".into(),
             }
         };
         let place = if f.kernel_drops.is_some_and(|k| k > 0) && f.icmp == 0 {
@@ -888,6 +924,15 @@ mod tests {
         );
         f.capture_dropped = Some(7);
         assert_eq!(verdict(&f), "cannot tell: the capture dropped 7 packets");
+        f.sent_datagrams = Some(10);
+        f.received_datagrams = Some(7);
+        assert_eq!(
+            verdict(&f),
+            "cannot tell: the capture dropped 7 packets; by the logs, the client's kernel \
+             dropped all 3 missing datagrams (receiver socket buffer)"
+        );
+        f.received_datagrams = Some(6);
+        assert_eq!(verdict(&f), "cannot tell: the capture dropped 7 packets");
         assert_eq!(
             verdict(&facts(100, 70, 70)),
             "30 bytes lost before the capture point (sender host or network)"
@@ -923,7 +968,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&facts(100, 80, 50)),
-            "20 bytes lost before the capture point (sender host or network); 30 bytes lost after the capture point: the client log has no kernel drop count"
+            "20 bytes lost before the capture point (sender host or network); 30 bytes lost after the capture point: no kernel drop count"
         );
     }
 

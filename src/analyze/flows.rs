@@ -15,12 +15,12 @@ use crate::protocol::{lab, v1};
 
 /// The most flows the table follows; datagrams of further flows are counted
 /// as skipped, so that a capture of a port scan cannot exhaust memory.
-pub const MAX_FLOWS: usize = 100_000;
+pub const MAX_FLOWS: usize = 32_768;
 /// Sequence numbers tracked per v1 flow (one bit each: 4 MiB per flow).
 pub const MAX_TRACKED_SEQ: u32 = 1 << 25;
-/// Bits of sequence bitmap over all flows (32 MiB), beyond which further
+/// Bits of sequence bitmap over all flows (8 MiB), beyond which further
 /// flows are counted without their sequence detail.
-const SEQ_BUDGET_BITS: u64 = 1 << 28;
+const SEQ_BUDGET_BITS: u64 = 1 << 26;
 
 /// A directed UDP flow: from `src` to `dst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -56,6 +56,8 @@ pub struct Analysis {
     /// Packets not analysed, by reason.
     pub skipped: BTreeMap<String, u64>,
     pub flows: Vec<FlowRow>,
+    /// Flows followed but left out of `flows` (those with the least data).
+    pub flows_not_listed: usize,
     pub logs: LogsRow,
     pub warnings: Vec<String>,
     /// Files whose reading stopped early, with how far it got.
@@ -115,6 +117,9 @@ pub fn link_type_name(lt: i32) -> String {
         other => format!("LINKTYPE_{other}"),
     }
 }
+
+/// UDP flows listed in the report, those with the most data first.
+const MAX_LISTED_FLOWS: usize = 1000;
 
 /// Packets between two calls of the progress callback.
 const PROGRESS_EVERY: u64 = 1 << 16;
@@ -213,8 +218,16 @@ pub fn analyze(
             Some(((a.data_port, r.decoded.port?.port), a.datagrams))
         })
         .collect();
-    let flow_rows = flows
-        .iter()
+    // The flows that carried the most data, in capture order.
+    let mut listed: Vec<&flows::Flow> = flows.iter().collect();
+    let flows_not_listed = listed.len().saturating_sub(MAX_LISTED_FLOWS);
+    if flows_not_listed > 0 {
+        listed.sort_by_key(|f| std::cmp::Reverse((f.data.frames, f.frames)));
+        listed.truncate(MAX_LISTED_FLOWS);
+        listed.sort_by_key(|f| (f.point, f.first_ns, f.key));
+    }
+    let flow_rows = listed
+        .into_iter()
         .map(|f| {
             let label = files
                 .get(f.point)
@@ -235,6 +248,7 @@ pub fn analyze(
         clients: c.clients,
         skipped: skipped.into_iter().collect(),
         flows: flow_rows,
+        flows_not_listed,
         logs: LogsRow {
             used: c.logs_used,
             unused: c.logs_unused,

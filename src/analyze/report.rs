@@ -227,6 +227,14 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
         writeln!(out, "{t}")?;
     }
 
+    if a.flows_not_listed > 0 {
+        writeln!(
+            out,
+            "  {} more flows with less data not listed",
+            group(a.flows_not_listed as u64)
+        )?;
+    }
+
     if !a.skipped.is_empty() {
         writeln!(out, "\nSkipped packets")?;
         for (reason, n) in &a.skipped {

@@ -19,7 +19,7 @@ const MAX_PENDING: usize = 32;
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// Control bytes kept over all connections (and segments held out of
 /// order), so that a capture of many connections stays within memory.
-pub const STREAM_BUDGET: usize = 16 * 1024 * 1024;
+pub const STREAM_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Which end of a control connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
