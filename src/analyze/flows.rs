@@ -588,6 +588,26 @@ mod tests {
     }
 
     #[test]
+    fn the_table_stops_growing_at_its_cap() {
+        let mut t = FlowTable::new(1024);
+        for i in 0..MAX_FLOWS + 5 {
+            let k = FlowKey {
+                src: SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], (i >> 16) as u16)),
+                dst: SocketAddr::from(([127, 0, 0, 1], 9)),
+            };
+            t.ingest_udp(0, k, i as i64, 60, &udp(b"x", 1));
+        }
+        // A known flow still counts when the table is full.
+        let first = FlowKey {
+            src: SocketAddr::from(([10, 0, 0, 0], 0)),
+            dst: SocketAddr::from(([127, 0, 0, 1], 9)),
+        };
+        t.ingest_udp(0, first, 0, 60, &udp(b"x", 1));
+        assert_eq!(t.overflow, 5);
+        assert_eq!(t.finish().len(), MAX_FLOWS);
+    }
+
+    #[test]
     fn flows_are_separate_per_point_and_ordered() {
         let mut t = FlowTable::new(1024);
         t.ingest_udp(1, key(1, 2), 5, 60, &udp(b"x", 1));
