@@ -327,7 +327,13 @@ fn decode_tcp<'a>(ip: &IpPayload<'a>) -> Result<Tcp<'a>, Error> {
     let s = tcp::Segment::parse(ip.data).map_err(|e| match e {
         wire::Error::Truncated { need, .. } if need > ip.len => beyond.clone(),
         e => e.into(),
-    })?;
+    });
+    // Options cut by the snap length: ports, sequence numbers and flags
+    // are whole, which is what the control connection needs.
+    let s = match s {
+        Err(Error::Truncated { .. }) => tcp::Segment::parse_cut(ip.data)?,
+        other => other?,
+    };
     let payload_len = ip.len.checked_sub(s.header_len()).ok_or(beyond)?;
     let (mut mss, mut window_scale, mut sack_permitted) = (None, None, false);
     for option in s.options() {
@@ -898,6 +904,27 @@ mod tests {
     }
 
     #[test]
+    fn tcp_options_cut_by_the_snap_length_keep_the_segment() {
+        let frame = cat(&[&ETH_IPV4, &IPV4_SYN]);
+        // -s 64: the fixed header and 10 bytes of options.
+        let Transport::Tcp(t) = decode_as(1, &frame[..64]).unwrap().transport else {
+            panic!("not TCP");
+        };
+        assert_eq!((t.src_port, t.dst_port, t.seq), (25301, 5005, 0x6ee0_bb41));
+        assert!(t.flags.syn && !t.flags.ack);
+        assert_eq!(
+            (t.mss, t.sack_permitted, t.window_scale),
+            (Some(65495), true, None)
+        );
+        assert_eq!((t.payload_len, t.payload), (0, &[][..]));
+        // Cut right after the fixed header: no options known.
+        let Transport::Tcp(t) = decode_as(1, &frame[..54]).unwrap().transport else {
+            panic!("not TCP");
+        };
+        assert_eq!((t.mss, t.sack_permitted), (None, false));
+    }
+
+    #[test]
     fn truncated_at_every_layer() {
         let eth = "truncated Ethernet header";
         assert_cuts(
@@ -906,7 +933,7 @@ mod tests {
             &[
                 (14, eth),
                 (34, "truncated IPv4 header"),
-                (74, "truncated TCP header"),
+                (54, "truncated TCP header"),
             ],
         );
         assert_cuts(

@@ -50,6 +50,8 @@ pub struct Segment<'a> {
     header: &'a [u8; MIN_HEADER_LEN],
     options: &'a [u8],
     payload: &'a [u8],
+    /// The data offset, in bytes.
+    header_len: usize,
 }
 
 impl<'a> Segment<'a> {
@@ -75,12 +77,37 @@ impl<'a> Segment<'a> {
             header,
             options,
             payload,
+            header_len,
         })
+    }
+
+    /// Like [`Segment::parse`], but accepts a header whose options were cut
+    /// (a snap length of 64 bytes keeps the 20 fixed bytes of TCP after
+    /// Ethernet and IPv4, not the 12 bytes of timestamps): the options are
+    /// what was captured of them, and the payload is empty.
+    pub fn parse_cut(data: &'a [u8]) -> Result<Segment<'a>> {
+        match Segment::parse(data) {
+            Err(Error::Truncated { .. }) if data.len() >= MIN_HEADER_LEN => {
+                let (header, options) = split_header::<MIN_HEADER_LEN>(LAYER, data)?;
+                Ok(Segment {
+                    header,
+                    options,
+                    payload: &[],
+                    header_len: usize::from(byte(header, field::DATA_OFFSET) >> 4) * 4,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Bytes of the header, options included (the data offset).
     pub fn header_len(&self) -> usize {
-        MIN_HEADER_LEN + self.options.len()
+        self.header_len
+    }
+
+    /// True when the capture holds the whole header, options included.
+    pub fn options_complete(&self) -> bool {
+        MIN_HEADER_LEN + self.options.len() == self.header_len
     }
 
     pub fn src_port(&self) -> u16 {
