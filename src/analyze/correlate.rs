@@ -366,7 +366,7 @@ pub fn control_row(c: &Connection) -> ControlRow {
 }
 
 pub fn flow_row(f: &Flow, capture: String, expected: Option<u32>) -> FlowRow {
-    let duration_s = (f.last_ns - f.first_ns) as f64 / 1e9;
+    let duration_s = f.last_ns.saturating_sub(f.first_ns) as f64 / 1e9;
     FlowRow {
         capture,
         src: f.key.src.to_string(),
@@ -649,7 +649,7 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         None => None,
     };
     let wire_bytes = wire.map(|w| w.2);
-    let diff = |a: Option<u64>, b: Option<u64>| Some(a? as i64 - b? as i64);
+    let diff = |a: Option<u64>, b: Option<u64>| Some(signed_diff(a?, b?));
     let lost_before = diff(sent_bytes, wire_bytes);
     let lost_after = diff(wire_bytes, received_bytes);
     let loss_pct = match (file_size.or(sent_bytes), received_bytes) {
@@ -756,10 +756,10 @@ fn pick_log(
         let distance = match (log_times(l), inp.span_ns) {
             (Some((from, to)), Some((first, last))) => {
                 let slack = LOG_SLACK_S * 1_000_000_000;
-                if to < first - slack || from > last + slack {
+                if to < first.saturating_sub(slack) || from > last.saturating_add(slack) {
                     continue;
                 }
-                (from - first).abs()
+                from.saturating_sub(first).saturating_abs()
             }
             _ => i64::MAX,
         };
@@ -787,7 +787,13 @@ fn log_times(l: &LoadedLog) -> Option<(i64, i64)> {
         .earliest()?
         .timestamp_nanos_opt()?;
     let dur = l.log.duration_s.unwrap_or(0.0);
-    Some((t, t + (dur.max(0.0) * 1e9) as i64))
+    Some((t, t.saturating_add((dur.max(0.0) * 1e9) as i64)))
+}
+
+/// `a - b`, saturating at the ends of i64 (the inputs are untrusted).
+fn signed_diff(a: u64, b: u64) -> i64 {
+    let d = i128::from(a) - i128::from(b);
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// What the verdict is drawn from.
@@ -853,8 +859,8 @@ pub fn verdict(f: &Facts) -> String {
         text.push_str("; no client log says what arrived");
         return text;
     };
-    let before = f.expected.map(|e| e as i64 - wire as i64);
-    let after = wire as i64 - received as i64;
+    let before = f.expected.map(|e| signed_diff(e, wire));
+    let after = signed_diff(wire, received);
     let mut parts = Vec::new();
     match before {
         Some(b) if b > 0 => parts.push(format!(

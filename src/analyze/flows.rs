@@ -106,7 +106,7 @@ impl DataStats {
 
     /// Seconds from the first to the last data datagram.
     pub fn duration_s(&self) -> Option<f64> {
-        Some((self.last_ns? - self.first_ns?) as f64 / 1e9)
+        Some(self.last_ns?.saturating_sub(self.first_ns?) as f64 / 1e9)
     }
 }
 
@@ -159,9 +159,10 @@ impl SeqStats {
         // RFC 3550 appendix A.8: J += (|D| - J) / 16, D the change in transit
         // time. Clocks of sender and capture need not agree: only the change
         // matters.
-        let transit = arrival_ns.div_euclid(1000) - send_us as i64;
+        let send_us = i64::try_from(send_us).unwrap_or(i64::MAX);
+        let transit = arrival_ns.div_euclid(1000).saturating_sub(send_us);
         if let Some(prev) = self.last_transit_us {
-            let d = (transit - prev).unsigned_abs() as f64;
+            let d = transit.saturating_sub(prev).unsigned_abs() as f64;
             self.jitter_us += (d - self.jitter_us) / 16.0;
         }
         self.last_transit_us = Some(transit);
@@ -274,7 +275,7 @@ impl FlowTable {
         });
         let f = &mut state.flow;
         if f.frames > 0 {
-            let gap = ts_ns - f.last_ns;
+            let gap = ts_ns.saturating_sub(f.last_ns);
             if gap > f.longest_silence_ns {
                 f.longest_silence_ns = gap;
                 f.longest_silence_at_ns = Some(f.last_ns);

@@ -304,7 +304,7 @@ fn capture_row(f: &FileFacts) -> CaptureRow {
         duration_s: f
             .first_ts_ns
             .zip(f.last_ts_ns)
-            .map(|(a, b)| correlate::round((b - a) as f64 / 1e9, 6)),
+            .map(|(a, b)| correlate::round(b.saturating_sub(a) as f64 / 1e9, 6)),
         interfaces: f
             .interfaces
             .iter()

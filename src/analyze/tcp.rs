@@ -272,7 +272,7 @@ impl Connection {
 
     /// SYN to the client's ACK of the SYN-ACK, as the capture point saw it.
     pub fn handshake_rtt_us(&self) -> Option<f64> {
-        Some((self.ack_ns? - self.syn_ns?) as f64 / 1e3)
+        Some(self.ack_ns?.saturating_sub(self.syn_ns?) as f64 / 1e3)
     }
 
     /// How much of the handshake the capture holds.
