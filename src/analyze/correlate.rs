@@ -342,14 +342,14 @@ pub fn control_row(c: &Connection) -> ControlRow {
         client: c.client.to_string(),
         server: c.server.to_string(),
         handshake: c.handshake(),
-        syn_time: c.syn_ns.map(format_time),
+        syn_time: c.client_syn.map(|s| format_time(s.at_ns)),
         handshake_rtt_us: c.handshake_rtt_us().map(|x| round(x, 3)),
         mss: c.mss(),
-        client_mss: c.client_mss,
-        server_mss: c.server_mss,
+        client_mss: c.client_syn.and_then(|s| s.mss),
+        server_mss: c.server_syn.and_then(|s| s.mss),
         window_scale: c.window_scale(),
-        client_window_scale: c.client_window_scale,
-        server_window_scale: c.server_window_scale,
+        client_window_scale: c.client_syn.and_then(|s| s.window_scale),
+        server_window_scale: c.server_syn.and_then(|s| s.window_scale),
         sack_permitted: c.sack_permitted(),
         protocol: r.protocol(),
         udp_port: r.port.map(|p| p.port),
@@ -442,7 +442,13 @@ pub fn correlate(inp: &Inputs) -> Correlated {
     let control: Vec<ControlRow> = inp
         .connections
         .iter()
-        .filter(|c| seen.insert((c.client, c.server, c.client_isn.or(c.server_isn))))
+        .filter(|c| {
+            seen.insert((
+                c.client,
+                c.server,
+                c.client_syn.or(c.server_syn).map(|s| s.isn),
+            ))
+        })
         .map(control_row)
         .collect();
 

@@ -224,18 +224,12 @@ pub struct Connection {
     pub point: usize,
     pub client: SocketAddr,
     pub server: SocketAddr,
-    pub syn_ns: Option<i64>,
-    pub syn_ack_ns: Option<i64>,
+    /// The client's SYN.
+    pub client_syn: Option<Syn>,
+    /// The server's SYN-ACK.
+    pub server_syn: Option<Syn>,
     /// The client's ACK of the SYN-ACK.
     pub ack_ns: Option<i64>,
-    pub client_isn: Option<u32>,
-    pub server_isn: Option<u32>,
-    pub client_mss: Option<u16>,
-    pub server_mss: Option<u16>,
-    pub client_window_scale: Option<u8>,
-    pub server_window_scale: Option<u8>,
-    pub client_sack_permitted: bool,
-    pub server_sack_permitted: bool,
     pub first_ns: i64,
     pub last_ns: i64,
     pub segments: u64,
@@ -244,23 +238,37 @@ pub struct Connection {
     pub teardown: Option<Teardown>,
 }
 
+/// What one end announced in its SYN (or SYN-ACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syn {
+    pub at_ns: i64,
+    pub isn: u32,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+}
+
+impl Syn {
+    fn of(ts_ns: i64, tcp: &Tcp) -> Syn {
+        Syn {
+            at_ns: ts_ns,
+            isn: tcp.seq,
+            mss: tcp.mss,
+            window_scale: tcp.window_scale,
+            sack_permitted: tcp.sack_permitted,
+        }
+    }
+}
+
 impl Connection {
     fn new(point: usize, client: SocketAddr, server: SocketAddr, ts_ns: i64) -> Connection {
         Connection {
             point,
             client,
             server,
-            syn_ns: None,
-            syn_ack_ns: None,
+            client_syn: None,
+            server_syn: None,
             ack_ns: None,
-            client_isn: None,
-            server_isn: None,
-            client_mss: None,
-            server_mss: None,
-            client_window_scale: None,
-            server_window_scale: None,
-            client_sack_permitted: false,
-            server_sack_permitted: false,
             first_ns: ts_ns,
             last_ns: ts_ns,
             segments: 0,
@@ -272,12 +280,12 @@ impl Connection {
 
     /// SYN to the client's ACK of the SYN-ACK, as the capture point saw it.
     pub fn handshake_rtt_us(&self) -> Option<f64> {
-        Some(self.ack_ns?.saturating_sub(self.syn_ns?) as f64 / 1e3)
+        Some(self.ack_ns?.saturating_sub(self.client_syn?.at_ns) as f64 / 1e3)
     }
 
     /// How much of the handshake the capture holds.
     pub fn handshake(&self) -> &'static str {
-        match (self.syn_ns, self.syn_ack_ns, self.ack_ns) {
+        match (self.client_syn, self.server_syn, self.ack_ns) {
             (Some(_), Some(_), Some(_)) => "complete",
             (Some(_), Some(_), None) => "no final ACK",
             (Some(_), None, _) => "no SYN-ACK",
@@ -287,7 +295,11 @@ impl Connection {
 
     /// The MSS both ends can use: the smaller of the two announced.
     pub fn mss(&self) -> Option<u16> {
-        match (self.client_mss, self.server_mss) {
+        let (c, s) = (
+            self.client_syn.and_then(|s| s.mss),
+            self.server_syn.and_then(|s| s.mss),
+        );
+        match (c, s) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -296,13 +308,13 @@ impl Connection {
     /// Window scaling is in force only when both ends offered it; this is
     /// the client's shift (what the server applies to the client's windows).
     pub fn window_scale(&self) -> Option<u8> {
-        self.server_window_scale.and(self.client_window_scale)
+        self.server_syn?.window_scale?;
+        self.client_syn?.window_scale
     }
 
+    /// Both ends offered SACK; unknown unless both SYNs were captured.
     pub fn sack_permitted(&self) -> Option<bool> {
-        self.syn_ns?;
-        self.syn_ack_ns?;
-        Some(self.client_sack_permitted && self.server_sack_permitted)
+        Some(self.client_syn?.sack_permitted && self.server_syn?.sack_permitted)
     }
 
     pub fn retransmitted(&self) -> u64 {
@@ -359,7 +371,7 @@ impl TcpTable {
             && tcp.flags.syn
             && !tcp.flags.ack
             && let Some(old) = self.open.get(&key)
-            && (old.teardown.is_some() || old.client_isn.is_some_and(|isn| isn != tcp.seq))
+            && (old.teardown.is_some() || old.client_syn.is_some_and(|s| s.isn != tcp.seq))
             && let Some(old) = self.open.remove(&key)
         {
             self.done.push(old);
@@ -376,27 +388,20 @@ impl TcpTable {
         c.last_ns = c.last_ns.max(ts_ns);
         let f = tcp.flags;
         match from {
+            // The first SYN counts; a retransmitted one says the same.
             Side::Client if f.syn && !f.ack => {
-                c.syn_ns.get_or_insert(ts_ns);
-                c.client_isn.get_or_insert(tcp.seq);
-                c.client_mss = tcp.mss;
-                c.client_window_scale = tcp.window_scale;
-                c.client_sack_permitted = tcp.sack_permitted;
+                c.client_syn.get_or_insert(Syn::of(ts_ns, tcp));
                 c.to_server.start(tcp.seq);
             }
             Side::Server if f.syn && f.ack => {
-                c.syn_ack_ns.get_or_insert(ts_ns);
-                c.server_isn.get_or_insert(tcp.seq);
-                c.server_mss = tcp.mss;
-                c.server_window_scale = tcp.window_scale;
-                c.server_sack_permitted = tcp.sack_permitted;
+                c.server_syn.get_or_insert(Syn::of(ts_ns, tcp));
                 c.to_client.start(tcp.seq);
             }
             Side::Client
                 if f.ack
                     && c.ack_ns.is_none()
-                    && c.server_isn
-                        .is_some_and(|isn| tcp.ack == isn.wrapping_add(1)) =>
+                    && c.server_syn
+                        .is_some_and(|s| tcp.ack == s.isn.wrapping_add(1)) =>
             {
                 c.ack_ns = Some(ts_ns);
             }
@@ -615,6 +620,6 @@ mod tests {
         assert_eq!(t.other_ports.get(&22), Some(&1));
         let conns = t.finish();
         assert_eq!(conns.len(), 2);
-        assert_eq!(conns[1].client_isn, Some(77));
+        assert_eq!(conns[1].client_syn.map(|s| s.isn), Some(77));
     }
 }
