@@ -92,8 +92,8 @@ pub struct ClientRow {
     pub client_id: Option<u16>,
     /// "lab" or "v1", from the registration or the data.
     pub protocol: Option<&'static str>,
-    pub server: Option<String>,
-    pub client: Option<String>,
+    pub server: Option<SocketAddr>,
+    pub client: Option<SocketAddr>,
     pub server_port: Option<u16>,
     pub client_port: Option<u16>,
     pub file_name: Option<String>,
@@ -130,8 +130,8 @@ pub struct ClientRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct ControlRow {
     pub client_id: Option<u16>,
-    pub client: String,
-    pub server: String,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
     pub handshake: &'static str,
     pub syn_time: Option<String>,
     pub handshake_rtt_us: Option<f64>,
@@ -339,8 +339,8 @@ pub fn control_row(c: &Connection) -> ControlRow {
     let r = decode_registration(c);
     ControlRow {
         client_id: r.client_id,
-        client: c.client.to_string(),
-        server: c.server.to_string(),
+        client: c.client,
+        server: c.server,
         handshake: c.handshake(),
         syn_time: c.client_syn.map(|s| format_time(s.at_ns)),
         handshake_rtt_us: c.handshake_rtt_us().map(|x| round(x, 3)),
@@ -462,14 +462,7 @@ pub fn correlate(inp: &Inputs) -> Correlated {
             // seen only in part) has no data flow to join.
             continue;
         };
-        let server: SocketAddr = c
-            .server
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let client: SocketAddr = c
-            .client
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (server, client) = (c.server, c.client);
         let server_port = inp.control_port.checked_add(id);
         let flows = matching_flows(
             inp.flows,
@@ -696,8 +689,8 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     ClientRow {
         client_id: id.client_id,
         protocol,
-        server: id.server.map(|a| a.to_string()),
-        client: id.client.map(|a| a.to_string()),
+        server: id.server,
+        client: id.client,
         server_port: id.server_port,
         client_port: id.client_port,
         file_name,

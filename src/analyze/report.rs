@@ -151,8 +151,8 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
         for c in &a.control {
             t.add_row(vec![
                 opt(c.client_id, |v| v.to_string()),
-                c.client.clone(),
-                c.server.clone(),
+                c.client.to_string(),
+                c.server.to_string(),
                 c.handshake.to_string(),
                 opt(c.handshake_rtt_us, |v| format!("{v:.1}")),
                 opt(c.mss, |v| v.to_string()),
