@@ -668,6 +668,7 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     });
     let facts = Facts {
         expected: sent_bytes.or(file_size),
+        file_size,
         wire: wire_bytes,
         received: received_bytes,
         kernel_drops,
@@ -800,6 +801,7 @@ fn signed_diff(a: u64, b: u64) -> i64 {
 pub struct Facts {
     /// Bytes the server sent (its log), or else the file size.
     pub expected: Option<u64>,
+    pub file_size: Option<u64>,
     pub wire: Option<u64>,
     pub received: Option<u64>,
     pub kernel_drops: Option<u64>,
@@ -812,6 +814,23 @@ pub struct Facts {
 
 /// One line naming where the loss happened.
 pub fn verdict(f: &Facts) -> String {
+    let place = place_loss(f);
+    // A server that stopped early (the client had gone, or it aborted)
+    // lost nothing on the way of what it sent, yet the file is short.
+    match (f.expected, f.file_size) {
+        (Some(sent), Some(size)) if sent < size => {
+            let short = format!("the server sent only {sent} of {size} bytes");
+            if place == "no loss" {
+                format!("nothing lost on the way, but {short}")
+            } else {
+                format!("{place}; {short}")
+            }
+        }
+        _ => place,
+    }
+}
+
+fn place_loss(f: &Facts) -> String {
     if let Some(n) = f.capture_dropped.filter(|&n| n > 0) {
         let mut text = format!("cannot tell: the capture dropped {n} packets");
         // The logs alone can still close the account: every datagram the
@@ -965,11 +984,19 @@ mod tests {
             verdict(&f),
             "the wire carried all 10 bytes sent; no client log says what arrived"
         );
+        f.file_size = Some(40);
         f.icmp = 3;
         assert_eq!(
             verdict(&f),
             "the wire carried all 10 bytes sent; the client had gone: 3 ICMP port unreachable; \
-             no client log says what arrived"
+             no client log says what arrived; the server sent only 10 of 40 bytes"
+        );
+        assert_eq!(
+            verdict(&Facts {
+                file_size: Some(100),
+                ..facts(60, 60, 60)
+            }),
+            "nothing lost on the way, but the server sent only 60 of 100 bytes"
         );
         assert_eq!(
             verdict(&facts(100, 80, 50)),
