@@ -237,7 +237,13 @@ struct State {
 pub struct FlowTable {
     /// Payload length of a full data datagram (the lab's chunk).
     chunk: usize,
-    flows: HashMap<(usize, FlowKey), State>,
+    /// The flows in order of appearance, found through `index`: a vector
+    /// of states and a map of small indices take far less memory than a
+    /// map of states at its spare capacity.
+    flows: Vec<State>,
+    index: HashMap<(usize, FlowKey), u32>,
+    /// The last flow looked up: consecutive datagrams are mostly of one flow.
+    last: Option<((usize, FlowKey), u32)>,
     /// ICMP errors quoting a flow not (yet) in the table.
     icmp_orphans: HashMap<(usize, FlowKey), (u64, i64)>,
     /// Datagrams not followed because the table was full.
@@ -249,7 +255,9 @@ impl FlowTable {
     pub fn new(chunk: usize) -> FlowTable {
         FlowTable {
             chunk,
-            flows: HashMap::new(),
+            flows: Vec::new(),
+            index: HashMap::new(),
+            last: None,
             icmp_orphans: HashMap::new(),
             overflow: 0,
             seq_bits: 0,
@@ -265,14 +273,13 @@ impl FlowTable {
         frame_len: u32,
         udp: &Udp,
     ) {
-        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&(point, key)) {
+        let Some(i) = self.slot(point, key, ts_ns) else {
             self.overflow += 1;
             return;
-        }
-        let state = self.flows.entry((point, key)).or_insert_with(|| State {
-            flow: Flow::new(point, key, ts_ns),
-            opening: Opening::Start,
-        });
+        };
+        let Some(state) = self.flows.get_mut(i) else {
+            return;
+        };
         let f = &mut state.flow;
         if f.frames > 0 {
             let gap = ts_ns.saturating_sub(f.last_ns);
@@ -344,6 +351,32 @@ impl FlowTable {
         }
     }
 
+    /// The index of the flow `(point, key)`, added if new and there is room.
+    fn slot(&mut self, point: usize, key: FlowKey, ts_ns: i64) -> Option<usize> {
+        if let Some((k, i)) = self.last
+            && k == (point, key)
+        {
+            return Some(i as usize);
+        }
+        let i = match self.index.get(&(point, key)) {
+            Some(&i) => i,
+            None => {
+                if self.flows.len() >= MAX_FLOWS {
+                    return None;
+                }
+                let i = self.flows.len() as u32;
+                self.flows.push(State {
+                    flow: Flow::new(point, key, ts_ns),
+                    opening: Opening::Start,
+                });
+                self.index.insert((point, key), i);
+                i
+            }
+        };
+        self.last = Some(((point, key), i));
+        Some(i as usize)
+    }
+
     /// An ICMP message; port-unreachable errors are charged to the flow
     /// they quote.
     pub fn ingest_icmp(&mut self, point: usize, ts_ns: i64, icmp: &Icmp) {
@@ -354,7 +387,8 @@ impl FlowTable {
             src: SocketAddr::new(q.src, q.src_port),
             dst: SocketAddr::new(q.dst, q.dst_port),
         };
-        if let Some(state) = self.flows.get_mut(&(point, key)) {
+        let known = self.index.get(&(point, key)).copied();
+        if let Some(state) = known.and_then(|i| self.flows.get_mut(i as usize)) {
             state.flow.icmp_unreachable += 1;
             state.flow.first_icmp_ns.get_or_insert(ts_ns);
         } else if self.icmp_orphans.len() < MAX_FLOWS {
@@ -366,9 +400,10 @@ impl FlowTable {
     /// Every flow, ordered by capture point, then first time, then key.
     pub fn finish(self) -> Vec<Flow> {
         let mut orphans = self.icmp_orphans;
+        drop(self.index);
         let mut flows: Vec<Flow> = self
             .flows
-            .into_values()
+            .into_iter()
             .map(|s| {
                 let mut f = s.flow;
                 if let Some((n, at)) = orphans.remove(&(f.point, f.key)) {
