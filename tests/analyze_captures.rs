@@ -293,7 +293,10 @@ fn killed_client_is_seen_through_icmp() {
     );
     let verdict = row["verdict"].as_str().unwrap();
     assert!(verdict.contains("the client had gone"), "{verdict}");
-    assert!(verdict.ends_with("the server sent only 322560 of 8388608 bytes"), "{verdict}");
+    assert!(
+        verdict.ends_with("the server sent only 322560 of 8388608 bytes"),
+        "{verdict}"
+    );
 }
 
 #[test]
