@@ -31,9 +31,11 @@ pub enum Command {
     Server(ServerArgs),
     /// Register with a server and receive its file.
     Client(ClientArgs),
-    /// Read captures of a run (pcap or pcapng, any of the usual link types)
-    /// and the run's logs; report per client what was sent, what the wire
-    /// carried and what was received, and where the rest was lost.
+    /// Say per client where a run's bytes were lost, from captures and logs.
+    ///
+    /// Reads captures of a run (pcap or pcapng, any of the usual link
+    /// types) and the run's logs, and reports per client what the server
+    /// sent, what the wire carried and what the client received.
     Analyze(AnalyzeArgs),
 }
 
