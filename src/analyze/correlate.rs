@@ -79,13 +79,6 @@ pub fn load_logs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result
     Ok(logs)
 }
 
-/// Facts of one capture point (a file's interface) the rows need.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PointFacts {
-    /// Packets the capturer itself dropped there, if its statistics say.
-    pub dropped: Option<u64>,
-}
-
 /// What the capture and the logs tell about one client's transfer.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientRow {
@@ -419,8 +412,9 @@ pub struct Inputs<'a> {
     pub connections: &'a [Connection],
     pub flows: &'a [Flow],
     pub logs: &'a [LoadedLog],
-    /// Facts per capture point, by the point index flows and connections carry.
-    pub point: &'a dyn Fn(usize) -> PointFacts,
+    /// Packets each capture point (file) says its capturer dropped, by the
+    /// point index flows and connections carry; `None` where it does not say.
+    pub capture_dropped: &'a [Option<u64>],
     /// The capture's time span, nanoseconds since the epoch.
     pub span_ns: Option<(i64, i64)>,
 }
@@ -462,22 +456,18 @@ pub fn correlate(inp: &Inputs) -> Correlated {
             // seen only in part) has no data flow to join.
             continue;
         };
-        let (server, client) = (c.server, c.client);
         let server_port = inp.control_port.checked_add(id);
-        let flows = matching_flows(
-            inp.flows,
-            server_port,
-            Some(port.port),
-            Some(client),
-            Some(server),
-        );
+        let flows = match server_port {
+            Some(data_port) => matching_flows(inp.flows, c, data_port, port.port),
+            None => Vec::new(),
+        };
         claimed.extend(flows.iter().map(|f| (f.point, f.key)));
         let row = build_row(
             inp,
             Identity {
                 client_id: Some(id),
-                server: Some(server),
-                client: Some(client),
+                server: Some(c.server),
+                client: Some(c.client),
                 server_port,
                 client_port: Some(port.port),
                 reg: Some(r),
@@ -549,26 +539,22 @@ pub fn correlate(inp: &Inputs) -> Correlated {
 type FlowKeyOrd = (SocketAddr, SocketAddr);
 
 /// The data flows of one client at every capture point that saw it.
-fn matching_flows(
-    flows: &[Flow],
-    server_port: Option<u16>,
-    client_port: Option<u16>,
-    client: Option<SocketAddr>,
-    server: Option<SocketAddr>,
-) -> Vec<&Flow> {
+fn matching_flows<'a>(
+    flows: &'a [Flow],
+    control: &ControlRow,
+    data_port: u16,
+    client_port: u16,
+) -> Vec<&'a Flow> {
     let candidates: Vec<&Flow> = flows
         .iter()
-        .filter(|f| Some(f.key.src.port()) == server_port && Some(f.key.dst.port()) == client_port)
+        .filter(|f| f.key.src.port() == data_port && f.key.dst.port() == client_port)
         .collect();
     // Prefer the flow between the control connection's own addresses; a
     // multi-homed server may send from another.
     let same_hosts: Vec<&Flow> = candidates
         .iter()
         .copied()
-        .filter(|f| {
-            client.is_none_or(|c| c.ip() == f.key.dst.ip())
-                && server.is_none_or(|s| s.ip() == f.key.src.ip())
-        })
+        .filter(|f| control.client.ip() == f.key.dst.ip() && control.server.ip() == f.key.src.ip())
         .collect();
     if same_hosts.is_empty() {
         candidates
@@ -658,14 +644,9 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         }
         _ => None,
     };
-    let capture_dropped = flow.and_then(|f| (inp.point)(f.point).dropped);
-    let icmp = flow.map(|f| {
-        flows
-            .iter()
-            .map(|g| g.icmp_unreachable)
-            .max()
-            .unwrap_or(f.icmp_unreachable)
-    });
+    let capture_dropped = flow.and_then(|f| inp.capture_dropped.get(f.point).copied().flatten());
+    // Each capture point counts the ICMP errors it saw; take the most.
+    let icmp = flow.map(|_| flows.iter().map(|g| g.icmp_unreachable).max().unwrap_or(0));
     let facts = Facts {
         expected: sent_bytes.or(file_size),
         file_size,

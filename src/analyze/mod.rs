@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use self::correlate::{ClientRow, ControlRow, FlowRow, Inputs, LoadedLog, PointFacts};
+use self::correlate::{ClientRow, ControlRow, FlowRow, Inputs, LoadedLog};
 use self::decode::Transport;
 use self::flows::{FlowKey, FlowTable};
 use self::reader::{FileFacts, Reader};
@@ -177,9 +177,7 @@ pub fn analyze(
     let connections = tcp.finish();
     let flows = flows.finish();
     let files = reader.files();
-    let point_facts = |p: usize| PointFacts {
-        dropped: files.get(p).and_then(file_dropped),
-    };
+    let capture_dropped: Vec<Option<u64>> = files.iter().map(file_dropped).collect();
     let span = files
         .iter()
         .filter_map(|f| Some((f.first_ts_ns?, f.last_ts_ns?)))
@@ -189,7 +187,7 @@ pub fn analyze(
         connections: &connections,
         flows: &flows,
         logs,
-        point: &point_facts,
+        capture_dropped: &capture_dropped,
         span_ns: span,
     });
     let mut warnings = c.warnings;
