@@ -466,8 +466,8 @@ pub fn correlate(inp: &Inputs) -> Correlated {
             inp,
             Identity {
                 client_id: Some(id),
-                server: Some(c.server),
-                client: Some(c.client),
+                server: c.server,
+                client: c.client,
                 server_port,
                 client_port: Some(port.port),
                 reg: Some(r),
@@ -501,8 +501,8 @@ pub fn correlate(inp: &Inputs) -> Correlated {
             inp,
             Identity {
                 client_id: id,
-                server: Some(src),
-                client: Some(dst),
+                server: src,
+                client: dst,
                 server_port: Some(src.port()),
                 client_port: Some(dst.port()),
                 reg: None,
@@ -565,8 +565,8 @@ fn matching_flows<'a>(
 
 struct Identity<'a> {
     client_id: Option<u16>,
-    server: Option<SocketAddr>,
-    client: Option<SocketAddr>,
+    server: SocketAddr,
+    client: SocketAddr,
     server_port: Option<u16>,
     client_port: Option<u16>,
     reg: Option<&'a Registration>,
@@ -671,8 +671,8 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     ClientRow {
         client_id: id.client_id,
         protocol,
-        server: id.server,
-        client: id.client,
+        server: Some(id.server),
+        client: Some(id.client),
         server_port: id.server_port,
         client_port: id.client_port,
         file_name,
