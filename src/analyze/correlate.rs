@@ -85,8 +85,8 @@ pub struct ClientRow {
     pub client_id: Option<u16>,
     /// "lab" or "v1", from the registration or the data.
     pub protocol: Option<&'static str>,
-    pub server: Option<SocketAddr>,
-    pub client: Option<SocketAddr>,
+    pub server: SocketAddr,
+    pub client: SocketAddr,
     pub server_port: Option<u16>,
     pub client_port: Option<u16>,
     pub file_name: Option<String>,
@@ -671,8 +671,8 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     ClientRow {
         client_id: id.client_id,
         protocol,
-        server: Some(id.server),
-        client: Some(id.client),
+        server: id.server,
+        client: id.client,
         server_port: id.server_port,
         client_port: id.client_port,
         file_name,
