@@ -131,6 +131,17 @@ pub fn analyze(
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
+    let (tcp, flows, skipped) = ingest(reader, opts, progress);
+    build(reader.files(), tcp, flows, skipped, logs, opts)
+}
+
+/// The one pass over the packets: each decoded and fed to its table, or
+/// counted as skipped with its reason.
+fn ingest(
+    reader: &mut Reader,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> (TcpTable, FlowTable, HashMap<String, u64>) {
     let mut tcp = TcpTable::new(opts.control_port);
     let mut flows = FlowTable::new(opts.chunk);
     let mut skipped: HashMap<String, u64> = HashMap::new();
@@ -166,7 +177,18 @@ pub fn analyze(
     }
     let (done, total) = reader.progress();
     progress(done, total);
+    (tcp, flows, skipped)
+}
 
+/// From the tables to the report.
+fn build(
+    files: &[FileFacts],
+    tcp: TcpTable,
+    flows: FlowTable,
+    mut skipped: HashMap<String, u64>,
+    logs: &[LoadedLog],
+    opts: &Options,
+) -> Analysis {
     if flows.overflow > 0 {
         skipped.insert("UDP flow table full".into(), flows.overflow);
     }
@@ -176,7 +198,6 @@ pub fn analyze(
     let mut other_ports: Vec<(u16, u64)> = tcp.other_ports.iter().map(|(&p, &n)| (p, n)).collect();
     let connections = tcp.finish();
     let flows = flows.finish();
-    let files = reader.files();
     let capture_dropped: Vec<Option<u64>> = files.iter().map(file_dropped).collect();
     let span = files
         .iter()
@@ -193,17 +214,16 @@ pub fn analyze(
     let mut warnings = c.warnings;
     other_ports.sort_by_key(|&(p, n)| (std::cmp::Reverse(n), p));
     let suggested_port = other_ports.first().map(|&(p, _)| p);
-    if connections.is_empty() && !other_ports.is_empty() {
+    if let (true, Some(port)) = (connections.is_empty(), suggested_port) {
         let seen: Vec<String> = other_ports
             .iter()
             .take(5)
             .map(|(p, n)| format!("{p} ({n})"))
             .collect();
         warnings.push(format!(
-            "no TCP connection to control port {} in the capture; connections were opened to port {}: try --port {}",
+            "no TCP connection to control port {} in the capture; connections were opened to port {}: try --port {port}",
             opts.control_port,
             seen.join(", "),
-            other_ports[0].0
         ));
     }
 
