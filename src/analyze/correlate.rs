@@ -111,6 +111,8 @@ pub struct ClientRow {
     pub client_log_duration_s: Option<f64>,
     pub success: Option<bool>,
     pub icmp_port_unreachable: Option<u64>,
+    /// Data datagrams the file takes (v1: the announce, or the server's log).
+    pub datagrams_total: Option<u64>,
     pub capture_dropped: Option<u64>,
     pub verdict: String,
     pub server_log: Option<String>,
@@ -695,6 +697,9 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         client_log_duration_s: clog.and_then(|l| l.log.duration_s),
         success,
         icmp_port_unreachable: icmp,
+        datagrams_total: announce
+            .map(|a| u64::from(a.datagrams))
+            .or_else(|| slog.and_then(|l| l.log.datagrams_total)),
         capture_dropped,
         verdict: verdict(&facts),
         server_log: slog.map(|l| l.path.display().to_string()),

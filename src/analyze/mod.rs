@@ -227,13 +227,14 @@ fn build(
         ));
     }
 
-    // Sequence numbers expected per flow, from the announces captured.
+    // Sequence numbers expected per flow: the announce captured, or else
+    // the server's log.
     let expected: HashMap<(u16, u16), u32> = c
-        .control
+        .clients
         .iter()
         .filter_map(|r| {
-            let a = r.decoded.announce.as_ref()?;
-            Some(((a.data_port, r.decoded.port?.port), a.datagrams))
+            let total = u32::try_from(r.datagrams_total?).ok()?;
+            Some(((r.server_port?, r.client_port?), total))
         })
         .collect();
     // The flows that carried the most data, in capture order.
