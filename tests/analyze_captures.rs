@@ -297,6 +297,20 @@ fn killed_client_is_seen_through_icmp() {
         verdict.ends_with("the server sent only 322560 of 8388608 bytes"),
         "{verdict}"
     );
+    // The v1 headers on the wire show where the sending stopped: the
+    // server's log says the file takes 8323 datagrams, 320 went out.
+    let flow = report["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["src"] == "127.0.0.1:25071")
+        .expect("client 1's flow");
+    assert_eq!(flow["v1"]["expected"], 8323);
+    assert_eq!(flow["v1"]["missing"], 8323 - 320);
+    assert_eq!(
+        flow["v1"]["missing_ranges"],
+        serde_json::json!([[320, 8322]])
+    );
 }
 
 #[test]
