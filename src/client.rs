@@ -23,9 +23,10 @@ use sha2::{Digest, Sha256};
 
 use crate::control::{self, Error as ControlError};
 use crate::net::{self, RecvBatch};
+use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
-use crate::server::{hex, rate_mb_s};
+use crate::server::rate_mb_s;
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::transfer_log::{self, Protocol, Role, TransferLog};
 

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::control::{self, PeerState};
 use crate::net::{self, SendBatch};
+use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
@@ -768,9 +769,4 @@ pub(crate) fn unix_us(t: SystemTime) -> u64 {
 pub(crate) fn rate_mb_s(bytes: u64, elapsed: Duration) -> Option<f64> {
     let s = elapsed.as_secs_f64();
     (s > 0.0).then(|| bytes as f64 / s / 1e6)
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,6 +16,7 @@
 //! little-endian whatever the section says, and rejects every power-of-two
 //! `if_tsresol`.
 
+use crate::protocol::hex;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
@@ -223,10 +224,6 @@ pub enum ReadError {
         offset: u64,
         error: Arc<io::Error>,
     },
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Packets from one or several capture files, in timestamp order.

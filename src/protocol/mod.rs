@@ -7,6 +7,12 @@
 pub mod lab;
 pub mod v1;
 
+/// Bytes as lowercase hexadecimal, as logs and messages show a SHA-256 or a
+/// file's first bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What a byte slice was too short or too strange to be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
