@@ -16,7 +16,6 @@
 //! little-endian whatever the section says, and rejects every power-of-two
 //! `if_tsresol`.
 
-use crate::protocol::hex;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
@@ -29,6 +28,8 @@ use pcap_parser::{
     BOM_MAGIC, Block, EPB_MAGIC, IDB_MAGIC, ISB_MAGIC, LegacyPcapReader, Linktype, PcapBlockOwned,
     PcapError, PcapNGOption, PcapNGReader, SHB_MAGIC, SPB_MAGIC,
 };
+
+use crate::protocol::hex;
 
 /// Size of each file's read buffer when it is opened (smaller for a file
 /// known to be smaller, down to [`MIN_BUFFER`]).
