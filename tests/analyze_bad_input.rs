@@ -289,3 +289,30 @@ fn two_captures_of_one_run_merge_without_double_counting() {
         "a flow per capture"
     );
 }
+
+#[test]
+fn our_logs_are_found_by_their_header_whatever_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(LOGS).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        fs::copy(entry.path(), dir.path().join(format!("renamed-{name}.log"))).unwrap();
+    }
+    fs::write(dir.path().join("notes.txt"), "not a log\n").unwrap();
+    let out = analyze(&[
+        CAPTURE,
+        "--logs",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["logs"]["used"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report["logs"]["unused"], 0,
+        "notes.txt is not read as a log"
+    );
+    for row in report["clients"].as_array().unwrap() {
+        assert_eq!(row["received_bytes"], 1_048_576);
+    }
+}

@@ -66,8 +66,7 @@ pub fn load_logs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| transfer_log::parse_log_name(n).ok());
-        let ours = name.is_none()
-            && fs::read(&path).is_ok_and(|b| b.starts_with(transfer_log::HEADER.as_bytes()));
+        let ours = name.is_none() && starts_with_header(&path);
         if name.is_none() && !ours {
             continue;
         }
@@ -77,6 +76,17 @@ pub fn load_logs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result
         }
     }
     Ok(logs)
+}
+
+/// Whether the file at `path` opens with udplab's log header (only that
+/// much of it is read).
+fn starts_with_header(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let want = transfer_log::HEADER.as_bytes();
+    let mut head = Vec::with_capacity(want.len());
+    fs::File::open(path)
+        .and_then(|f| f.take(want.len() as u64).read_to_end(&mut head))
+        .is_ok_and(|_| head == want)
 }
 
 /// What the capture and the logs tell about one client's transfer.
@@ -331,7 +341,10 @@ pub fn round(x: f64, digits: i32) -> f64 {
 }
 
 pub fn control_row(c: &Connection) -> ControlRow {
-    let r = decode_registration(c);
+    let mut r = decode_registration(c);
+    // The row shows the messages and the note; the decoded facts keep the rest.
+    let messages = std::mem::take(&mut r.messages);
+    let note = r.note.take();
     ControlRow {
         client_id: r.client_id,
         client: c.client,
@@ -349,12 +362,12 @@ pub fn control_row(c: &Connection) -> ControlRow {
         protocol: r.protocol(),
         udp_port: r.port.map(|p| p.port),
         concurrency: r.concurrency,
-        messages: r.messages.clone(),
+        messages,
         bytes_to_server: c.to_server.len,
         bytes_to_client: c.to_client.len,
         retransmitted_segments: c.retransmitted(),
         teardown: c.teardown.map(|t| t.describe()),
-        note: r.note.clone(),
+        note,
         decoded: r,
         first_ns: c.first_ns,
     }
