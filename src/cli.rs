@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use udplab::analyze::report::Format;
-use udplab::{client, server};
+use udplab::{client, lab, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +37,89 @@ pub enum Command {
     /// types) and the run's logs, and reports per client what the server
     /// sent, what the wire carried and what the client received.
     Analyze(AnalyzeArgs),
+    /// Capture a run's traffic into pcapng, with the capture's own drop
+    /// counts (libpcap; needs root or CAP_NET_RAW).
+    ///
+    /// By default it takes the TCP control port, UDP from the server's data
+    /// ports and ICMP; control packets are kept whole and data datagrams to
+    /// --snaplen bytes. Stops on Ctrl-C, --duration or --count.
+    Capture(CaptureArgs),
+    /// The whole experiment on loopback: server, N clients, capture, report.
+    ///
+    /// Makes a test file, starts the server, captures on lo, runs the
+    /// clients at once, and analyzes the capture with the logs. Everything
+    /// lands in a fresh directory under --dir.
+    Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Interface to capture on.
+    #[arg(short = 'i', long, default_value = "lo")]
+    pub interface: String,
+    /// The pcapng file to write (written as FILE.part until complete).
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write: PathBuf,
+    /// A libpcap filter of one's own, instead of the run's default.
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// The run's TCP control port, for the default filter.
+    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    pub port: u16,
+    /// Bytes kept of each data datagram (of each packet with --filter).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub snaplen: u32,
+    /// The kernel's capture buffer (e.g. 64MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub buffer: u64,
+    /// Stop after this long (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many packets.
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Clients, run at once.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub clients: u16,
+    /// Size of the test file made for the run (e.g. 100MiB).
+    #[arg(long, default_value = "100MiB", value_parser = parse_size, conflicts_with = "file")]
+    pub size: u64,
+    /// Send this file instead of a made one.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The protocol the clients speak.
+    #[arg(long, value_enum, default_value = "v1")]
+    pub protocol: lab::Protocol,
+    /// Where the run directories are made.
+    #[arg(long, default_value = "runs")]
+    pub dir: PathBuf,
+    /// Do not capture; report from the logs alone.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// The original lab's six tests: 100 and 250 MiB, to 1, 5 and 10 clients.
+    #[arg(long, conflicts_with_all = ["clients", "size", "file"])]
+    pub suite: bool,
+    /// Keep the received files (deleted at the end by default).
+    #[arg(long)]
+    pub keep_files: bool,
+    /// The TCP control port on 127.0.0.1; client k's data comes from
+    /// port + k, so ports port..=port+clients must be free.
+    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    pub port: u16,
+    /// Each client's socket receive buffer (e.g. 64MiB); default: the
+    /// kernel's.
+    #[arg(long, value_parser = parse_size)]
+    pub recv_buffer: Option<u64>,
+    /// Bytes kept of each data datagram in the capture.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub snaplen: u32,
+    /// The capture's kernel buffer.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub capture_buffer: u64,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +272,49 @@ impl ClientArgs {
             .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
             .transpose()?;
         cfg.progress = !quiet;
+        Ok(cfg)
+    }
+}
+
+#[cfg(feature = "capture")]
+impl CaptureArgs {
+    pub fn into_config(self) -> anyhow::Result<udplab::capture::live::Config> {
+        let mut cfg = udplab::capture::live::Config::new(self.interface, self.write);
+        cfg.filter = self.filter;
+        cfg.control_port = self.port;
+        cfg.snaplen = self.snaplen;
+        cfg.buffer = usize::try_from(self.buffer).context("--buffer is too large")?;
+        cfg.duration = self.duration;
+        cfg.count = self.count;
+        Ok(cfg)
+    }
+}
+
+impl LabArgs {
+    pub fn into_config(self) -> anyhow::Result<lab::Config> {
+        let source = match self.file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("--file {}: no such file", path.display());
+                }
+                lab::Source::File(path)
+            }
+            None if self.size == 0 => bail!("--size must be at least 1 byte"),
+            None => lab::Source::Make { size: self.size },
+        };
+        let mut cfg = lab::Config::new(self.clients, source);
+        cfg.protocol = self.protocol;
+        cfg.dir = self.dir;
+        cfg.capture = !self.no_capture;
+        cfg.keep_files = self.keep_files;
+        cfg.port = self.port;
+        cfg.recv_buffer = self
+            .recv_buffer
+            .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
+            .transpose()?;
+        cfg.snaplen = self.snaplen;
+        cfg.capture_buffer =
+            usize::try_from(self.capture_buffer).context("--capture-buffer is too large")?;
         Ok(cfg)
     }
 }

@@ -14,11 +14,17 @@
 //!   report.
 //! - [`wire`]: views of captured frames: link layers (Ethernet, loopback,
 //!   Linux cooked), IPv4, IPv6, TCP, UDP, ICMP; no I/O.
+//! - [`capture`]: live capture through libpcap (cargo feature `capture`)
+//!   into pcapng with the capture's own drop counts.
+//! - [`lab`]: the whole experiment on loopback: test file, server, capture,
+//!   N clients, analysis.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
 
 pub mod analyze;
+pub mod capture;
 pub mod client;
 pub mod control;
+pub mod lab;
 pub mod net;
 pub mod protocol;
 pub mod server;

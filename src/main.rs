@@ -1,14 +1,15 @@
 //! The `udplab` binary: parse arguments, set up logging and Ctrl-C, call
 //! the library, and turn the result into an exit status.
 //!
-//! Exit status: 0 success; 1 error; 2 the transfer ran to its end but the
+//! Exit status: 0 success; 1 error (for `lab`: a client or the server
+//! failed; loss is a result, not an error); 2 the transfer ran to its end but the
 //! file is incomplete (the client) or some client did not get all of it
 //! (the server). `analyze` exits with 1 when a capture could not be read
 //! to its end (after printing the report of what was read).
 
 mod cli;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,7 +18,7 @@ use log::{error, info};
 use cli::{Cli, Command};
 use udplab::analyze::{self, reader::Reader};
 use udplab::shutdown::Shutdown;
-use udplab::{client, server};
+use udplab::{client, lab, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,7 +92,143 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Analyze(args) => run_analyze(args, cli.quiet),
+        Command::Capture(args) => run_capture(args, cli.quiet, &shutdown),
+        Command::Lab(args) => run_lab(args, &shutdown),
     }
+}
+
+#[cfg(feature = "capture")]
+fn run_capture(
+    args: cli::CaptureArgs,
+    quiet: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    use udplab::capture::live;
+    let cfg = args.into_config()?;
+    let cap = live::Capture::open(cfg)?;
+    info!(
+        "capturing on {} into {} (Ctrl-C to stop)",
+        cap.interface(),
+        cap.path().display()
+    );
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("0 packets");
+        b
+    });
+    let summary = cap.run(shutdown, &mut |n| {
+        if let Some(b) = &bar {
+            b.set_message(format!("{} packets", analyze::report::group(n)));
+            b.tick();
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} packets captured ({} bytes) in {:.1} s, {}: {}",
+        analyze::report::group(summary.packets),
+        analyze::report::group(summary.bytes),
+        summary.duration.as_secs_f64(),
+        summary.stopped_by.as_str(),
+        summary.path.display()
+    )?;
+    writeln!(
+        out,
+        "libpcap: {} received, {} dropped (buffer full), {} dropped by the interface",
+        analyze::report::group(summary.received),
+        analyze::report::group(summary.dropped),
+        analyze::report::group(summary.if_dropped)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "capture"))]
+fn run_capture(_: cli::CaptureArgs, _: bool, _: &Shutdown) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "{}",
+        udplab::capture::unavailable().unwrap_or("capture unavailable")
+    )
+}
+
+fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    use analyze::report::{self, Format, SuiteRow};
+    let suite = args.suite;
+    let cfg = args.into_config()?;
+    let mut failed = false;
+    if suite {
+        let mut rows = Vec::new();
+        let dir = lab::suite(&cfg, &lab::SUITE, shutdown, &mut |i, t, o| {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "\nTest {}: {} MiB to {} client{}",
+                i + 1,
+                t.size >> 20,
+                t.clients,
+                if t.clients == 1 { "" } else { "s" }
+            )?;
+            report::write_clients(&mut out, &o.analysis)?;
+            write_lab_footer(&mut out, o)?;
+            failed |= !o.client_errors.is_empty();
+            rows.push(SuiteRow::new(
+                i + 1,
+                t.size,
+                t.clients,
+                &o.analysis,
+                o.elapsed.as_secs_f64(),
+            ));
+            Ok(())
+        })?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "\nSummary: loss per test")?;
+        report::write_suite_summary(&mut out, &rows)?;
+        writeln!(out, "suite directory: {}", dir.display())?;
+    } else {
+        let dir = lab::new_run_dir(&cfg.dir, "")?;
+        info!("run directory: {}", dir.display());
+        let o = lab::run(&cfg, &dir, shutdown)?;
+        let mut out = std::io::stdout().lock();
+        report::write(&mut out, &o.analysis, Format::Table)?;
+        writeln!(out)?;
+        write_lab_footer(&mut out, &o)?;
+        failed = !o.client_errors.is_empty();
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_lab_footer(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()> {
+    match &o.capture {
+        lab::CaptureStatus::Captured {
+            path,
+            packets,
+            received,
+            dropped,
+        } => writeln!(
+            out,
+            "capture: {} packets in {} (libpcap: {} received, {} dropped)",
+            analyze::report::group(*packets),
+            path.display(),
+            analyze::report::group(*received),
+            analyze::report::group(*dropped)
+        )?,
+        lab::CaptureStatus::Missing { reason } => {
+            writeln!(out, "capture: none ({reason}); the wire columns are empty")?
+        }
+    }
+    writeln!(out, "report: {}", o.report_path.display())?;
+    writeln!(
+        out,
+        "run directory: {} ({:.1} s)",
+        o.run_dir.display(),
+        o.elapsed.as_secs_f64()
+    )
 }
 
 fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> {

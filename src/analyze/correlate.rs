@@ -551,6 +551,64 @@ pub fn correlate(inp: &Inputs) -> Correlated {
     }
 }
 
+/// Rows from the logs alone, for a run nobody captured: one per server
+/// log, then one per client log no server log claimed. The wire columns
+/// stay empty.
+pub fn from_logs(control_port: u16, logs: &[LoadedLog]) -> Correlated {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut order: Vec<usize> = (0..logs.len()).collect();
+    // Server logs first, each client's in client order.
+    order.sort_by_key(|&i| {
+        let l = &logs[i].log;
+        (l.role != Some(Role::Server), l.client_id, i)
+    });
+    let inp = Inputs {
+        control_port,
+        connections: &[],
+        flows: &[],
+        logs,
+        capture_dropped: &[],
+        span_ns: None,
+    };
+    let mut used = vec![false; logs.len()];
+    let mut clients = Vec::new();
+    for i in order {
+        if used[i] {
+            continue;
+        }
+        let log = &logs[i].log;
+        let addr = |ip: Option<std::net::IpAddr>, port: Option<u16>| match (ip, port) {
+            (Some(ip), Some(port)) => SocketAddr::new(ip, port),
+            _ => unspecified,
+        };
+        let id = Identity {
+            client_id: log.client_id.or(logs[i].name.as_ref().map(|n| n.client_id)),
+            server: addr(log.server_ip, log.server_port),
+            client: addr(log.client_ip, log.client_port),
+            server_port: log.server_port,
+            client_port: log.client_port,
+            reg: None,
+        };
+        if id.client_id.is_none() {
+            continue;
+        }
+        clients.push(build_row(&inp, id, &[], &mut used));
+    }
+    clients.sort_by_key(|r| (r.client_id.is_none(), r.client_id));
+    Correlated {
+        control: Vec::new(),
+        clients,
+        logs_used: logs
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(l, _)| l.path.display().to_string())
+            .collect(),
+        logs_unused: used.iter().filter(|u| !**u).count(),
+        warnings: Vec::new(),
+    }
+}
+
 type FlowKeyOrd = (SocketAddr, SocketAddr);
 
 /// The data flows of one client at every capture point that saw it.
@@ -851,10 +909,23 @@ fn place_loss(f: &Facts) -> String {
             (Some(e), Some(r)) if r >= e => {
                 "no loss (by the logs; no data flow in the capture)".into()
             }
-            (Some(e), Some(r)) => format!(
-                "{} bytes lost; the capture holds no data flow to say where",
-                e - r
-            ),
+            (Some(e), Some(r)) => {
+                let mut text = format!(
+                    "{} bytes lost; the capture holds no data flow to say where",
+                    e - r
+                );
+                if let (Some(sent), Some(got), Some(k)) =
+                    (f.sent_datagrams, f.received_datagrams, f.kernel_drops)
+                    && sent > got
+                    && sent - got == k
+                {
+                    text.push_str(&format!(
+                        "; by the logs, the client's kernel dropped all {k} missing datagrams \
+                         (receiver socket buffer)"
+                    ));
+                }
+                text
+            }
             _ => "cannot tell: no data flow in the capture and no logs".into(),
         };
     };

@@ -135,6 +135,33 @@ pub fn analyze(
     build(reader.files(), tcp, flows, skipped, logs, opts)
 }
 
+/// The report of a run with no capture, from its logs alone; `why` says
+/// why there is no capture and goes first among the warnings.
+pub fn from_logs(logs: &[LoadedLog], opts: &Options, why: &str) -> Analysis {
+    let c = correlate::from_logs(opts.control_port, logs);
+    let mut warnings = vec![format!(
+        "no capture ({why}): the wire columns are empty, and where the loss happened \
+         is told only as far as the logs tell it"
+    )];
+    warnings.extend(c.warnings);
+    Analysis {
+        control_port: opts.control_port,
+        captures: Vec::new(),
+        control: c.control,
+        clients: c.clients,
+        skipped: BTreeMap::new(),
+        flows: Vec::new(),
+        flows_not_listed: 0,
+        logs: LogsRow {
+            used: c.logs_used,
+            unused: c.logs_unused,
+        },
+        warnings,
+        errors: Vec::new(),
+        suggested_port: None,
+    }
+}
+
 /// The one pass over the packets: each decoded and fed to its table, or
 /// counted as skipped with its reason.
 fn ingest(

@@ -72,8 +72,8 @@ fn right_align(t: &mut Table, from: usize) {
     }
 }
 
-fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
-    writeln!(out, "Clients")?;
+/// The per-client table and each client's verdict.
+pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     if a.clients.is_empty() {
         writeln!(out, "  no client transfer found in the capture")?;
     } else {
@@ -128,7 +128,103 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
 
+/// One test of `udplab lab --suite`, summed over its clients.
+#[derive(Debug, Clone, Default)]
+pub struct SuiteRow {
+    pub test: usize,
+    pub file_size: u64,
+    pub clients: u16,
+    pub loss_mean_pct: Option<f64>,
+    pub loss_min_pct: Option<f64>,
+    pub loss_max_pct: Option<f64>,
+    pub lost_before_capture_bytes: Option<i64>,
+    pub lost_after_capture_bytes: Option<i64>,
+    pub kernel_drops: Option<u64>,
+    pub capture_dropped: Option<u64>,
+    /// Clients that got the whole file.
+    pub complete: usize,
+    pub seconds: f64,
+}
+
+impl SuiteRow {
+    pub fn new(test: usize, file_size: u64, clients: u16, a: &Analysis, seconds: f64) -> SuiteRow {
+        let losses: Vec<f64> = a.clients.iter().filter_map(|r| r.loss_pct).collect();
+        let sum_i = |f: fn(&ClientRow) -> Option<i64>| -> Option<i64> {
+            a.clients
+                .iter()
+                .map(f)
+                .try_fold(0i64, |acc, v| Some(acc.saturating_add(v?)))
+        };
+        SuiteRow {
+            test,
+            file_size,
+            clients,
+            loss_mean_pct: (!losses.is_empty())
+                .then(|| losses.iter().sum::<f64>() / losses.len() as f64),
+            loss_min_pct: losses.iter().copied().reduce(f64::min),
+            loss_max_pct: losses.iter().copied().reduce(f64::max),
+            lost_before_capture_bytes: sum_i(|r| r.lost_before_capture_bytes),
+            lost_after_capture_bytes: sum_i(|r| r.lost_after_capture_bytes),
+            kernel_drops: a
+                .clients
+                .iter()
+                .map(|r| r.kernel_drops)
+                .try_fold(0u64, |acc, v| Some(acc.saturating_add(v?))),
+            capture_dropped: a
+                .captures
+                .iter()
+                .map(|c| c.dropped)
+                .try_fold(0u64, |acc, v| Some(acc.saturating_add(v?)))
+                .filter(|_| !a.captures.is_empty()),
+            complete: a.clients.iter().filter(|r| r.success == Some(true)).count(),
+            seconds,
+        }
+    }
+}
+
+/// The suite's summary: loss per test.
+pub fn write_suite_summary(out: &mut dyn Write, rows: &[SuiteRow]) -> io::Result<()> {
+    let mut t = table(&[
+        "test",
+        "file",
+        "clients",
+        "loss % mean",
+        "loss % min-max",
+        "lost before capture",
+        "lost after capture",
+        "kernel drops",
+        "capture dropped",
+        "complete",
+        "time s",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.test.to_string(),
+            format!("{} MiB", r.file_size >> 20),
+            r.clients.to_string(),
+            opt(r.loss_mean_pct, |v| format!("{v:.2}")),
+            match (r.loss_min_pct, r.loss_max_pct) {
+                (Some(a), Some(b)) => format!("{a:.2}-{b:.2}"),
+                _ => NONE.into(),
+            },
+            opt(r.lost_before_capture_bytes, group_signed),
+            opt(r.lost_after_capture_bytes, group_signed),
+            opt(r.kernel_drops, group),
+            opt(r.capture_dropped, group),
+            format!("{}/{}", r.complete, r.clients),
+            format!("{:.1}", r.seconds),
+        ]);
+    }
+    right_align(&mut t, 0);
+    writeln!(out, "{t}")
+}
+
+fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    writeln!(out, "Clients")?;
+    write_clients(out, a)?;
     writeln!(out, "\nControl connections")?;
     if a.control.is_empty() {
         writeln!(out, "  none")?;
