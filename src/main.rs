@@ -9,7 +9,7 @@
 
 mod cli;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -111,6 +111,7 @@ fn run_capture(
         cap.interface(),
         cap.path().display()
     );
+    use std::io::IsTerminal;
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_message("0 packets");
