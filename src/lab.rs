@@ -3,9 +3,9 @@
 //! sockets, as separate machines' clients would have), then `analyze` on
 //! the capture and the logs.
 //!
-//! Everything lands in a fresh run directory: the file (when made), the
-//! capture, the logs, the received files (removed at the end unless kept)
-//! and `report.json`. Without the right to capture (or in a build without
+//! Everything lands in a fresh run directory: the capture, the logs,
+//! `report.json`, and the made test file and the received files, which are
+//! removed at the end unless kept. Without the right to capture (or in a build without
 //! the `capture` feature) the transfer still runs and the report comes
 //! from the logs alone, saying why the wire column is empty.
 
@@ -242,6 +242,7 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
         bail!("a lab run needs at least one client");
     }
     let listener = check_ports(cfg.port, cfg.clients)?;
+    let made = matches!(cfg.source, Source::Make { .. });
     let file = match &cfg.source {
         Source::File(p) => p.clone(),
         Source::Make { size } => {
@@ -273,7 +274,7 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
         Err("not asked for (--no-capture)".to_string())
     };
 
-    let mut scfg = server::Config::new(file, cfg.clients);
+    let mut scfg = server::Config::new(file.clone(), cfg.clients);
     scfg.bind_ip = Ipv4Addr::LOCALHOST.into();
     scfg.log_dir = logs.clone();
     scfg.rounds = Some(1);
@@ -371,6 +372,9 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
     if !cfg.keep_files {
         fs::remove_dir_all(&received)
             .with_context(|| format!("removing {}", received.display()))?;
+        if made {
+            fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        }
     }
     Ok(Outcome {
         run_dir: run_dir.to_path_buf(),

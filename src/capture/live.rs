@@ -13,7 +13,9 @@
 //! within one poll interval even on a quiet interface. On a stop the loop
 //! keeps reading for [`DRAIN`], long enough for the kernel to hand over
 //! the last, partly filled block (tcpdump loses that block when it is
-//! interrupted without `--immediate-mode`).
+//! interrupted without `--immediate-mode`); then it closes the kernel's
+//! filter to every packet and reads the ring empty, so that libpcap's
+//! counts, taken last, cover exactly the packets written or dropped.
 //!
 //! The file is written as `PATH.part` and renamed to `PATH` once the
 //! statistics block is written and the data synced: a file under the
@@ -118,7 +120,8 @@ pub struct Summary {
     pub packets: u64,
     /// Bytes of packet blocks written.
     pub bytes: u64,
-    /// libpcap's `ps_recv`, `ps_drop`, `ps_ifdrop`.
+    /// libpcap's `ps_recv`, `ps_drop`, `ps_ifdrop`, counted from the moment
+    /// the filter was installed.
     pub received: u64,
     pub dropped: u64,
     pub if_dropped: u64,
@@ -151,6 +154,8 @@ pub struct Capture {
     writer: PcapngWriter<BufWriter<File>>,
     partial: PathBuf,
     filter: String,
+    /// libpcap's counts when the filter was installed.
+    baseline: pcap::Stat,
     started: Instant,
     start_ns: u64,
 }
@@ -239,7 +244,10 @@ impl Capture {
                 cfg.interface
             );
         }
-        let handle = handle.setnonblock().map_err(|e| pcap_error(&cfg, e))?;
+        let mut handle = handle.setnonblock().map_err(|e| pcap_error(&cfg, e))?;
+        // Count from here: until the filter was in, libpcap counted every
+        // packet on the interface.
+        let baseline = handle.stats().map_err(|e| pcap_error(&cfg, e))?;
 
         let partial = partial_name(&cfg.output);
         let io_err = |error| Error::Io {
@@ -267,6 +275,7 @@ impl Capture {
             writer,
             partial,
             filter,
+            baseline,
             started: Instant::now(),
             start_ns: now_ns(),
         })
@@ -310,7 +319,7 @@ impl Capture {
             if let Some((since, _)) = stopping
                 && since.elapsed() >= DRAIN
             {
-                self.read_some(remaining)?;
+                self.close_and_drain(fd, remaining)?;
                 break;
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -328,6 +337,36 @@ impl Capture {
         }
         let stopped_by = stopping.map_or(StopReason::Signal, |(_, r)| r);
         self.finish(stopped_by)
+    }
+
+    /// Has the kernel take no more packets, then reads what it still holds,
+    /// so that libpcap's counts and the file agree: every packet counted
+    /// was written or dropped.
+    fn close_and_drain(&mut self, fd: c_int, limit: Option<u64>) -> Result<(), Error> {
+        let reject_all = [Insn {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        if let Err(e) = attach_kernel_filter(fd, &reject_all) {
+            debug!("could not close the capture filter: {e}");
+        }
+        let since = Instant::now();
+        let last_block = Duration::from_millis(BLOCK_TIMEOUT_MS as u64 + 30);
+        loop {
+            let limit = limit.map(|l| l.saturating_sub(self.writer.packets()));
+            if limit == Some(0) {
+                return Ok(());
+            }
+            let n = self.read_some(limit)?;
+            if since.elapsed() >= last_block {
+                return Ok(());
+            }
+            if n == 0 {
+                wait_readable(fd, 10);
+            }
+        }
     }
 
     /// One pass over what the ring holds; returns the packets written.
@@ -364,20 +403,26 @@ impl Capture {
     }
 
     fn finish(mut self, stopped_by: StopReason) -> Result<Summary, Error> {
-        let stat = self.handle.stats().map_err(|e| pcap_error(&self.cfg, e))?;
+        let now = self.handle.stats().map_err(|e| pcap_error(&self.cfg, e))?;
+        let since = |a: u32, b: u32| u64::from(a.wrapping_sub(b));
+        let (received, dropped, if_dropped) = (
+            since(now.received, self.baseline.received),
+            since(now.dropped, self.baseline.dropped),
+            since(now.if_dropped, self.baseline.if_dropped),
+        );
         let end_ns = now_ns();
         let stats = Stats {
             start_ns: self.start_ns,
             end_ns,
-            received: u64::from(stat.received),
-            dropped: u64::from(stat.dropped),
-            if_dropped: u64::from(stat.if_dropped),
+            received,
+            dropped,
+            if_dropped,
             delivered: self.writer.packets(),
         };
         let comment = format!(
-            "libpcap: {} received, {} dropped (buffer full), {} dropped by the interface; \
-             filter: {}",
-            stat.received, stat.dropped, stat.if_dropped, self.filter
+            "libpcap, since the filter was installed: {received} received, {dropped} dropped \
+             (buffer full), {if_dropped} dropped by the interface; filter: {}",
+            self.filter
         );
         let (packets, bytes) = (self.writer.packets(), self.writer.bytes());
         let partial = self.partial.clone();
@@ -392,11 +437,8 @@ impl Capture {
             path: self.cfg.output.clone(),
             error,
         })?;
-        if stat.dropped > 0 {
-            warn!(
-                "the capture dropped {} packets: raise --buffer, or lower --snaplen",
-                stat.dropped
-            );
+        if dropped > 0 {
+            warn!("the capture dropped {dropped} packets: raise --buffer, or lower --snaplen");
         }
         Ok(Summary {
             path: self.cfg.output,
@@ -404,9 +446,9 @@ impl Capture {
             filter: self.filter,
             packets,
             bytes,
-            received: u64::from(stat.received),
-            dropped: u64::from(stat.dropped),
-            if_dropped: u64::from(stat.if_dropped),
+            received,
+            dropped,
+            if_dropped,
             duration: self.started.elapsed(),
             stopped_by,
         })

@@ -1,0 +1,555 @@
+//! The built-in capture and `udplab lab`, for real: libpcap on `lo` while
+//! our server and clients transfer, the file checked with tshark and
+//! capinfos, and its statistics block against what libpcap reported.
+//!
+//! Capturing needs root or CAP_NET_RAW (CI runs as root). Where it is not
+//! permitted each test prints "SKIPPED: ..." and returns.
+//!
+//! Control ports are drawn from 20000-27000, below Linux's ephemeral range,
+//! so that the default filter's data ports (control + 1 to + 4096) never
+//! take the traffic of the other test files, whose ports are ephemeral; the
+//! tests of this file take turns ([`one_at_a_time`]) for the same reason.
+
+#![cfg(feature = "capture")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use udplab::analyze::reader::Reader;
+use udplab::transfer_log::{self, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_udplab");
+
+/// Held by each test of this file: a capture's port range would otherwise
+/// take another of these tests' transfers.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A control port in 20000-27000 whose next `data_ports` ports are free.
+fn quiet_port(data_ports: u16) -> u16 {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 7_000) as u16;
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && (1..=data_ports).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok());
+        if free {
+            return port;
+        }
+    }
+    panic!("no free control port in 20000-27000");
+}
+
+/// Waits for `child` at most `limit`, killing it after that.
+fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("udplab did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn udplab(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait(child, Duration::from_secs(120))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `Err(why)` when this process may not capture.
+fn capture_permitted() -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = udplab(&[
+        "capture",
+        "-w",
+        dir.path().join("probe.pcapng").to_str().unwrap(),
+        "--duration",
+        "10ms",
+    ]);
+    let err = text(&out.stderr);
+    if !out.status.success() && err.contains("no permission") {
+        return Err(err.trim().to_string());
+    }
+    assert!(out.status.success(), "probe capture failed: {err}");
+    Ok(())
+}
+
+macro_rules! require_capture {
+    () => {
+        let _turn = one_at_a_time();
+        if let Err(why) = capture_permitted() {
+            eprintln!("SKIPPED: capture not permitted here: {why}");
+            return;
+        }
+    };
+}
+
+/// A `udplab capture` running in the background, started once libpcap is
+/// live (it says "capturing on" on stderr only after the filter is in).
+struct Capturing {
+    child: Child,
+}
+
+impl Capturing {
+    fn start(args: &[&str]) -> Capturing {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        while !text(&seen).contains("capturing on") {
+            use std::io::Read;
+            let n = stderr.read(&mut buf).unwrap();
+            assert!(n > 0, "capture ended before it started: {}", text(&seen));
+            seen.extend_from_slice(&buf[..n]);
+            assert!(start.elapsed() < Duration::from_secs(20));
+        }
+        child.stderr = Some(stderr);
+        Capturing { child }
+    }
+
+    /// Ctrl-C, as a user would stop it.
+    fn interrupt(self) -> Output {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        wait(self.child, Duration::from_secs(20))
+    }
+}
+
+/// "N packets captured" and libpcap's "R received, D dropped" from the
+/// capture's stdout.
+fn reported_counts(stdout: &str) -> (u64, u64, u64) {
+    let num = |s: &str| s.replace(',', "").parse::<u64>().unwrap();
+    let mut captured = None;
+    let mut libpcap = None;
+    for line in stdout.lines() {
+        if let Some(rest) = line
+            .split(" packets captured")
+            .next()
+            .filter(|_| line.contains(" packets captured"))
+        {
+            captured = Some(num(rest));
+        }
+        if let Some(rest) = line.strip_prefix("libpcap: ") {
+            let parts: Vec<&str> = rest.split(", ").collect();
+            let first = |p: &str| num(p.split(' ').next().unwrap());
+            libpcap = Some((first(parts[0]), first(parts[1])));
+        }
+    }
+    let (r, d) = libpcap.unwrap_or_else(|| panic!("no libpcap line in {stdout}"));
+    (
+        captured.unwrap_or_else(|| panic!("no count in {stdout}")),
+        r,
+        d,
+    )
+}
+
+/// tshark's count of UDP frames per source port, and of TCP frames cut
+/// short by the snap length.
+fn tshark_udp_by_port(path: &Path) -> (BTreeMap<u16, u64>, u64) {
+    let out = Command::new("tshark")
+        .args(["-r", path.to_str().unwrap(), "-T", "fields"])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+        ])
+        .output()
+        .expect("tshark (scripts/test installs it)");
+    assert!(out.status.success(), "tshark: {}", text(&out.stderr));
+    let mut udp = BTreeMap::new();
+    let mut tcp_cut = 0;
+    for line in text(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if let Ok(port) = f[0].parse::<u16>() {
+            *udp.entry(port).or_default() += 1;
+        } else if !f[1].is_empty() && f[2] != f[3] {
+            tcp_cut += 1;
+        }
+    }
+    (udp, tcp_cut)
+}
+
+fn capinfos_count(path: &Path) -> u64 {
+    let out = Command::new("capinfos")
+        .args(["-c", "-M", path.to_str().unwrap()])
+        .output()
+        .expect("capinfos (scripts/test installs it)");
+    assert!(out.status.success(), "capinfos: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let line = s.lines().find(|l| l.contains("Number of packets")).unwrap();
+    line.rsplit(' ').next().unwrap().trim().parse().unwrap()
+}
+
+fn server_logs(dir: &Path) -> BTreeMap<u16, transfer_log::TransferLog> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let log = transfer_log::read_log(&e.unwrap().path()).unwrap();
+        if log.role == Some(Role::Server) {
+            out.insert(log.client_id.unwrap(), log);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_capture_during_a_transfer_holds_every_data_frame_and_libpcap_s_counts() {
+    require_capture!();
+    let dir = tempfile::tempdir().unwrap();
+    let port = quiet_port(3);
+    let pcap = dir.path().join("run.pcapng");
+    let cap = Capturing::start(&[
+        "capture",
+        "-w",
+        pcap.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ]);
+
+    let (file, _) = common::write_file(dir.path(), "3MiB.bin", 3 << 20, 7);
+    let logs = dir.path().join("logs");
+    let server = Command::new(BIN)
+        .args([
+            "-q",
+            "server",
+            "--clients",
+            "2",
+            "--rounds",
+            "1",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .args([
+            "--log-dir",
+            logs.to_str().unwrap(),
+            "--barrier-timeout",
+            "30s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let clients: Vec<Child> = (1..=2)
+        .map(|k| {
+            Command::new(BIN)
+                .args(["-q", "client", "--server", &format!("127.0.0.1:{port}")])
+                .args(["--out", dir.path().join(format!("c{k}")).to_str().unwrap()])
+                .args(["--log-dir", logs.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in clients {
+        let out = wait(c, Duration::from_secs(60));
+        assert!(out.status.code().is_some(), "{}", text(&out.stderr));
+    }
+    let out = wait(server, Duration::from_secs(60));
+    assert!(out.status.code().is_some(), "{}", text(&out.stderr));
+    let out = cap.interrupt();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (captured, received, dropped) = reported_counts(&stdout);
+    assert!(stdout.contains("stop requested"), "{stdout}");
+
+    // Complete under its own name; no partial file left.
+    assert!(pcap.exists());
+    assert!(!dir.path().join("run.pcapng.part").exists());
+
+    // Another reader agrees on the packets written.
+    assert_eq!(capinfos_count(&pcap), captured);
+
+    // The statistics block carries what libpcap reported, and on lo (the
+    // kernel filter keeps one copy of each packet) every packet libpcap
+    // counted was either written or dropped, once: without the kernel's
+    // `inbound`, `received` would be twice the packets.
+    let mut reader = Reader::open(std::slice::from_ref(&pcap)).unwrap();
+    while reader.next_packet().is_some() {}
+    let iface = &reader.files()[0].interfaces[0];
+    assert_eq!(iface.name.as_deref(), Some("lo"));
+    assert_eq!(iface.packets, captured);
+    let stats = iface.stats.expect("an Interface Statistics Block");
+    assert_eq!(stats.received, Some(received));
+    assert_eq!(stats.dropped, Some(dropped));
+    assert_eq!(stats.delivered, Some(captured));
+    // Packets already in the ring when the filter went in are written but
+    // were counted before it: a few at most, from the other tests.
+    assert!(received <= captured + dropped, "{stdout}");
+    assert!(captured + dropped - received <= 50, "{stdout}");
+
+    // Every data datagram the server sent is in the file, when the capture
+    // dropped nothing; control segments are whole.
+    let sent = server_logs(&logs);
+    assert_eq!(sent.len(), 2);
+    let (udp, tcp_cut) = tshark_udp_by_port(&pcap);
+    assert_eq!(tcp_cut, 0, "control segments cut by the snap length");
+    if dropped == 0 {
+        for (id, log) in &sent {
+            assert_eq!(
+                udp.get(&(port + id)).copied(),
+                log.datagrams_sent,
+                "client {id}: frames from port {}",
+                port + id
+            );
+        }
+    } else {
+        eprintln!("NOTE: the capture dropped {dropped} packets; frame counts not compared");
+    }
+}
+
+#[test]
+fn duration_and_count_stop_the_capture_with_a_complete_file() {
+    require_capture!();
+    let dir = tempfile::tempdir().unwrap();
+    let port = quiet_port(1);
+    let p = dir.path().join("d.pcapng");
+    let out = udplab(&[
+        "capture",
+        "-w",
+        p.to_str().unwrap(),
+        "--duration",
+        "300ms",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("duration reached"), "{stdout}");
+    // Quiet, unless other tests' ICMP errors on lo come by.
+    assert_eq!(capinfos_count(&p), reported_counts(&stdout).0);
+
+    // --count: ICMP port unreachables, which the default filter takes.
+    let p = dir.path().join("c.pcapng");
+    let cap = Capturing::start(&[
+        "capture",
+        "-w",
+        p.to_str().unwrap(),
+        "--count",
+        "3",
+        "--port",
+        &port.to_string(),
+    ]);
+    let closed = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut child = cap.child;
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        tx.send_to(b"x", closed).ok();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "--count never reached"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("packet count reached"));
+    assert_eq!(capinfos_count(&p), 3);
+}
+
+/// Where capture is permitted (root), run `f` as user nobody with a copy
+/// of the binary nobody can execute.
+fn as_nobody(args: &[&str], cwd: &Path) -> Option<Output> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        return None;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let bin = cwd.join("udplab");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(cwd, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Some(wait(child, Duration::from_secs(120)))
+}
+
+#[test]
+fn without_the_right_to_capture_the_error_says_what_to_do() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(out) = as_nobody(&["capture", "-w", "x.pcapng"], dir.path()) else {
+        eprintln!("SKIPPED: needs root and setpriv to run as an unprivileged user");
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no permission to capture on lo"), "{err}");
+    assert!(
+        err.contains("sudo") && err.contains("setcap cap_net_raw,cap_net_admin=eip"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.pcapng").exists());
+    assert!(!dir.path().join("x.pcapng.part").exists());
+}
+
+#[test]
+fn the_lab_without_the_right_to_capture_reports_from_the_logs() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let port = quiet_port(2).to_string();
+    let args = [
+        "lab",
+        "--clients",
+        "2",
+        "--size",
+        "1MiB",
+        "--port",
+        &port,
+        "--recv-buffer",
+        "16MiB",
+    ];
+    let Some(out) = as_nobody(&args, dir.path()) else {
+        eprintln!("SKIPPED: needs root and setpriv to run as an unprivileged user");
+        return;
+    };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("capture: none (no permission to capture on lo"),
+        "{stdout}"
+    );
+    let report = only_report(&dir.path().join("runs"));
+    assert_eq!(report["captures"].as_array().unwrap().len(), 0);
+    let clients = report["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2);
+    for c in clients {
+        assert!(c["wire_data_bytes"].is_null(), "{c}");
+        assert_eq!(c["sent_bytes"], 1 << 20);
+        assert!(c["received_bytes"].as_u64().is_some(), "{c}");
+    }
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("no capture (no permission"),
+        "{}",
+        report["warnings"]
+    );
+}
+
+/// The report.json of the one run under `runs`.
+fn only_report(runs: &Path) -> Value {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    serde_json::from_slice(&std::fs::read(dirs[0].join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_lab_with_three_clients_puts_on_the_wire_what_the_server_sent() {
+    require_capture!();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let port = quiet_port(3).to_string();
+    let out = udplab(&[
+        "lab",
+        "--clients",
+        "3",
+        "--size",
+        "4MiB",
+        "--port",
+        &port,
+        "--dir",
+        runs.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let report = only_report(&runs);
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        stdout.contains(&format!("run directory: {}", run.display())),
+        "{stdout}"
+    );
+    assert!(run.join("capture.pcapng").is_file());
+    assert!(!run.join("received").exists(), "received files are removed");
+    assert!(!run.join("4MiB.bin").exists(), "the made file is removed");
+
+    let sent = server_logs(&run.join("logs"));
+    let clients = report["clients"].as_array().unwrap();
+    let ids: Vec<&Value> = clients.iter().map(|c| &c["client_id"]).collect();
+    assert_eq!(ids, [1, 2, 3], "clients in the report");
+    let control = report["control"].as_array().unwrap();
+    assert_eq!(control.len(), 3);
+    for c in control {
+        assert_eq!(c["handshake"], "complete", "{c}");
+    }
+    let dropped = report["captures"][0]["dropped"].as_u64().unwrap();
+    for (c, k) in clients.iter().zip(1u16..) {
+        assert_eq!(c["client_id"], k);
+        let log = &sent[&k];
+        if dropped == 0 {
+            assert_eq!(c["wire_data_frames"].as_u64(), log.datagrams_sent, "{c}");
+            assert_eq!(c["wire_data_bytes"].as_u64(), log.bytes_sent, "{c}");
+            assert_eq!(c["wire_frame_len"], 1066);
+            assert_eq!(c["lost_before_capture_bytes"], 0);
+            let lost_after = c["lost_after_capture_bytes"].as_i64().unwrap();
+            let received = c["received_bytes"].as_i64().unwrap();
+            assert_eq!(received + lost_after, 4 << 20, "{c}");
+        } else {
+            eprintln!("NOTE: the capture dropped {dropped} packets");
+            assert!(c["verdict"].as_str().unwrap().starts_with("cannot tell"));
+        }
+    }
+}
