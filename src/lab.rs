@@ -241,7 +241,16 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
     if cfg.clients == 0 {
         bail!("a lab run needs at least one client");
     }
-    let listener = check_ports(cfg.port, cfg.clients)?;
+    let listener = match check_ports(cfg.port, cfg.clients) {
+        Ok(l) => l,
+        Err(e) => {
+            // Leave no empty run directory behind (remove_dir only removes
+            // an empty one).
+            let _ = fs::remove_dir(run_dir);
+            return Err(e);
+        }
+    };
+    info!("run directory: {}", run_dir.display());
     let made = matches!(cfg.source, Source::Make { .. });
     let file = match &cfg.source {
         Source::File(p) => p.clone(),
@@ -464,7 +473,13 @@ pub fn suite(
             if t.clients == 1 { "" } else { "s" }
         ));
         fs::create_dir(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let outcome = run(&cfg, &run_dir, shutdown)?;
+        let outcome = match run(&cfg, &run_dir, shutdown) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
         each(i, t, &outcome)?;
     }
     if !base.keep_files {

@@ -189,7 +189,6 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
         writeln!(out, "suite directory: {}", dir.display())?;
     } else {
         let dir = lab::new_run_dir(&cfg.dir, "")?;
-        info!("run directory: {}", dir.display());
         let o = lab::run(&cfg, &dir, shutdown)?;
         let mut out = std::io::stdout().lock();
         report::write(&mut out, &o.analysis, Format::Table)?;

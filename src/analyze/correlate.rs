@@ -665,6 +665,11 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     let client_log = pick_log(inp, Role::Client, &id, want_size, used);
     let slog = server_log.map(|i| &inp.logs[i]);
     let clog = client_log.map(|i| &inp.logs[i]);
+    let protocol = protocol.or_else(|| {
+        slog.or(clog)
+            .and_then(|l| l.log.protocol)
+            .map(transfer_log::Protocol::as_str)
+    });
 
     let file_name = announce
         .map(|a| a.file_name.clone())
