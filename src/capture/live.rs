@@ -156,6 +156,8 @@ pub struct Capture {
     filter: String,
     /// libpcap's counts when the filter was installed.
     baseline: pcap::Stat,
+    /// Nanoseconds per unit of a packet's `tv_usec` (1 or 1000).
+    frac_to_ns: u64,
     started: Instant,
     start_ns: u64,
 }
@@ -228,6 +230,11 @@ impl Capture {
             .precision(pcap::Precision::Nano);
         let handle = inactive.open().map_err(|e| pcap_error(&cfg, e))?;
         let link_type = handle.get_datalink().0;
+        // The second's fraction comes in nanoseconds when libpcap could
+        // grant them (asked for above), else in microseconds.
+        // SAFETY: a live pcap_t.
+        let nano = unsafe { pcap_get_tstamp_precision(handle.as_ptr().cast()) } == 1;
+        let frac_to_ns = if nano { 1 } else { 1_000 };
 
         let (user, kernel, filter) = programs(&handle, &cfg, default.as_ref(), loopback)?;
         let p = handle.as_ptr().cast::<c_void>();
@@ -276,6 +283,7 @@ impl Capture {
             partial,
             filter,
             baseline,
+            frac_to_ns,
             started: Instant::now(),
             start_ns: now_ns(),
         })
@@ -372,6 +380,7 @@ impl Capture {
     /// One pass over what the ring holds; returns the packets written.
     fn read_some(&mut self, limit: Option<u64>) -> Result<usize, Error> {
         let mut failed: Option<io::Error> = None;
+        let frac_to_ns = self.frac_to_ns;
         let writer = &mut self.writer;
         let limit = limit.map(|l| {
             usize::try_from(l)
@@ -387,7 +396,11 @@ impl Capture {
                 let ts = u64::try_from(p.header.ts.tv_sec)
                     .unwrap_or(0)
                     .saturating_mul(1_000_000_000)
-                    .saturating_add(u64::try_from(p.header.ts.tv_usec).unwrap_or(0));
+                    .saturating_add(
+                        u64::try_from(p.header.ts.tv_usec)
+                            .unwrap_or(0)
+                            .saturating_mul(frac_to_ns),
+                    );
                 if let Err(e) = writer.write_packet(ts, p.data, p.header.len) {
                     failed = Some(e);
                 }
@@ -489,6 +502,7 @@ unsafe extern "C" {
     fn pcap_setfilter(p: *mut c_void, fp: *mut BpfProgram) -> c_int;
     fn pcap_freecode(fp: *mut BpfProgram);
     fn pcap_geterr(p: *mut c_void) -> *const c_char;
+    fn pcap_get_tstamp_precision(p: *mut c_void) -> c_int;
     fn pcap_offline_filter(fp: *const BpfProgram, h: *const PcapPkthdr, pkt: *const u8) -> c_int;
 }
 
