@@ -35,6 +35,11 @@ const CASES: &[Case] = &[
         port: 25080,
         facts: ("v1-3clients-capture-drops", Some("capture.pcapng")),
     },
+    Case {
+        dir: "v1-3clients-udplab-capture",
+        port: 25090,
+        facts: ("v1-3clients-udplab-capture", Some("capture.pcapng")),
+    },
     derived("null.pcap"),
     derived("null-be.pcap"),
     derived("loop.pcap"),
@@ -367,4 +372,45 @@ fn lab_sample_run() {
         );
     }
     assert_eq!(report["logs"]["used"].as_array().unwrap().len(), 4);
+}
+
+/// The case captured by `udplab capture`: its statistics block, as tshark
+/// reads it, says what libpcap counted (run.txt) and every packet is in the
+/// file once; the control messages, kept whole, are read from the wire.
+#[test]
+fn our_own_capture_states_its_counts_and_keeps_control_whole() {
+    let f = &facts()["v1-3clients-udplab-capture"];
+    let printed = &f["udplab_capture"];
+    let isb = &f["isb"][0];
+    assert_eq!(num(&isb["received"]), num(&printed["received"]));
+    assert_eq!(num(&isb["dropped"]), num(&printed["dropped"]));
+    assert_eq!(num(&isb["delivered_to_user"]), num(&printed["captured"]));
+    assert_eq!(num(&printed["captured"]), num(&f["packets"]));
+    assert_eq!(
+        num(&printed["received"]),
+        num(&f["packets"]),
+        "each packet counted once on lo"
+    );
+
+    let dir = Path::new("captures/v1-3clients-udplab-capture");
+    let report = analyze_json(&dir.join("capture.pcapng"), &dir.join("logs"), 25090);
+    let control = report["control"].as_array().unwrap();
+    assert_eq!(control.len(), 3);
+    for c in control {
+        assert_eq!(c["note"], Value::Null, "control bytes read in full: {c}");
+        let messages: Vec<&str> = c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert!(
+            messages[0].starts_with("server: announce 2MiB.bin (2097152 bytes"),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with("client: report (")),
+            "{messages:?}"
+        );
+    }
 }

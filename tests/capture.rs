@@ -204,6 +204,31 @@ fn tshark_udp_by_port(path: &Path) -> (BTreeMap<u16, u64>, u64) {
     (udp, tcp_cut)
 }
 
+/// The Interface Statistics Block's received, dropped and delivered
+/// counts as tshark's pcapng file dissector reads them.
+fn tshark_isb(path: &Path) -> (u64, u64, u64) {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            path.to_str().unwrap(),
+            "-X",
+            "read_format:MIME Files Format",
+        ])
+        .args(["-T", "fields"])
+        .args(["-e", "pcapng.options.option.data.interface.received"])
+        .args(["-e", "pcapng.options.option.data.interface.dropped"])
+        .args([
+            "-e",
+            "pcapng.options.option.data.interface.delivered_to_user",
+        ])
+        .output()
+        .expect("tshark");
+    assert!(out.status.success(), "tshark: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let f: Vec<u64> = s.trim().split('\t').map(|v| v.parse().unwrap()).collect();
+    (f[0], f[1], f[2])
+}
+
 fn capinfos_count(path: &Path) -> u64 {
     let out = Command::new("capinfos")
         .args(["-c", "-M", path.to_str().unwrap()])
@@ -314,6 +339,11 @@ fn a_capture_during_a_transfer_holds_every_data_frame_and_libpcap_s_counts() {
     assert_eq!(stats.received, Some(received));
     assert_eq!(stats.dropped, Some(dropped));
     assert_eq!(stats.delivered, Some(captured));
+    assert_eq!(
+        tshark_isb(&pcap),
+        (received, dropped, captured),
+        "tshark reads the ISB"
+    );
     // Packets already in the ring when the filter went in are written but
     // were counted before it: a few at most, from the other tests.
     assert!(received <= captured + dropped, "{stdout}");
