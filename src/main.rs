@@ -2,7 +2,7 @@
 //! the library, and turn the result into an exit status.
 //!
 //! Exit status: 0 success; 1 error (for `lab`: a client or the server
-//! failed; loss is a result, not an error); 2 the transfer ran to its end but the
+//! failed, or Ctrl-C; loss is a result, not an error); 2 the transfer ran to its end but the
 //! file is incomplete (the client) or some client did not get all of it
 //! (the server). `analyze` exits with 1 when a capture could not be read
 //! to its end (after printing the report of what was read).
@@ -195,6 +195,10 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
         writeln!(out)?;
         write_lab_footer(&mut out, &o)?;
         failed = !o.client_errors.is_empty();
+    }
+    if shutdown.is_triggered() {
+        log::warn!("interrupted: the report covers the transfer as far as it ran");
+        failed = true;
     }
     Ok(if failed {
         ExitCode::FAILURE
