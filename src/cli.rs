@@ -103,7 +103,8 @@ pub struct LabArgs {
     /// The original lab's six tests: 100 and 250 MiB, to 1, 5 and 10 clients.
     #[arg(long, conflicts_with_all = ["clients", "size", "file"])]
     pub suite: bool,
-    /// Keep the received files (deleted at the end by default).
+    /// Keep the made test file and the received files (deleted at the end
+    /// by default).
     #[arg(long)]
     pub keep_files: bool,
     /// The TCP control port on 127.0.0.1; client k's data comes from
