@@ -405,7 +405,16 @@ impl Capture {
                     failed = Some(e);
                 }
             })
-            .map_err(|e| pcap_error(&self.cfg, e))?;
+            .map_err(|e| match pcap_error(&self.cfg, e) {
+                Error::Pcap { interface, detail } => Error::Pcap {
+                    interface,
+                    detail: format!(
+                        "{detail}; the packets read so far are in {}",
+                        self.partial.display()
+                    ),
+                },
+                other => other,
+            })?;
         if let Some(error) = failed {
             return Err(Error::Io {
                 path: self.partial.clone(),
