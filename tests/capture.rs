@@ -583,3 +583,51 @@ fn the_lab_with_three_clients_puts_on_the_wire_what_the_server_sent() {
         }
     }
 }
+
+#[test]
+fn an_interface_that_disappears_leaves_a_part_file_and_one_clear_error() {
+    require_capture!();
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if !(have("unshare") && have("ip")) {
+        eprintln!("SKIPPED: needs unshare and ip to make an interface in a network namespace");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gone.pcapng");
+    // A veth pair in a network namespace of its own, deleted under the
+    // running capture.
+    let script = format!(
+        "ip link add v0 type veth peer name v1 && ip link set v0 up || exit 99
+         {BIN} capture -i v0 -w {} & pid=$!
+         sleep 0.5; ip link del v0; wait $pid; echo exit=$?",
+        out.display()
+    );
+    let child = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let res = wait(child, Duration::from_secs(30));
+    if res.status.code() == Some(99) {
+        eprintln!(
+            "SKIPPED: no veth interfaces here: {}",
+            text(&res.stderr).trim()
+        );
+        return;
+    }
+    let (stdout, stderr) = (text(&res.stdout), text(&res.stderr));
+    assert!(stdout.contains("exit=1"), "{stdout}{stderr}");
+    let part = dir.path().join("gone.pcapng.part");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "the packets read so far are in {}",
+            part.display()
+        )),
+        "{stderr}"
+    );
+    assert!(part.exists(), "the partial file is kept");
+    assert!(!out.exists(), "nothing under the final name");
+}
