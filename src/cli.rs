@@ -206,6 +206,13 @@ pub struct ClientArgs {
     pub recv_buffer: Option<u64>,
 }
 
+/// `--recv-buffer` as the client's configuration takes it.
+fn recv_buffer(bytes: Option<u64>) -> anyhow::Result<Option<usize>> {
+    bytes
+        .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
+        .transpose()
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 30s, 2m)"))
 }
@@ -268,10 +275,7 @@ impl ClientArgs {
         cfg.legacy = self.legacy;
         cfg.idle_timeout = self.idle_timeout;
         cfg.start_timeout = self.start_timeout;
-        cfg.recv_buffer = self
-            .recv_buffer
-            .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
-            .transpose()?;
+        cfg.recv_buffer = recv_buffer(self.recv_buffer)?;
         cfg.progress = !quiet;
         Ok(cfg)
     }
@@ -309,10 +313,7 @@ impl LabArgs {
         cfg.capture = !self.no_capture;
         cfg.keep_files = self.keep_files;
         cfg.port = self.port;
-        cfg.recv_buffer = self
-            .recv_buffer
-            .map(|b| usize::try_from(b).context("--recv-buffer is too large"))
-            .transpose()?;
+        cfg.recv_buffer = recv_buffer(self.recv_buffer)?;
         cfg.snaplen = self.snaplen;
         cfg.capture_buffer =
             usize::try_from(self.capture_buffer).context("--capture-buffer is too large")?;

@@ -892,21 +892,23 @@ pub fn verdict(f: &Facts) -> String {
     }
 }
 
+/// When the capture cannot place the loss, the logs alone can still close
+/// the account: every datagram the server sent either reached the client or
+/// was dropped by its kernel. Empty when they do not.
+fn logs_close_the_account(f: &Facts) -> String {
+    match (f.sent_datagrams, f.received_datagrams, f.kernel_drops) {
+        (Some(sent), Some(got), Some(k)) if sent > got && sent - got == k => format!(
+            "; by the logs, the client's kernel dropped all {k} missing datagrams \
+             (receiver socket buffer)"
+        ),
+        _ => String::new(),
+    }
+}
+
 fn place_loss(f: &Facts) -> String {
     if let Some(n) = f.capture_dropped.filter(|&n| n > 0) {
         let mut text = format!("cannot tell: the capture dropped {n} packets");
-        // The logs alone can still close the account: every datagram the
-        // server sent either reached the client or was dropped by its kernel.
-        if let (Some(sent), Some(got), Some(k)) =
-            (f.sent_datagrams, f.received_datagrams, f.kernel_drops)
-            && sent > got
-            && sent - got == k
-        {
-            text.push_str(&format!(
-                "; by the logs, the client's kernel dropped all {k} missing datagrams \
-                 (receiver socket buffer)"
-            ));
-        }
+        text.push_str(&logs_close_the_account(f));
         return text;
     }
     let Some(wire) = f.wire else {
@@ -919,16 +921,7 @@ fn place_loss(f: &Facts) -> String {
                     "{} bytes lost; the capture holds no data flow to say where",
                     e - r
                 );
-                if let (Some(sent), Some(got), Some(k)) =
-                    (f.sent_datagrams, f.received_datagrams, f.kernel_drops)
-                    && sent > got
-                    && sent - got == k
-                {
-                    text.push_str(&format!(
-                        "; by the logs, the client's kernel dropped all {k} missing datagrams \
-                         (receiver socket buffer)"
-                    ));
-                }
+                text.push_str(&logs_close_the_account(f));
                 text
             }
             _ => "cannot tell: no data flow in the capture and no logs".into(),

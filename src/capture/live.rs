@@ -573,12 +573,7 @@ fn programs(
     loopback: bool,
 ) -> Result<Programs, Error> {
     let p = handle.as_ptr().cast::<c_void>();
-    let split = |control: &str, data: &str| -> Result<Vec<Insn>, Error> {
-        splice(&compile(p, control)?, &compile(p, data)?, cfg.snaplen).map_err(|e| Error::Filter {
-            filter: format!("({control}) or ({data})"),
-            detail: e.to_string(),
-        })
-    };
+    let split = |control: &str, data: &str| split_program(p, control, data, cfg.snaplen);
     match (default, &cfg.filter) {
         (Some(d), _) => {
             let user = split(&d.control, &d.data)?;
@@ -605,6 +600,20 @@ fn programs(
         }
         (None, None) => Ok((compile(p, "")?, None, String::new())),
     }
+}
+
+/// `control` kept whole, then `data` cut to `snaplen`, as one program
+/// compiled on the handle `p` (see filter.rs).
+fn split_program(
+    p: *mut c_void,
+    control: &str,
+    data: &str,
+    snaplen: u32,
+) -> Result<Vec<Insn>, Error> {
+    splice(&compile(p, control)?, &compile(p, data)?, snaplen).map_err(|e| Error::Filter {
+        filter: format!("({control}) or ({data})"),
+        detail: e.to_string(),
+    })
 }
 
 /// Installs `insns` as libpcap's filter.
@@ -660,13 +669,7 @@ pub fn default_filter_verdict(
     })?;
     let p = dead.as_ptr().cast::<c_void>();
     let f = DefaultFilter::new(control_port);
-    let mut insns =
-        splice(&compile(p, &f.control)?, &compile(p, &f.data)?, snaplen).map_err(|e| {
-            Error::Filter {
-                filter: f.expression(),
-                detail: e.to_string(),
-            }
-        })?;
+    let mut insns = split_program(p, &f.control, &f.data, snaplen)?;
     let prog = BpfProgram {
         bf_len: insns.len() as c_uint,
         bf_insns: insns.as_mut_ptr(),
