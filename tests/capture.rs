@@ -14,9 +14,11 @@
 
 mod common;
 
+use common::text;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -72,10 +74,6 @@ fn udplab(args: &[&str]) -> Output {
         .spawn()
         .unwrap();
     wait(child, Duration::from_secs(120))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `Err(why)` when this process may not capture.
@@ -514,12 +512,9 @@ fn the_lab_without_the_right_to_capture_reports_from_the_logs() {
 
 /// The report.json of the one run under `runs`.
 fn only_report(runs: &Path) -> Value {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let dirs = common::run_dirs(runs);
     assert_eq!(dirs.len(), 1, "{dirs:?}");
-    serde_json::from_slice(&std::fs::read(dirs[0].join("report.json")).unwrap()).unwrap()
+    common::report_json(&dirs[0])
 }
 
 #[test]

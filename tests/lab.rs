@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use common::{report_json as report, run_dirs, text};
 
-use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udplab");
 
@@ -14,26 +14,11 @@ fn udplab(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// A control port whose data ports are free right now (released for the
 /// lab to bind).
 fn free_port(clients: u16) -> String {
     let l = common::listener_with_free_data_ports(clients);
     l.local_addr().unwrap().port().to_string()
-}
-
-fn run_dirs(runs: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect()
-}
-
-fn report(run: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap()
 }
 
 #[test]

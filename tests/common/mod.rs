@@ -166,3 +166,21 @@ pub fn assert_received(o: &client::Outcome, data: &[u8]) {
     let path = o.output.as_ref().expect("a complete transfer has a file");
     assert_eq!(std::fs::read(path).unwrap(), data);
 }
+
+/// A process's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What a directory holds (the run directories of `udplab lab --dir`).
+pub fn run_dirs(runs: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// The `report.json` of a lab run directory.
+pub fn report_json(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap()
+}
