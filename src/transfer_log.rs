@@ -139,14 +139,35 @@ pub struct TransferLog {
     pub kernel_drops: Option<u64>,
     /// Receive buffer the kernel granted the client's socket, in bytes.
     pub recv_buffer: Option<u64>,
+    /// v1: how the server sends, `blast` (each datagram once) or `reliable`
+    /// (repair rounds until the client confirms the file).
+    pub mode: Option<String>,
+    /// Datagrams sent again in repair rounds (server), or received with the
+    /// retransmission flag (client).
+    pub datagrams_retransmitted: Option<u64>,
+    /// Repair rounds after the first pass (reliable mode).
+    pub repair_rounds: Option<u32>,
+    /// The sending rate's ceiling (`--rate`), megabits (10^6 bits) per second.
+    pub rate_limit_mbit_s: Option<f64>,
+    /// The pacing rate when the transfer ended, megabits per second.
+    pub final_rate_mbit_s: Option<f64>,
+    /// Repair requests the server refused (out of range, or asking again
+    /// for datagrams the client had already confirmed).
+    pub reports_rejected: Option<u64>,
+    /// Datagrams that arrived after the client had the whole file.
+    pub late: Option<u64>,
     /// SHA-256 of the offered file, lowercase hex.
     pub sha256: Option<String>,
     pub sha256_match: Option<bool>,
     pub start: Option<DateTime<FixedOffset>>,
     pub end: Option<DateTime<FixedOffset>>,
     pub duration_s: Option<f64>,
-    /// Megabytes (10^6 bytes) per second.
+    /// Megabytes (10^6 bytes) per second: every data byte sent (server) or
+    /// kept (client), over the duration.
     pub rate_mb_s: Option<f64>,
+    /// File bytes per second to a complete file, MB (10^6 bytes) per second:
+    /// the file's size over the time from the first datagram to the end.
+    pub goodput_mb_s: Option<f64>,
     pub success: Option<bool>,
     /// Why a transfer did not succeed, in a few words.
     pub error: Option<String>,
@@ -364,12 +385,23 @@ impl TransferLog {
         put("missing_ranges", text(&self.missing_ranges));
         put("kernel_drops", shown(self.kernel_drops.as_ref()));
         put("recv_buffer", shown(self.recv_buffer.as_ref()));
+        put("mode", text(&self.mode));
+        put(
+            "datagrams_retransmitted",
+            shown(self.datagrams_retransmitted.as_ref()),
+        );
+        put("repair_rounds", shown(self.repair_rounds.as_ref()));
+        put("rate_limit_mbit_s", float(self.rate_limit_mbit_s, 3));
+        put("final_rate_mbit_s", float(self.final_rate_mbit_s, 3));
+        put("reports_rejected", shown(self.reports_rejected.as_ref()));
+        put("late", shown(self.late.as_ref()));
         put("sha256", text(&self.sha256));
         put("sha256_match", shown(self.sha256_match.as_ref()));
         put("start", time(&self.start));
         put("end", time(&self.end));
         put("duration_s", float(self.duration_s, 6));
         put("rate_mb_s", float(self.rate_mb_s, 3));
+        put("goodput_mb_s", float(self.goodput_mb_s, 3));
         put("success", shown(self.success.as_ref()));
         put("error", text(&self.error));
         put("output", text(&self.output));
@@ -459,6 +491,17 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "missing_ranges" => field!(missing_ranges, Some(value.to_owned())),
         "kernel_drops" => field!(kernel_drops, num(value)),
         "recv_buffer" => field!(recv_buffer, num(value)),
+        "mode" => field!(
+            mode,
+            matches!(value, "blast" | "reliable").then(|| value.to_owned())
+        ),
+        "datagrams_retransmitted" => field!(datagrams_retransmitted, num(value)),
+        "repair_rounds" => field!(repair_rounds, num(value)),
+        "rate_limit_mbit_s" => field!(rate_limit_mbit_s, float(value)),
+        "final_rate_mbit_s" => field!(final_rate_mbit_s, float(value)),
+        "reports_rejected" => field!(reports_rejected, num(value)),
+        "late" => field!(late, num(value)),
+        "goodput_mb_s" => field!(goodput_mb_s, float(value)),
         "sha256" => field!(sha256, sha256(value)),
         "sha256_match" => field!(sha256_match, boolean(value)),
         "start" => field!(start, time(value)),
@@ -828,12 +871,20 @@ mod tests {
             missing_ranges: Some("17-19, 20001-20003".into()),
             kernel_drops: Some(6),
             recv_buffer: Some(425_984),
+            mode: Some("reliable".into()),
+            datagrams_retransmitted: Some(9),
+            repair_rounds: Some(2),
+            rate_limit_mbit_s: Some(200.0),
+            final_rate_mbit_s: Some(187.5),
+            reports_rejected: Some(1),
+            late: Some(3),
             sha256: Some("ab".repeat(32)),
             sha256_match: Some(false),
             start: Some(time("2031-03-07T09:05:40.125001-05:00")),
             end: Some(time("2031-03-07T09:05:42.000250+00:00")),
             duration_s: Some(1.875249),
             rate_mb_s: Some(16.771),
+            goodput_mb_s: Some(16.5),
             success: Some(false),
             error: Some("6 datagrams missing".into()),
             output: Some("/tmp/out/data-set 7.bin.incomplete".into()),
@@ -858,7 +909,7 @@ mod tests {
             .skip(1)
             .filter_map(|l| l.split_once(':').map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 33);
+        assert_eq!(keys.len(), 41);
         assert_eq!(keys.first(), Some(&"role"));
         assert_eq!(keys.last(), Some(&"output"));
         assert_eq!(parse(&text).expect("parses"), log);
