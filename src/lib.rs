@@ -24,6 +24,7 @@ pub mod analyze;
 pub mod capture;
 pub mod client;
 pub mod control;
+pub mod engine;
 pub mod lab;
 pub mod net;
 pub mod protocol;

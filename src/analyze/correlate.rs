@@ -321,6 +321,10 @@ fn describe(m: &v1::Message) -> String {
                 .unwrap_or_default()
         ),
         v1::Message::Abort { reason } => format!("abort: {reason}"),
+        v1::Message::Feedback(f) => format!(
+            "feedback (round {}, {} arrived, {} lost)",
+            f.round, f.arrived, f.lost
+        ),
     }
 }
 

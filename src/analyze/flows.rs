@@ -117,6 +117,9 @@ pub struct SeqStats {
     seen: Vec<u64>,
     /// Distinct sequence numbers seen.
     pub distinct: u64,
+    /// File bytes carried by the first copy of each distinct sequence
+    /// number (v1 headers excluded): what the wire delivered of the file.
+    pub distinct_bytes: u64,
     pub duplicates: u64,
     /// Datagrams with the retransmission flag.
     pub retransmitted: u64,
@@ -131,7 +134,14 @@ pub struct SeqStats {
 }
 
 impl SeqStats {
-    fn record(&mut self, seq: u32, retransmit: bool, arrival_ns: i64, send_us: u64) {
+    fn record(
+        &mut self,
+        seq: u32,
+        file_bytes: usize,
+        retransmit: bool,
+        arrival_ns: i64,
+        send_us: u64,
+    ) {
         if retransmit {
             self.retransmitted += 1;
         }
@@ -152,6 +162,7 @@ impl SeqStats {
         }
         *slot |= bit;
         self.distinct += 1;
+        self.distinct_bytes += file_bytes as u64;
         match self.highest {
             Some(h) if seq < h => self.reordered += 1,
             _ => self.highest = Some(seq),
@@ -309,6 +320,7 @@ impl FlowTable {
                 let before = seq.bits();
                 seq.record(
                     header.seq,
+                    file_bytes,
                     header.flags & v1::FLAG_RETRANSMIT != 0,
                     ts_ns,
                     header.send_time_us,
@@ -574,11 +586,47 @@ mod tests {
         assert_eq!(s.missing(8, 1), (vec![(4, 4)], 3));
     }
 
+    /// A reliable-mode flow: a first pass of datagrams 0-4 with 2 and 4
+    /// never on the wire, then a repair round resending 1, 2 and 4 with the
+    /// retransmission flag (1 had crossed the capture point already: its
+    /// copy was lost after it). The last datagram (4) is short.
+    #[test]
+    fn v1_repair_round_counts_copies_and_distinct_file_bytes() {
+        let mut t = FlowTable::new(1024);
+        let k = key(5006, 40000);
+        let datagram = |seq: u32, flags: u8| {
+            let len = if seq == 4 { 100 } else { 1024 };
+            let mut d = v1_datagram(seq, flags, 0);
+            d.resize(len, 0);
+            d
+        };
+        let first_pass = [0, 1, 3].map(|s| (s, 0));
+        let repair = [1, 2, 4].map(|s| (s, v1::FLAG_RETRANSMIT));
+        for (i, (seq, flags)) in first_pass.into_iter().chain(repair).enumerate() {
+            let d = datagram(seq, flags);
+            let len = d.len();
+            t.ingest_udp(0, k, i as i64 * 1_000, 42 + len as u32, &udp(&d, len));
+        }
+        let f = &t.finish()[0];
+        assert_eq!(f.kind, FlowKind::V1);
+        // Every copy counts in the data: 5 full datagrams and the short one.
+        assert_eq!(f.data.frames, 6);
+        assert_eq!(f.data.bytes, 5 * 1008 + 84);
+        let s = f.seq.as_ref().unwrap();
+        assert_eq!(
+            (s.distinct, s.duplicates, s.retransmitted, s.untracked),
+            (5, 1, 3, 0)
+        );
+        // The file's bytes once each: 4 full chunks and the short last one.
+        assert_eq!(s.distinct_bytes, 4 * 1008 + 84);
+        assert_eq!(s.missing(5, 10), (vec![], 0));
+    }
+
     #[test]
     fn missing_skips_full_words() {
         let mut s = SeqStats::default();
         for seq in (0..200).filter(|&q| q != 130) {
-            s.record(seq, false, 0, 0);
+            s.record(seq, 8, false, 0, 0);
         }
         assert_eq!(s.missing(200, 10), (vec![(130, 130)], 1));
         assert_eq!(s.missing(64, 10), (vec![], 0));

@@ -99,23 +99,36 @@ impl DataHeader {
     }
 }
 
-/// How the server sends. Only blast exists today; the byte leaves room for
-/// a reliable mode with repair rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// Every chunk once, as fast as the kernel takes them.
+    /// Every chunk once (at `--rate`, or as fast as the kernel takes them).
+    #[default]
     Blast,
+    /// A first pass, then repair rounds of exactly the missing datagrams the
+    /// client reports, until it confirms the file's SHA-256; the rate adapts
+    /// to the client's feedback.
+    Reliable,
 }
 
 impl Mode {
+    /// `blast` or `reliable`, as logs and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Blast => "blast",
+            Mode::Reliable => "reliable",
+        }
+    }
     fn to_byte(self) -> u8 {
         match self {
             Mode::Blast => 0,
+            Mode::Reliable => 1,
         }
     }
     fn from_byte(b: u8) -> Result<Mode> {
         match b {
             0 => Ok(Mode::Blast),
+            1 => Ok(Mode::Reliable),
             other => Err(Error::Invalid {
                 what: "announce",
                 reason: format!("unknown mode {other}"),
@@ -221,6 +234,23 @@ pub enum Message {
     Abort {
         reason: String,
     },
+    /// Client -> server, reliable mode, every few milliseconds while data
+    /// arrives: what the rate control needs.
+    Feedback(Feedback),
+}
+
+/// The client's running counts, for the server's rate control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feedback {
+    /// Pass the counts were taken in: 0 the first, then repair rounds.
+    pub round: u32,
+    /// Data datagrams taken from the socket so far, duplicates included.
+    pub arrived: u64,
+    /// Datagrams found missing so far: gaps in arrival order, counting only
+    /// sequence numbers the client still lacks.
+    pub lost: u64,
+    /// The kernel's running drop count for the client's socket, if known.
+    pub kernel_drops: Option<u64>,
 }
 
 mod kind {
@@ -229,7 +259,10 @@ mod kind {
     pub const DONE: u8 = 0x03;
     pub const REPORT: u8 = 0x04;
     pub const ABORT: u8 = 0x05;
+    pub const FEEDBACK: u8 = 0x06;
 }
+
+const FEEDBACK_FLAG_DROPS_KNOWN: u8 = 0x01;
 
 const REPORT_FLAG_SHA_MATCH: u8 = 0x01;
 const REPORT_FLAG_TRUNCATED: u8 = 0x02;
@@ -293,6 +326,18 @@ impl Message {
                     body.extend_from_slice(&range.last.to_be_bytes());
                 }
                 kind::REPORT
+            }
+            Message::Feedback(f) => {
+                body.extend_from_slice(&f.round.to_be_bytes());
+                body.extend_from_slice(&f.arrived.to_be_bytes());
+                body.extend_from_slice(&f.lost.to_be_bytes());
+                body.extend_from_slice(&f.kernel_drops.unwrap_or(0).to_be_bytes());
+                body.push(if f.kernel_drops.is_some() {
+                    FEEDBACK_FLAG_DROPS_KNOWN
+                } else {
+                    0
+                });
+                kind::FEEDBACK
             }
             Message::Abort { reason } => {
                 let mut end = reason.len().min(MAX_REASON);
@@ -432,6 +477,20 @@ impl Message {
                 Message::Abort {
                     reason: reason.into_owned(),
                 }
+            }
+            kind::FEEDBACK => {
+                r.what = "feedback";
+                let round = r.u32()?;
+                let arrived = r.u64()?;
+                let lost = r.u64()?;
+                let drops = r.u64()?;
+                let flags = r.u8()?;
+                Message::Feedback(Feedback {
+                    round,
+                    arrived,
+                    lost,
+                    kernel_drops: (flags & FEEDBACK_FLAG_DROPS_KNOWN != 0).then_some(drops),
+                })
             }
             other => return Err(Error::UnknownMessage(other)),
         };
@@ -584,6 +643,34 @@ mod tests {
     }
 
     #[test]
+    fn feedback_frame_and_reliable_mode_bytes() {
+        let frame = Message::Feedback(Feedback {
+            round: 3,
+            arrived: 0x0102,
+            lost: 5,
+            kernel_drops: Some(4),
+        })
+        .encode();
+        let mut want = vec![0x06, 0, 0, 0, 29, 0, 0, 0, 3];
+        want.extend_from_slice(&0x0102u64.to_be_bytes());
+        want.extend_from_slice(&5u64.to_be_bytes());
+        want.extend_from_slice(&4u64.to_be_bytes());
+        want.push(0x01);
+        assert_eq!(frame, want);
+        let mut a = announce();
+        a.mode = Mode::Reliable;
+        let frame = Message::Announce(a.clone()).encode();
+        assert_eq!(frame[21], 1, "mode byte");
+        assert_eq!(
+            Message::decode(&frame).unwrap().unwrap().0,
+            Message::Announce(a)
+        );
+        let mut unknown = frame.clone();
+        unknown[21] = 2;
+        assert!(Message::decode(&unknown).is_err());
+    }
+
+    #[test]
     fn announce_frame_layout() {
         let frame = Message::Announce(announce()).encode();
         assert_eq!(frame[0], 0x01);
@@ -641,6 +728,18 @@ mod tests {
             Message::Abort {
                 reason: "barrier timeout".into(),
             },
+            Message::Feedback(Feedback {
+                round: 2,
+                arrived: 1 << 40,
+                lost: 17,
+                kernel_drops: Some(9),
+            }),
+            Message::Feedback(Feedback {
+                round: 0,
+                arrived: 0,
+                lost: 0,
+                kernel_drops: None,
+            }),
         ];
         for msg in msgs {
             let frame = msg.encode();

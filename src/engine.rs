@@ -1,0 +1,959 @@
+//! The logic of a v1 transfer as plain structs fed with events and time,
+//! with no sockets and no clock of their own, so that every rule is tested
+//! on its own:
+//!
+//! - [`Pacer`]: when the next batch may leave, for a rate in bits/s.
+//! - [`RateControl`]: the reliable mode's adaptive rate (slow start, then
+//!   additive increase while the client reports no loss and a multiplicative
+//!   decrease when it does; `docs/PROTOCOL.md` says why).
+//! - [`Repair`]: the server's book of what the client has confirmed, which
+//!   datagrams the current pass sends, and which repair requests it refuses.
+//! - [`Reception`]: the client's book of which datagrams it has, and what
+//!   each arriving datagram is (new, duplicate, late, malformed).
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::v1::{self, Report, SeqRange};
+
+/// Bits per second below which no rate goes: a transfer always moves.
+pub const MIN_RATE: f64 = 1e6;
+/// The rate the reliable mode starts at, when `--rate` is not lower.
+pub const START_RATE: f64 = 100e6;
+/// How often the client sends its feedback while data arrives.
+pub const FEEDBACK_INTERVAL: Duration = Duration::from_millis(10);
+/// Loss fraction of one feedback interval above which the rate backs off.
+pub const LOSS_THRESHOLD: f64 = 0.01;
+/// With no feedback for this long while sending, the rate is halved.
+pub const SILENCE: Duration = Duration::from_millis(250);
+/// The most a paced sender sends at once: this much time at its rate.
+pub const BURST: Duration = Duration::from_millis(1);
+
+/// A 1-bit-per-datagram set.
+#[derive(Debug, Clone)]
+pub struct SeqSet {
+    words: Vec<u64>,
+    len: u32,
+    count: u64,
+}
+
+impl SeqSet {
+    pub fn new(len: u32) -> SeqSet {
+        SeqSet {
+            words: vec![0; (len as usize).div_ceil(64)],
+            len,
+            count: 0,
+        }
+    }
+
+    pub fn contains(&self, seq: u32) -> bool {
+        self.words
+            .get(seq as usize / 64)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
+    /// Add `seq`; false if it was there already or is out of range.
+    pub fn insert(&mut self, seq: u32) -> bool {
+        if seq >= self.len {
+            return false;
+        }
+        let w = &mut self.words[seq as usize / 64];
+        let bit = 1u64 << (seq % 64);
+        if *w & bit != 0 {
+            return false;
+        }
+        *w |= bit;
+        self.count += 1;
+        true
+    }
+
+    /// Members.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count == u64::from(self.len)
+    }
+
+    /// How many of `lo..hi` are not members.
+    pub fn absent_between(&self, lo: u32, hi: u32) -> u64 {
+        let hi = hi.min(self.len);
+        if lo >= hi {
+            return 0;
+        }
+        let (lo, hi) = (lo as usize, hi as usize);
+        let (first, last) = (lo / 64, (hi - 1) / 64);
+        let mut present = 0u64;
+        for (i, &w) in self.words[first..=last].iter().enumerate() {
+            let word = first + i;
+            let mut mask = u64::MAX;
+            if word == first {
+                mask &= u64::MAX << (lo % 64);
+            }
+            if word == last && hi % 64 != 0 {
+                mask &= u64::MAX >> (64 - hi % 64);
+            }
+            present += u64::from((w & mask).count_ones());
+        }
+        (hi - lo) as u64 - present
+    }
+
+    /// The non-members, in order.
+    pub fn absent(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(move |(i, &w)| {
+            let mut free = !w;
+            let base = (i * 64) as u32;
+            std::iter::from_fn(move || {
+                if free == 0 {
+                    return None;
+                }
+                let bit = free.trailing_zeros();
+                free &= free - 1;
+                Some(base + bit)
+            })
+            .take_while(move |&s| s < self.len)
+        })
+    }
+}
+
+/// Lets batches leave no faster than a rate, with bursts of at most
+/// [`BURST`] worth of bytes. Without a rate it never holds anything back.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    /// Bits per second; `None` sends as fast as the kernel takes them.
+    rate: Option<f64>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(rate: Option<f64>) -> Pacer {
+        Pacer { rate, next: None }
+    }
+
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    pub fn set_rate(&mut self, rate: Option<f64>) {
+        self.rate = rate;
+    }
+
+    /// How long to wait before the next batch may leave (zero: now).
+    pub fn wait(&self, now: Instant) -> Duration {
+        match (self.rate, self.next) {
+            (Some(_), Some(next)) => next.saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Account for `bytes` that left at `now`.
+    pub fn sent(&mut self, now: Instant, bytes: u64) {
+        let Some(rate) = self.rate else {
+            return;
+        };
+        // Time not used is kept only up to one burst's worth.
+        let floor = now.checked_sub(BURST).unwrap_or(now);
+        let base = self.next.map_or(now, |n| n.max(floor));
+        self.next = Some(base + Duration::from_secs_f64(bytes as f64 * 8.0 / rate));
+    }
+
+    /// Datagrams of `size` bytes per batch: one burst's worth, 1 to `max`.
+    pub fn batch_len(&self, size: usize, max: usize) -> usize {
+        match self.rate {
+            None => max,
+            Some(rate) => {
+                let burst_bytes = rate / 8.0 * BURST.as_secs_f64();
+                ((burst_bytes / size.max(1) as f64) as usize).clamp(1, max)
+            }
+        }
+    }
+}
+
+/// The phase of [`RateControl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Doubling every clean interval, until the first loss.
+    SlowStart,
+    /// Additive increase, multiplicative decrease.
+    Avoidance,
+}
+
+/// The reliable mode's sending rate, in bits per second, adapted to the
+/// client's [`v1::Feedback`]:
+///
+/// - slow start: x2 per clean feedback interval; at the first lossy one the
+///   rate drops to what the client actually took in over that interval;
+/// - then, per feedback interval: loss above [`LOSS_THRESHOLD`] multiplies
+///   the rate by 7/8, at most once per two intervals (the next report still
+///   describes datagrams sent before the cut); a clean interval adds 1/32 of
+///   the rate, but only if the sender really sent at 80 % of it (a sender
+///   that cannot reach its rate learns nothing from a clean report);
+/// - no feedback for [`SILENCE`] while sending halves the rate;
+/// - the rate stays within [`MIN_RATE`] and the `--rate` ceiling.
+#[derive(Debug, Clone)]
+pub struct RateControl {
+    rate: f64,
+    ceiling: Option<f64>,
+    phase: Phase,
+    datagram_bits: f64,
+    last_decrease: Option<Instant>,
+    /// The previous feedback: when, and its counts.
+    last: Option<(Instant, u64, u64)>,
+    /// Bytes sent since the previous feedback.
+    sent_bytes: u64,
+    last_heard: Option<Instant>,
+    pub decreases: u64,
+    pub increases: u64,
+}
+
+impl RateControl {
+    /// `ceiling` in bits/s (`--rate`); datagrams of `datagram_size` bytes.
+    pub fn new(ceiling: Option<f64>, datagram_size: usize) -> RateControl {
+        let start = ceiling.map_or(START_RATE, |c| c.min(START_RATE));
+        RateControl {
+            rate: start.max(MIN_RATE),
+            ceiling,
+            phase: Phase::SlowStart,
+            datagram_bits: datagram_size as f64 * 8.0,
+            last_decrease: None,
+            last: None,
+            sent_bytes: 0,
+            last_heard: None,
+            decreases: 0,
+            increases: 0,
+        }
+    }
+
+    /// Bits per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    fn clamp(&mut self) {
+        let top = self.ceiling.unwrap_or(f64::INFINITY);
+        self.rate = self.rate.min(top).max(MIN_RATE);
+    }
+
+    /// `bytes` left at `now`.
+    pub fn sent(&mut self, now: Instant, bytes: u64) {
+        self.sent_bytes += bytes;
+        self.last_heard.get_or_insert(now);
+    }
+
+    /// The client's running counts arrived at `now`.
+    pub fn feedback(&mut self, now: Instant, f: &v1::Feedback) {
+        self.last_heard = Some(now);
+        let counts = (f.arrived, f.lost.max(f.kernel_drops.unwrap_or(0)));
+        let Some((then, arrived0, lost0)) = self.last.replace((now, counts.0, counts.1)) else {
+            self.sent_bytes = 0;
+            return;
+        };
+        let sent = std::mem::take(&mut self.sent_bytes);
+        let elapsed = now.saturating_duration_since(then).as_secs_f64();
+        let arrived = counts.0.saturating_sub(arrived0);
+        let lost = counts.1.saturating_sub(lost0);
+        if arrived + lost == 0 || elapsed <= 0.0 {
+            return;
+        }
+        let loss = lost as f64 / (arrived + lost) as f64;
+        if loss > LOSS_THRESHOLD {
+            match self.phase {
+                Phase::SlowStart => {
+                    self.phase = Phase::Avoidance;
+                    let taken = arrived as f64 * self.datagram_bits / elapsed;
+                    self.rate = self.rate.min(taken);
+                    self.last_decrease = Some(now);
+                    self.decreases += 1;
+                }
+                Phase::Avoidance => {
+                    let epoch = FEEDBACK_INTERVAL * 2;
+                    if self
+                        .last_decrease
+                        .is_none_or(|t| now.saturating_duration_since(t) >= epoch)
+                    {
+                        self.rate *= 7.0 / 8.0;
+                        self.last_decrease = Some(now);
+                        self.decreases += 1;
+                    }
+                }
+            }
+        } else {
+            let sent_rate = sent as f64 * 8.0 / elapsed;
+            if sent_rate >= 0.8 * self.rate {
+                match self.phase {
+                    Phase::SlowStart => self.rate *= 2.0,
+                    Phase::Avoidance => self.rate += self.rate / 32.0,
+                }
+                self.increases += 1;
+            }
+        }
+        self.clamp();
+    }
+
+    /// Call while sending: halves the rate when the client has been silent
+    /// for [`SILENCE`]. Returns true when it did.
+    pub fn check_silence(&mut self, now: Instant) -> bool {
+        match self.last_heard {
+            Some(t) if now.saturating_duration_since(t) >= SILENCE => {
+                self.rate /= 2.0;
+                self.phase = Phase::Avoidance;
+                self.last_heard = Some(now);
+                self.decreases += 1;
+                self.clamp();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forget the interval in progress (a new pass starts after a pause).
+    pub fn restart_interval(&mut self) {
+        self.last = None;
+        self.sent_bytes = 0;
+        self.last_heard = None;
+    }
+}
+
+/// Why a repair request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("range {first}-{last} is beyond the file's {total} datagrams")]
+    OutOfRange { first: u32, last: u32, total: u32 },
+    #[error("asks again for datagram {seq}, which the client confirmed before")]
+    Confirmed { seq: u32 },
+    #[error("says {claimed} datagrams are missing but lists {listed} without saying the list is cut")]
+    Inconsistent { claimed: u64, listed: u64 },
+    #[error("claims a matching SHA-256 while {missing} datagrams are missing")]
+    ShaWithGaps { missing: u64 },
+}
+
+/// What the server does after a valid report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The client has the file, byte-identical.
+    Complete,
+    /// A repair round of this many datagrams has been queued.
+    Repair { datagrams: u64 },
+    /// The client has every datagram but its file's SHA-256 differs: there
+    /// is nothing left to resend.
+    Corrupt,
+}
+
+/// The server's side of one reliable transfer: which datagrams the client
+/// confirmed, what the current pass sends, and the repair rounds.
+#[derive(Debug, Clone)]
+pub struct Repair {
+    total: u32,
+    /// Datagrams the client has said it holds (every sequence number below
+    /// the end of its list that the list does not name).
+    confirmed: SeqSet,
+    /// The current pass: ranges still to send, in order.
+    queue: Vec<SeqRange>,
+    /// Index into `queue` and the next sequence number of that range.
+    pos: (usize, u32),
+    /// 0 during the first pass; then the number of repair rounds begun.
+    pub round: u32,
+    pub retransmitted: u64,
+    pub rejected: u64,
+}
+
+impl Repair {
+    /// A transfer of `total` datagrams, its first pass queued.
+    pub fn new(total: u32) -> Repair {
+        let queue = if total == 0 {
+            Vec::new()
+        } else {
+            vec![SeqRange {
+                first: 0,
+                last: total - 1,
+            }]
+        };
+        Repair {
+            total,
+            confirmed: SeqSet::new(total),
+            pos: (0, queue.first().map_or(0, |r| r.first)),
+            queue,
+            round: 0,
+            retransmitted: 0,
+            rejected: 0,
+        }
+    }
+
+    /// The next run of consecutive sequence numbers to send, at most `max`
+    /// long: `(first, count)`. `None` when the pass is over.
+    pub fn next_run(&mut self, max: u32) -> Option<(u32, u32)> {
+        let range = *self.queue.get(self.pos.0)?;
+        let first = self.pos.1;
+        let count = (range.last - first).saturating_add(1).min(max.max(1));
+        let after = first + (count - 1);
+        if after == range.last {
+            self.pos.0 += 1;
+            self.pos.1 = self.queue.get(self.pos.0).map_or(0, |r| r.first);
+        } else {
+            self.pos.1 = after + 1;
+        }
+        if self.round > 0 {
+            self.retransmitted += u64::from(count);
+        }
+        Some((first, count))
+    }
+
+    /// Datagrams the current pass has still to send.
+    pub fn pass_left(&self) -> u64 {
+        let Some(cur) = self.queue.get(self.pos.0) else {
+            return 0;
+        };
+        let rest: u64 = self.queue[self.pos.0 + 1..]
+            .iter()
+            .map(|r| u64::from(r.last - r.first) + 1)
+            .sum();
+        u64::from(cur.last - self.pos.1) + 1 + rest
+    }
+
+    /// Datagrams the client has confirmed.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.count()
+    }
+
+    /// Check a report against the file and against what the client said
+    /// before; a valid one updates the book and queues the next round.
+    /// A refused one changes nothing but the count of refusals.
+    pub fn report(&mut self, r: &Report) -> Result<Next, Refusal> {
+        let checked = self.check(r);
+        let Ok(end) = checked else {
+            self.rejected += 1;
+            return checked.map(|_| Next::Complete);
+        };
+        // Everything below `end` that the list does not name, the client has.
+        let mut seq = 0u32;
+        for m in &r.missing {
+            for s in seq..m.first {
+                self.confirmed.insert(s);
+            }
+            // `last` < total <= u32::MAX: no overflow.
+            seq = m.last + 1;
+        }
+        for s in seq..end {
+            self.confirmed.insert(s);
+        }
+        if r.missing.is_empty() && r.missing_datagrams == 0 {
+            return Ok(if r.sha256_match {
+                Next::Complete
+            } else {
+                Next::Corrupt
+            });
+        }
+        self.queue = r.missing.clone();
+        self.pos = (0, self.queue.first().map_or(0, |m| m.first));
+        self.round += 1;
+        Ok(Next::Repair {
+            datagrams: self.pass_left(),
+        })
+    }
+
+    /// Validate; returns the end of what the list covers.
+    fn check(&self, r: &Report) -> Result<u32, Refusal> {
+        let mut listed = 0u64;
+        for m in &r.missing {
+            if m.last >= self.total {
+                return Err(Refusal::OutOfRange {
+                    first: m.first,
+                    last: m.last,
+                    total: self.total,
+                });
+            }
+            if let Some(seq) = (m.first..=m.last).find(|&s| self.confirmed.contains(s)) {
+                return Err(Refusal::Confirmed { seq });
+            }
+            listed += u64::from(m.last - m.first) + 1;
+        }
+        let truncated = r.ranges_truncated && !r.missing.is_empty();
+        if (!truncated && listed != r.missing_datagrams)
+            || r.missing_datagrams < listed
+            || r.missing_datagrams > u64::from(self.total)
+        {
+            return Err(Refusal::Inconsistent {
+                claimed: r.missing_datagrams,
+                listed,
+            });
+        }
+        if r.sha256_match && r.missing_datagrams > 0 {
+            return Err(Refusal::ShaWithGaps {
+                missing: r.missing_datagrams,
+            });
+        }
+        Ok(if truncated {
+            r.missing.last().map_or(self.total, |m| m.last + 1)
+        } else {
+            self.total
+        })
+    }
+}
+
+/// What an arriving datagram was to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A datagram not held before: its file offset, and where its payload
+    /// lies in the datagram.
+    New { offset: u64, payload: (usize, usize) },
+    /// Held already; ignored.
+    Duplicate,
+    /// Arrived after the file was whole; ignored.
+    Late,
+    /// Bad header, wrong length for its sequence number, out of range.
+    Malformed,
+}
+
+/// The client's book of one v1 transfer.
+#[derive(Debug, Clone)]
+pub struct Reception {
+    announce: v1::Announce,
+    have: SeqSet,
+    pub bytes: u64,
+    /// Datagrams taken from the socket, whatever they were.
+    pub arrived: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub malformed: u64,
+    /// Received with the retransmission flag (and new).
+    pub retransmitted: u64,
+    /// Gaps seen in arrival order: sequence numbers still missing that an
+    /// arriving datagram jumped over.
+    pub lost: u64,
+    /// The pass the client is in: 0, then one more per repair request.
+    pub round: u32,
+    last_seq: Option<u32>,
+}
+
+impl Reception {
+    pub fn new(announce: &v1::Announce) -> Reception {
+        Reception {
+            announce: announce.clone(),
+            have: SeqSet::new(announce.datagrams),
+            bytes: 0,
+            arrived: 0,
+            duplicates: 0,
+            late: 0,
+            malformed: 0,
+            retransmitted: 0,
+            lost: 0,
+            round: 0,
+            last_seq: None,
+        }
+    }
+
+    /// Distinct datagrams held.
+    pub fn received(&self) -> u64 {
+        self.have.count()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.have.is_full()
+    }
+
+    /// A new pass begins (the client asked for a repair round): gaps are
+    /// counted from the start of the list again.
+    pub fn next_round(&mut self) {
+        self.round += 1;
+        self.last_seq = None;
+    }
+
+    /// Classify one datagram (`truncated`: the kernel cut it).
+    pub fn arrive(&mut self, datagram: &[u8], truncated: bool) -> Arrival {
+        self.arrived += 1;
+        let Ok((header, payload)) = v1::DataHeader::parse(datagram) else {
+            self.malformed += 1;
+            return Arrival::Malformed;
+        };
+        if truncated || self.announce.payload_len(header.seq) != Some(payload.len()) {
+            self.malformed += 1;
+            return Arrival::Malformed;
+        }
+        if self.have.is_full() {
+            self.late += 1;
+            return Arrival::Late;
+        }
+        if !self.have.insert(header.seq) {
+            self.duplicates += 1;
+            return Arrival::Duplicate;
+        }
+        // Gaps: what this datagram jumped over that is still missing.
+        let from = self.last_seq.map_or(0, |s| s.saturating_add(1));
+        if header.seq > from {
+            self.lost += self.have.absent_between(from, header.seq);
+        }
+        if self.last_seq.is_none_or(|s| header.seq > s) {
+            self.last_seq = Some(header.seq);
+        }
+        if header.flags & v1::FLAG_RETRANSMIT != 0 {
+            self.retransmitted += 1;
+        }
+        self.bytes += payload.len() as u64;
+        let start = v1::HEADER_LEN;
+        Arrival::New {
+            offset: u64::from(header.seq) * self.announce.chunk_size() as u64,
+            payload: (start, start + payload.len()),
+        }
+    }
+
+    /// Missing sequence numbers, in order.
+    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        self.have.absent()
+    }
+
+    pub fn missing_count(&self) -> u64 {
+        u64::from(self.have.len()) - self.have.count()
+    }
+
+    /// The running counts for the server's rate control.
+    pub fn feedback(&self, kernel_drops: Option<u64>) -> v1::Feedback {
+        v1::Feedback {
+            round: self.round,
+            arrived: self.arrived,
+            lost: self.lost,
+            kernel_drops,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::v1::{Announce, DataHeader, FLAG_RETRANSMIT, Mode};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn seq_set_counts_and_lists_gaps() {
+        let mut s = SeqSet::new(130);
+        for seq in [0, 1, 63, 64, 65, 129] {
+            assert!(s.insert(seq));
+        }
+        assert!(!s.insert(64), "twice");
+        assert!(!s.insert(130), "out of range");
+        assert_eq!(s.count(), 6);
+        assert_eq!(s.absent_between(0, 130), 124);
+        assert_eq!(s.absent_between(62, 66), 1);
+        assert_eq!(s.absent_between(2, 63), 61);
+        assert_eq!(s.absent_between(64, 64), 0);
+        assert_eq!(s.absent_between(100, 500), 29);
+        let gaps: Vec<u32> = s.absent().collect();
+        assert_eq!(gaps.len(), 124);
+        assert_eq!(gaps.first(), Some(&2));
+        assert_eq!(gaps.last(), Some(&128));
+        assert!(!gaps.contains(&129) && !gaps.contains(&130));
+    }
+
+    #[test]
+    fn pacer_holds_to_its_rate_and_bursts_at_most_one_millisecond() {
+        let t0 = Instant::now();
+        // 8 Mbit/s = 1 MB/s: 1000 bytes take 1 ms.
+        let mut p = Pacer::new(Some(8e6));
+        assert_eq!(p.batch_len(1000, 64), 1);
+        assert_eq!(p.wait(t0), Duration::ZERO);
+        p.sent(t0, 1000);
+        assert_eq!(p.wait(t0), ms(1));
+        assert_eq!(p.wait(t0 + ms(1)), Duration::ZERO);
+        // Sending at its pace: 100 batches take 100 ms.
+        let mut now = t0;
+        for _ in 0..100 {
+            now += p.wait(now);
+            p.sent(now, 1000);
+        }
+        assert_eq!(now - t0, ms(100));
+        // After a long idle time it does not make up for more than a burst.
+        let later = now + Duration::from_secs(1);
+        p.sent(later, 1000);
+        p.sent(later, 1000);
+        assert_eq!(p.wait(later), ms(1));
+        // No rate: never waits, full batches.
+        let mut free = Pacer::new(None);
+        free.sent(t0, 1 << 30);
+        assert_eq!(free.wait(t0), Duration::ZERO);
+        assert_eq!(free.batch_len(1024, 64), 64);
+        // 10 Gbit/s: a millisecond is 1.25 MB, batches stay at the maximum.
+        assert_eq!(Pacer::new(Some(10e9)).batch_len(1024, 64), 64);
+    }
+
+    fn fb(arrived: u64, lost: u64) -> v1::Feedback {
+        v1::Feedback {
+            round: 0,
+            arrived,
+            lost,
+            kernel_drops: None,
+        }
+    }
+
+    /// Feed one interval: `sent` datagrams of 1000 bytes over 10 ms, of which
+    /// `lost` were lost.
+    fn interval(rc: &mut RateControl, now: &mut Instant, counts: &mut (u64, u64), sent: u64, lost: u64) {
+        rc.sent(*now, sent * 1000);
+        *now += FEEDBACK_INTERVAL;
+        counts.0 += sent - lost;
+        counts.1 += lost;
+        rc.feedback(*now, &fb(counts.0, counts.1));
+    }
+
+    #[test]
+    fn rate_starts_slow_doubles_then_drops_to_what_the_client_took() {
+        let mut now = Instant::now();
+        let mut rc = RateControl::new(None, 1000);
+        assert_eq!(rc.rate(), START_RATE);
+        let mut c = (0, 0);
+        rc.feedback(now, &fb(0, 0));
+        // 100 Mbit/s = 125 datagrams of 1000 bytes per 10 ms.
+        interval(&mut rc, &mut now, &mut c, 125, 0);
+        assert_eq!(rc.rate(), 200e6);
+        interval(&mut rc, &mut now, &mut c, 250, 0);
+        assert_eq!(rc.rate(), 400e6);
+        assert_eq!(rc.phase(), Phase::SlowStart);
+        // The client took only 300 of 500: 300 x 8000 bits in 10 ms.
+        interval(&mut rc, &mut now, &mut c, 500, 200);
+        assert_eq!(rc.phase(), Phase::Avoidance);
+        assert!((rc.rate() - 240e6).abs() < 1.0, "{}", rc.rate());
+    }
+
+    #[test]
+    fn rate_backs_off_once_per_epoch_and_climbs_additively() {
+        let mut now = Instant::now();
+        let mut rc = RateControl::new(Some(80e6), 1000);
+        assert_eq!(rc.rate(), 80e6, "the ceiling is below the start rate");
+        let mut c = (0, 0);
+        rc.feedback(now, &fb(0, 0));
+        // 80 Mbit/s: 100 datagrams per 10 ms. Loss in slow start.
+        interval(&mut rc, &mut now, &mut c, 100, 50);
+        assert!((rc.rate() - 40e6).abs() < 1.0);
+        // Loss again right away: within the epoch, no second cut.
+        interval(&mut rc, &mut now, &mut c, 50, 10);
+        assert!((rc.rate() - 40e6).abs() < 1.0);
+        // A later lossy interval cuts by 1/8.
+        interval(&mut rc, &mut now, &mut c, 50, 10);
+        assert!((rc.rate() - 35e6).abs() < 1.0);
+        // Below the threshold counts as clean: +1/32.
+        let before = rc.rate();
+        interval(&mut rc, &mut now, &mut c, 44, 0);
+        assert!((rc.rate() - before * 33.0 / 32.0).abs() < 1.0);
+        // Clean, but the sender did not manage 80 % of the rate: no climb.
+        let before = rc.rate();
+        interval(&mut rc, &mut now, &mut c, 10, 0);
+        assert_eq!(rc.rate(), before);
+        // Climbs to the ceiling and stays there.
+        for _ in 0..200 {
+            let n = (rc.rate() / 8e5) as u64;
+            interval(&mut rc, &mut now, &mut c, n, 0);
+        }
+        assert_eq!(rc.rate(), 80e6);
+        // Kernel drops count as loss even where no gap was seen.
+        let mut f = fb(c.0 + 50, c.1);
+        f.kernel_drops = Some(c.1 + 50);
+        rc.sent(now, 100_000);
+        now += ms(30);
+        rc.feedback(now, &f);
+        assert!((rc.rate() - 70e6).abs() < 1.0);
+    }
+
+    #[test]
+    fn rate_halves_when_the_client_goes_silent_and_never_stops() {
+        let now = Instant::now();
+        let mut rc = RateControl::new(None, 1000);
+        assert!(!rc.check_silence(now), "nothing sent yet");
+        rc.sent(now, 1000);
+        assert!(!rc.check_silence(now + ms(100)));
+        assert!(rc.check_silence(now + SILENCE));
+        assert_eq!(rc.rate(), START_RATE / 2.0);
+        let mut t = now + SILENCE;
+        for _ in 0..100 {
+            t += SILENCE;
+            rc.check_silence(t);
+        }
+        assert_eq!(rc.rate(), MIN_RATE);
+    }
+
+    fn report(missing: &[(u32, u32)], claimed: u64, truncated: bool) -> Report {
+        Report {
+            datagrams_received: 0,
+            bytes_received: 0,
+            duplicates: 0,
+            malformed: 0,
+            missing_datagrams: claimed,
+            kernel_drops: None,
+            sha256_match: false,
+            missing: missing
+                .iter()
+                .map(|&(first, last)| SeqRange { first, last })
+                .collect(),
+            ranges_truncated: truncated,
+        }
+    }
+
+    fn drain(r: &mut Repair, max: u32) -> Vec<(u32, u32)> {
+        std::iter::from_fn(|| r.next_run(max)).collect()
+    }
+
+    #[test]
+    fn repair_sends_the_first_pass_then_exactly_the_missing_ranges() {
+        let mut r = Repair::new(10);
+        assert_eq!(r.pass_left(), 10);
+        assert_eq!(drain(&mut r, 4), [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!((r.pass_left(), r.retransmitted), (0, 0));
+        assert_eq!(
+            r.report(&report(&[(2, 3), (7, 7)], 3, false)),
+            Ok(Next::Repair { datagrams: 3 })
+        );
+        assert_eq!(r.confirmed(), 7);
+        assert_eq!(drain(&mut r, 64), [(2, 2), (7, 1)]);
+        assert_eq!((r.round, r.retransmitted), (1, 3));
+        // 3 arrived, 7 still missing.
+        assert_eq!(
+            r.report(&report(&[(7, 7)], 1, false)),
+            Ok(Next::Repair { datagrams: 1 })
+        );
+        assert_eq!(drain(&mut r, 64), [(7, 1)]);
+        let mut done = report(&[], 0, false);
+        done.sha256_match = true;
+        assert_eq!(r.report(&done), Ok(Next::Complete));
+        assert_eq!((r.confirmed(), r.round, r.retransmitted, r.rejected), (10, 2, 4, 0));
+    }
+
+    #[test]
+    fn a_cut_list_confirms_only_what_it_covers() {
+        let mut r = Repair::new(100);
+        drain(&mut r, 64);
+        // 4 ranges listed of more: 0..=49 covered, 50.. unknown.
+        let cut = report(&[(1, 1), (10, 12), (20, 20), (49, 49)], 60, true);
+        assert_eq!(r.report(&cut), Ok(Next::Repair { datagrams: 6 }));
+        assert_eq!(r.confirmed(), 50 - 6);
+        drain(&mut r, 64);
+        // Now the rest, which the server had not heard of: fine.
+        assert_eq!(
+            r.report(&report(&[(60, 99)], 40, false)),
+            Ok(Next::Repair { datagrams: 40 })
+        );
+    }
+
+    #[test]
+    fn forged_reports_are_refused_counted_and_send_nothing() {
+        let mut r = Repair::new(10);
+        drain(&mut r, 64);
+        assert_eq!(
+            r.report(&report(&[(5, 5)], 1, false)),
+            Ok(Next::Repair { datagrams: 1 })
+        );
+        drain(&mut r, 64);
+        let forged = [
+            // Beyond the file.
+            report(&[(9, 4_000_000_000)], 1, false),
+            report(&[(10, 10)], 1, false),
+            // Datagrams confirmed before: a resend storm if believed.
+            report(&[(0, 9)], 10, false),
+            report(&[(3, 3)], 1, false),
+            // Counts that do not match the list.
+            report(&[(5, 5)], 7, false),
+            report(&[(5, 5)], 0, false),
+            report(&[], 3, false),
+            report(&[(5, 5)], u64::MAX, true),
+        ];
+        for (i, f) in forged.iter().enumerate() {
+            assert!(r.report(f).is_err(), "forged report {i} accepted");
+            assert_eq!(r.next_run(64), None, "forged report {i} queued a resend");
+        }
+        let mut sha_lie = report(&[(5, 5)], 1, false);
+        sha_lie.sha256_match = true;
+        assert_eq!(r.report(&sha_lie), Err(Refusal::ShaWithGaps { missing: 1 }));
+        assert_eq!((r.rejected, r.round, r.retransmitted), (9, 1, 1));
+        // The honest report still works after them.
+        assert_eq!(
+            r.report(&report(&[(5, 5)], 1, false)),
+            Ok(Next::Repair { datagrams: 1 })
+        );
+        // Every datagram held, but the hash differs: nothing to resend.
+        drain(&mut r, 64);
+        assert_eq!(r.report(&report(&[], 0, false)), Ok(Next::Corrupt));
+    }
+
+    #[test]
+    fn empty_file() {
+        let mut r = Repair::new(0);
+        assert_eq!(r.next_run(64), None);
+        let mut done = report(&[], 0, false);
+        done.sha256_match = true;
+        assert_eq!(r.report(&done), Ok(Next::Complete));
+    }
+
+    fn datagram(seq: u32, flags: u8, len: usize) -> Vec<u8> {
+        let mut d = DataHeader {
+            flags,
+            seq,
+            send_time_us: 1,
+        }
+        .emit()
+        .to_vec();
+        d.resize(v1::HEADER_LEN + len, seq as u8);
+        d
+    }
+
+    #[test]
+    fn reception_keeps_new_datagrams_and_counts_the_rest() {
+        let a = Announce {
+            file_name: "f".into(),
+            file_size: 10 * 1008 - 8,
+            datagrams: 10,
+            datagram_size: 1024,
+            data_port: 1,
+            mode: Mode::Reliable,
+            sha256: [0; 32],
+        };
+        let mut rx = Reception::new(&a);
+        assert_eq!(
+            rx.arrive(&datagram(0, 0, 1008), false),
+            Arrival::New {
+                offset: 0,
+                payload: (16, 1024)
+            }
+        );
+        // 1 and 2 lost in the kernel: the jump to 3 counts them.
+        assert!(matches!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::New { offset: 3024, .. }));
+        assert_eq!(rx.lost, 2);
+        assert_eq!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::Duplicate);
+        assert_eq!(rx.arrive(&datagram(4, 0, 7), false), Arrival::Malformed);
+        assert_eq!(rx.arrive(&datagram(10, 0, 1008), false), Arrival::Malformed);
+        assert_eq!(rx.arrive(&datagram(4, 0, 1008), true), Arrival::Malformed);
+        assert_eq!(rx.arrive(b"UL\x01", false), Arrival::Malformed);
+        for seq in 4..9 {
+            assert!(matches!(rx.arrive(&datagram(seq, 0, 1008), false), Arrival::New { .. }));
+        }
+        // The last one is short: 1000 bytes.
+        assert!(matches!(rx.arrive(&datagram(9, 0, 1000), false), Arrival::New { .. }));
+        assert_eq!(rx.missing().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(rx.lost, 2, "no new gap");
+        // Repair round: 1 and 2 come back flagged; 2's arrival does not
+        // count 1 again, as 1 is no longer missing.
+        rx.next_round();
+        assert!(matches!(rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false), Arrival::New { .. }));
+        assert!(matches!(rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false), Arrival::New { .. }));
+        assert_eq!(rx.lost, 2, "a repair round jumps over nothing missing");
+        assert!(rx.complete());
+        assert_eq!(rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false), Arrival::Late);
+        assert_eq!(
+            (rx.received(), rx.bytes, rx.duplicates, rx.late, rx.malformed, rx.retransmitted, rx.arrived),
+            (10, a.file_size, 1, 1, 4, 2, 16)
+        );
+        assert_eq!(rx.missing_count(), 0);
+        let f = rx.feedback(Some(2));
+        assert_eq!((f.round, f.arrived, f.lost, f.kernel_drops), (1, 16, 2, Some(2)));
+    }
+}
