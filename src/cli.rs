@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use udplab::analyze::report::Format;
+use udplab::protocol::v1::Mode;
 use udplab::{client, lab, server};
 
 #[derive(Debug, Parser)]
@@ -121,6 +122,13 @@ pub struct LabArgs {
     /// The capture's kernel buffer.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub capture_buffer: u64,
+    /// blast: each datagram once; reliable: repair rounds until every client
+    /// confirms its file (v1 only).
+    #[arg(long, value_enum, default_value = "blast")]
+    pub mode: Mode,
+    /// Ceiling of each client's sending rate (e.g. 200Mbit).
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +186,20 @@ pub struct ServerArgs {
     /// UDP payload of a v1 data datagram, its 16-byte header included.
     #[arg(long, default_value_t = udplab::protocol::v1::DEFAULT_DATAGRAM_SIZE)]
     pub datagram_size: u16,
+    /// How v1 clients are served: blast sends each datagram once; reliable
+    /// resends what the client reports missing until it confirms the file's
+    /// SHA-256, at a rate adapted to its feedback. Lab clients always get
+    /// the lab's transfer.
+    #[arg(long, value_enum, default_value = "blast")]
+    pub mode: Mode,
+    /// Ceiling of each client's sending rate (e.g. 200Mbit, 1.5Gbit,
+    /// 50MB/s). Default: no ceiling.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Reliable mode: give up on a client whose file is not confirmed within
+    /// this time from the start of its transfer.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub deadline: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +237,47 @@ fn recv_buffer(bytes: Option<u64>) -> anyhow::Result<Option<usize>> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 30s, 2m)"))
+}
+
+/// A rate in bits per second: `200Mbit`, `1.5Gbit`, `800kbit`, `200M`
+/// (bits), `200Mbps`, or in bytes: `50MB/s`, `8MiB/s`.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate (write e.g. 200Mbit, 1.5Gbit, 50MB/s)"))?;
+    let unit = unit.trim();
+    let bytes = unit.ends_with("B/s") || unit.ends_with("iB/s");
+    let lower = unit.to_ascii_lowercase();
+    let prefix = lower
+        .trim_end_matches("/s")
+        .trim_end_matches("bps")
+        .trim_end_matches("bit")
+        .trim_end_matches("ib")
+        .trim_end_matches('b');
+    let mult = match (prefix, lower.contains("ib")) {
+        ("", _) => 1.0,
+        ("k", false) => 1e3,
+        ("m", false) => 1e6,
+        ("g", false) => 1e9,
+        ("k", true) => 1024.0,
+        ("m", true) => 1024.0 * 1024.0,
+        ("g", true) => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "unknown rate unit {unit:?} (use bit, kbit, Mbit, Gbit, or MB/s)"
+            ));
+        }
+    };
+    let bits = n * mult * if bytes { 8.0 } else { 1.0 };
+    if !(bits.is_finite() && bits >= 1e6) {
+        return Err(format!("{s}: the rate must be at least 1Mbit"));
+    }
+    Ok(bits)
 }
 
 /// `1048576`, `64KiB`, `8MiB`, `1GiB`, `100MB` (10^6), `4k`.
@@ -263,6 +326,9 @@ impl ServerArgs {
         cfg.report_timeout = self.report_timeout;
         cfg.datagram_size = self.datagram_size;
         cfg.progress = !quiet;
+        cfg.mode = self.mode;
+        cfg.rate = self.rate;
+        cfg.deadline = self.deadline;
         Ok((listener, cfg))
     }
 }
@@ -317,6 +383,11 @@ impl LabArgs {
         cfg.snaplen = self.snaplen;
         cfg.capture_buffer =
             usize::try_from(self.capture_buffer).context("--capture-buffer is too large")?;
+        if self.mode == Mode::Reliable && self.protocol == lab::Protocol::Lab {
+            bail!("--mode reliable needs v1 clients: the lab's protocol has no sequence numbers");
+        }
+        cfg.mode = self.mode;
+        cfg.rate = self.rate;
         Ok(cfg)
     }
 }
@@ -335,5 +406,23 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("200Mbit"), Ok(200e6));
+        assert_eq!(parse_rate("200Mbps"), Ok(200e6));
+        assert_eq!(parse_rate("200M"), Ok(200e6));
+        assert_eq!(parse_rate("1.5Gbit"), Ok(1.5e9));
+        assert_eq!(
+            parse_rate("800kbit"),
+            Err("800kbit: the rate must be at least 1Mbit".into())
+        );
+        assert_eq!(parse_rate("50MB/s"), Ok(400e6));
+        assert_eq!(parse_rate("1MiB/s"), Ok(8.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_rate("2000000"), Ok(2e6));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10 furlongs").is_err());
+        assert!(parse_rate("1e999Gbit").is_err());
     }
 }

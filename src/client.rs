@@ -11,7 +11,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +21,7 @@ use log::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, Error as ControlError};
+use crate::engine::{Arrival, FEEDBACK_INTERVAL, Reception};
 use crate::net::{self, RecvBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
@@ -373,7 +373,8 @@ impl Session<'_> {
         Ok((path, complete))
     }
 
-    /// v1: announce, start, sequenced data, done, report.
+    /// v1: announce, start, sequenced data, done, report; in the reliable
+    /// mode, reports and repair rounds until the file is whole.
     fn receive_v1(
         &self,
         mut stream: TcpStream,
@@ -394,9 +395,21 @@ impl Session<'_> {
         log.chunk_size = Some(announce.chunk_size() as u32);
         log.datagrams_total = Some(total);
         log.sha256 = Some(hex(&announce.sha256));
+        log.mode = Some(announce.mode.as_str().into());
+        if announce.mode == v1::Mode::Reliable && cfg.recv_buffer.is_none() {
+            // Room for bursts while this thread is descheduled.
+            match net::set_recv_buffer(&self.sock, RELIABLE_RECV_BUFFER) {
+                Ok(granted) => log.recv_buffer = Some(granted),
+                Err(e) => warn!("sizing the receive buffer: {e}"),
+            }
+        }
         info!(
-            "announced {}: {} bytes in {} datagrams",
-            announce.file_name, announce.file_size, total
+            "announced {}: {} bytes in {} datagrams, {} mode; receive buffer {} bytes",
+            announce.file_name,
+            announce.file_size,
+            total,
+            announce.mode.as_str(),
+            log.recv_buffer.unwrap_or(0)
         );
         self.bar.set_length(announce.file_size);
 
@@ -408,82 +421,112 @@ impl Session<'_> {
         let file = part.file()?;
         file.set_len(announce.file_size)
             .context("sizing the output file")?;
-        let mut state = Reception::new(&announce, file);
-        stream.set_nonblocking(true)?;
+        let mut state = State {
+            rx: Reception::new(&announce),
+            file,
+            path: part.path().to_path_buf(),
+            ovfl: None,
+            first_wall: None,
+            last_wall: None,
+        };
         let result = self.v1_loop(&mut stream, &mut reader, &mut state, &announce, log);
         self.bar.finish();
         let kernel_drops = net::kernel_drops(&self.sock).or(state.ovfl);
-        let flushed = state.writer.flush();
-        let sha_match = match (&result, flushed) {
-            (Ok(()), Ok(())) => sha256_file(part.path())? == announce.sha256,
-            _ => false,
-        };
-        let missing = state.missing().collect::<Vec<u32>>();
-        let (ranges, truncated) =
-            v1::ranges_from_missing(missing.iter().copied(), v1::MAX_REPORT_RANGES);
-        log.datagrams_received = Some(state.received);
-        log.bytes_received = Some(state.bytes);
-        log.duplicates = Some(state.duplicates);
-        log.malformed = Some(state.malformed);
-        log.missing_datagrams = Some(missing.len() as u64);
+        let rx = &state.rx;
+        let sha_match = matches!(result, Ok(true));
+        let missing = rx.missing_count();
+        let (ranges, truncated) = v1::ranges_from_missing(rx.missing(), v1::MAX_REPORT_RANGES);
+        log.datagrams_received = Some(rx.received());
+        log.bytes_received = Some(rx.bytes);
+        log.duplicates = Some(rx.duplicates);
+        log.malformed = Some(rx.malformed);
+        log.late = Some(rx.late);
+        log.missing_datagrams = Some(missing);
         log.missing_ranges = (!ranges.is_empty()).then(|| v1::format_ranges(&ranges, truncated));
         log.kernel_drops = kernel_drops;
         log.sha256_match = Some(sha_match);
+        if announce.mode == v1::Mode::Reliable {
+            log.datagrams_retransmitted = Some(rx.retransmitted);
+            log.repair_rounds = Some(rx.round);
+        }
         if let (Some(first), Some(last)) = (state.first_wall, state.last_wall) {
             let elapsed = last.duration_since(first).unwrap_or_default();
             log.start = Some(DateTime::<Local>::from(first).fixed_offset());
             log.end = Some(DateTime::<Local>::from(last).fixed_offset());
             log.duration_s = Some(elapsed.as_secs_f64());
-            log.rate_mb_s = rate_mb_s(state.bytes, elapsed);
+            log.rate_mb_s = rate_mb_s(rx.bytes, elapsed);
+            if sha_match {
+                log.goodput_mb_s = rate_mb_s(announce.file_size, elapsed);
+            }
         }
-        let complete = result.is_ok() && sha_match;
-        let path = part.finish_or_discard(complete, state.received > 0 || total == 0)?;
+        let complete = sha_match;
+        let keep = rx.received() > 0 || total == 0;
+        drop(state);
+        let path = part.finish_or_discard(complete, keep)?;
         log.output = path.as_ref().map(|p| p.display().to_string());
         result?;
-        let report = Message::Report(v1::Report {
-            datagrams_received: state.received,
-            bytes_received: state.bytes,
-            duplicates: state.duplicates,
-            malformed: state.malformed,
-            missing_datagrams: missing.len() as u64,
-            kernel_drops,
-            sha256_match: sha_match,
-            missing: ranges,
-            ranges_truncated: truncated,
-        });
-        stream.set_nonblocking(false)?;
-        if let Err(e) = control::send(&mut stream, &report, Duration::from_secs(5)) {
-            warn!("sending the report: {e}");
-        }
         if !complete {
-            log.error = Some(format!("{} of {total} datagrams missing", missing.len()));
+            log.error = Some(if missing == 0 {
+                "every datagram arrived but the file's SHA-256 differs".to_string()
+            } else {
+                format!("{missing} of {total} datagrams missing")
+            });
         }
         Ok((path, complete))
     }
 
+    /// Receive until the transfer ends; Ok(true) when the stored file's
+    /// SHA-256 matches the announce. Sends the reports.
     fn v1_loop(
         &self,
         stream: &mut TcpStream,
         reader: &mut control::Reader,
-        state: &mut Reception,
+        state: &mut State,
         announce: &v1::Announce,
         log: &mut TransferLog,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let cfg = self.cfg;
+        let reliable = announce.mode == v1::Mode::Reliable;
         let mut batch = RecvBatch::new(usize::from(announce.datagram_size));
         let mut started = false;
         let registered = Instant::now();
         let mut last_activity = Instant::now();
         let mut done_at: Option<Instant> = None;
+        let mut last_feedback = Instant::now();
+        let mut fed_back = 0;
         loop {
             self.check_shutdown()?;
-            if done_at.is_some_and(|t| t.elapsed() >= cfg.linger)
-                || (done_at.is_some() && state.complete())
-            {
-                return Ok(());
+            if let Some(at) = done_at {
+                // The pass is over: report once the stragglers are in.
+                let quiet = last_activity.elapsed() >= QUIET.min(cfg.linger);
+                if state.rx.complete() || at.elapsed() >= cfg.linger || (reliable && quiet) {
+                    let sha_match =
+                        state.rx.complete() && sha256_file(&state.path)? == announce.sha256;
+                    let report = self.report(state, sha_match);
+                    if let Err(e) = control::send(stream, &report, Duration::from_secs(5)) {
+                        if !reliable {
+                            warn!("sending the report: {e}");
+                            return Ok(sha_match);
+                        }
+                        return Err(e).context("sending the report");
+                    }
+                    if !reliable || state.rx.complete() {
+                        return Ok(sha_match);
+                    }
+                    state.rx.next_round();
+                    done_at = None;
+                    last_activity = Instant::now();
+                }
             }
-            let ready =
-                net::poll_readable([self.sock.as_raw_fd(), stream.as_raw_fd()], POLL_INTERVAL)?;
+            let wait = if reliable {
+                FEEDBACK_INTERVAL.saturating_sub(last_feedback.elapsed())
+            } else {
+                POLL_INTERVAL
+            };
+            let ready = net::poll_readable(
+                [self.sock.as_raw_fd(), stream.as_raw_fd()],
+                wait.clamp(Duration::from_millis(1), POLL_INTERVAL),
+            )?;
             if ready[0] {
                 loop {
                     let n = batch.recv(&self.sock)?;
@@ -491,7 +534,7 @@ impl Session<'_> {
                         break;
                     }
                     last_activity = Instant::now();
-                    state.ingest(&batch, n)?;
+                    state.take(&batch, n)?;
                     if n < net::BATCH {
                         break;
                     }
@@ -502,7 +545,24 @@ impl Session<'_> {
                     self.bar
                         .set_message(format!("kernel drops {}", state.ovfl.unwrap_or(0)));
                 }
-                self.bar.set_position(state.bytes);
+                self.bar.set_position(state.rx.bytes);
+            }
+            if reliable
+                && started
+                && done_at.is_none()
+                && !state.rx.complete()
+                && last_feedback.elapsed() >= FEEDBACK_INTERVAL
+            {
+                last_feedback = Instant::now();
+                if state.rx.arrived != fed_back {
+                    fed_back = state.rx.arrived;
+                    control::send(
+                        stream,
+                        &Message::Feedback(state.rx.feedback(state.ovfl)),
+                        Duration::from_secs(5),
+                    )
+                    .context("sending feedback")?;
+                }
             }
             if ready[1] {
                 match reader.fill(stream) {
@@ -546,123 +606,74 @@ impl Session<'_> {
             }
         }
     }
-}
 
-/// What a v1 client has of the file: which chunks, counts, the writer.
-struct Reception {
-    chunk: u64,
-    total: u32,
-    sizes: v1::Announce,
-    seen: Vec<u64>,
-    received: u64,
-    bytes: u64,
-    duplicates: u64,
-    malformed: u64,
-    ovfl: Option<u64>,
-    first_wall: Option<SystemTime>,
-    last_wall: Option<SystemTime>,
-    writer: Coalescer,
-}
-
-impl Reception {
-    fn new(announce: &v1::Announce, file: File) -> Reception {
-        Reception {
-            chunk: announce.chunk_size() as u64,
-            total: announce.datagrams,
-            sizes: announce.clone(),
-            seen: vec![0; (announce.datagrams as usize).div_ceil(64)],
-            received: 0,
-            bytes: 0,
-            duplicates: 0,
-            malformed: 0,
-            ovfl: None,
-            first_wall: None,
-            last_wall: None,
-            writer: Coalescer::new(file),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        self.received == u64::from(self.total)
-    }
-
-    fn ingest(&mut self, batch: &RecvBatch, n: usize) -> io::Result<()> {
-        let now = SystemTime::now();
-        self.first_wall.get_or_insert(now);
-        self.last_wall = Some(now);
-        for i in 0..n {
-            let Some((datagram, truncated)) = batch.get(i) else {
-                continue;
-            };
-            let Ok((header, payload)) = v1::DataHeader::parse(datagram) else {
-                self.malformed += 1;
-                continue;
-            };
-            if truncated || self.sizes.payload_len(header.seq) != Some(payload.len()) {
-                self.malformed += 1;
-                continue;
-            }
-            let (word, bit) = (header.seq as usize / 64, header.seq % 64);
-            let Some(w) = self.seen.get_mut(word) else {
-                self.malformed += 1;
-                continue;
-            };
-            if *w & (1 << bit) != 0 {
-                self.duplicates += 1;
-                continue;
-            }
-            *w |= 1 << bit;
-            self.received += 1;
-            self.bytes += payload.len() as u64;
-            self.writer
-                .write_at(u64::from(header.seq) * self.chunk, payload)?;
-        }
-        Ok(())
-    }
-
-    /// Missing sequence numbers, in order.
-    fn missing(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.total).filter(|&s| {
-            self.seen
-                .get(s as usize / 64)
-                .is_some_and(|w| w & (1 << (s % 64)) == 0)
+    /// The report of what `state` holds.
+    fn report(&self, state: &State, sha256_match: bool) -> Message {
+        let rx = &state.rx;
+        let (missing, truncated) = v1::ranges_from_missing(rx.missing(), v1::MAX_REPORT_RANGES);
+        Message::Report(v1::Report {
+            datagrams_received: rx.received(),
+            bytes_received: rx.bytes,
+            duplicates: rx.duplicates,
+            malformed: rx.malformed,
+            missing_datagrams: rx.missing_count(),
+            kernel_drops: net::kernel_drops(&self.sock).or(state.ovfl),
+            sha256_match,
+            missing,
+            ranges_truncated: truncated,
         })
     }
 }
 
-/// Gathers contiguous chunks into large positioned writes.
-struct Coalescer {
+/// Receive buffer a reliable-mode client asks for when `--recv-buffer` is
+/// not given.
+pub const RELIABLE_RECV_BUFFER: usize = 8 << 20;
+
+/// After `Done`, a reliable client reports once nothing has arrived for this
+/// long (or after `linger`, whichever comes first).
+const QUIET: Duration = Duration::from_millis(20);
+
+/// A v1 client's transfer in progress: the book and the file.
+struct State {
+    rx: Reception,
     file: File,
-    start: u64,
-    buf: Vec<u8>,
+    path: PathBuf,
+    /// The kernel's running drop count (SO_RXQ_OVFL).
+    ovfl: Option<u64>,
+    first_wall: Option<SystemTime>,
+    last_wall: Option<SystemTime>,
 }
 
-impl Coalescer {
-    const CAP: usize = 1 << 20;
-
-    fn new(file: File) -> Coalescer {
-        Coalescer {
-            file,
-            start: 0,
-            buf: Vec::with_capacity(Self::CAP),
+impl State {
+    /// Take `n` datagrams of `batch`: new ones go straight from the receive
+    /// buffers to the file, consecutive ones in one vectored write.
+    fn take(&mut self, batch: &RecvBatch, n: usize) -> io::Result<()> {
+        let now = SystemTime::now();
+        self.first_wall.get_or_insert(now);
+        self.last_wall = Some(now);
+        let mut run: Vec<&[u8]> = Vec::with_capacity(n);
+        let (mut run_start, mut run_end) = (0u64, 0u64);
+        for i in 0..n {
+            let Some((datagram, truncated)) = batch.get(i) else {
+                continue;
+            };
+            let Arrival::New { offset, payload } = self.rx.arrive(datagram, truncated) else {
+                continue;
+            };
+            let piece = &datagram[payload.0..payload.1];
+            if offset != run_end && !run.is_empty() {
+                net::write_all_at_vectored(&self.file, run_start, &run)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_start = offset;
+                run_end = offset;
+            }
+            run.push(piece);
+            run_end += piece.len() as u64;
         }
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let contiguous = offset == self.start + self.buf.len() as u64;
-        if !contiguous || self.buf.len() + data.len() > Self::CAP {
-            self.flush()?;
-            self.start = offset;
-        }
-        self.buf.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.start)?;
-            self.start += self.buf.len() as u64;
-            self.buf.clear();
+        if !run.is_empty() {
+            net::write_all_at_vectored(&self.file, run_start, &run)?;
         }
         Ok(())
     }

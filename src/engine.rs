@@ -333,7 +333,9 @@ pub enum Refusal {
     OutOfRange { first: u32, last: u32, total: u32 },
     #[error("asks again for datagram {seq}, which the client confirmed before")]
     Confirmed { seq: u32 },
-    #[error("says {claimed} datagrams are missing but lists {listed} without saying the list is cut")]
+    #[error(
+        "says {claimed} datagrams are missing but lists {listed} without saying the list is cut"
+    )]
     Inconsistent { claimed: u64, listed: u64 },
     #[error("claims a matching SHA-256 while {missing} datagrams are missing")]
     ShaWithGaps { missing: u64 },
@@ -507,7 +509,10 @@ impl Repair {
 pub enum Arrival {
     /// A datagram not held before: its file offset, and where its payload
     /// lies in the datagram.
-    New { offset: u64, payload: (usize, usize) },
+    New {
+        offset: u64,
+        payload: (usize, usize),
+    },
     /// Held already; ignored.
     Duplicate,
     /// Arrived after the file was whole; ignored.
@@ -700,7 +705,13 @@ mod tests {
 
     /// Feed one interval: `sent` datagrams of 1000 bytes over 10 ms, of which
     /// `lost` were lost.
-    fn interval(rc: &mut RateControl, now: &mut Instant, counts: &mut (u64, u64), sent: u64, lost: u64) {
+    fn interval(
+        rc: &mut RateControl,
+        now: &mut Instant,
+        counts: &mut (u64, u64),
+        sent: u64,
+        lost: u64,
+    ) {
         rc.sent(*now, sent * 1000);
         *now += FEEDBACK_INTERVAL;
         counts.0 += sent - lost;
@@ -826,7 +837,10 @@ mod tests {
         let mut done = report(&[], 0, false);
         done.sha256_match = true;
         assert_eq!(r.report(&done), Ok(Next::Complete));
-        assert_eq!((r.confirmed(), r.round, r.retransmitted, r.rejected), (10, 2, 4, 0));
+        assert_eq!(
+            (r.confirmed(), r.round, r.retransmitted, r.rejected),
+            (10, 2, 4, 0)
+        );
     }
 
     #[test]
@@ -926,7 +940,10 @@ mod tests {
             }
         );
         // 1 and 2 lost in the kernel: the jump to 3 counts them.
-        assert!(matches!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::New { offset: 3024, .. }));
+        assert!(matches!(
+            rx.arrive(&datagram(3, 0, 1008), false),
+            Arrival::New { offset: 3024, .. }
+        ));
         assert_eq!(rx.lost, 2);
         assert_eq!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::Duplicate);
         assert_eq!(rx.arrive(&datagram(4, 0, 7), false), Arrival::Malformed);
@@ -934,26 +951,52 @@ mod tests {
         assert_eq!(rx.arrive(&datagram(4, 0, 1008), true), Arrival::Malformed);
         assert_eq!(rx.arrive(b"UL\x01", false), Arrival::Malformed);
         for seq in 4..9 {
-            assert!(matches!(rx.arrive(&datagram(seq, 0, 1008), false), Arrival::New { .. }));
+            assert!(matches!(
+                rx.arrive(&datagram(seq, 0, 1008), false),
+                Arrival::New { .. }
+            ));
         }
         // The last one is short: 1000 bytes.
-        assert!(matches!(rx.arrive(&datagram(9, 0, 1000), false), Arrival::New { .. }));
+        assert!(matches!(
+            rx.arrive(&datagram(9, 0, 1000), false),
+            Arrival::New { .. }
+        ));
         assert_eq!(rx.missing().collect::<Vec<_>>(), [1, 2]);
         assert_eq!(rx.lost, 2, "no new gap");
         // Repair round: 1 and 2 come back flagged; 2's arrival does not
         // count 1 again, as 1 is no longer missing.
         rx.next_round();
-        assert!(matches!(rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false), Arrival::New { .. }));
-        assert!(matches!(rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false), Arrival::New { .. }));
+        assert!(matches!(
+            rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false),
+            Arrival::New { .. }
+        ));
+        assert!(matches!(
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            Arrival::New { .. }
+        ));
         assert_eq!(rx.lost, 2, "a repair round jumps over nothing missing");
         assert!(rx.complete());
-        assert_eq!(rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false), Arrival::Late);
         assert_eq!(
-            (rx.received(), rx.bytes, rx.duplicates, rx.late, rx.malformed, rx.retransmitted, rx.arrived),
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            Arrival::Late
+        );
+        assert_eq!(
+            (
+                rx.received(),
+                rx.bytes,
+                rx.duplicates,
+                rx.late,
+                rx.malformed,
+                rx.retransmitted,
+                rx.arrived
+            ),
             (10, a.file_size, 1, 1, 4, 2, 16)
         );
         assert_eq!(rx.missing_count(), 0);
         let f = rx.feedback(Some(2));
-        assert_eq!((f.round, f.arrived, f.lost, f.kernel_drops), (1, 16, 2, Some(2)));
+        assert_eq!(
+            (f.round, f.arrived, f.lost, f.kernel_drops),
+            (1, 16, 2, Some(2))
+        );
     }
 }

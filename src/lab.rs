@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use log::{info, warn};
 
 use crate::analyze::{self, Analysis, correlate};
+use crate::protocol::v1;
 use crate::shutdown::Shutdown;
 use crate::{client, server};
 
@@ -59,6 +60,10 @@ pub struct Config {
     pub snaplen: u32,
     /// The capture's kernel buffer.
     pub capture_buffer: usize,
+    /// How the server sends to v1 clients.
+    pub mode: v1::Mode,
+    /// Ceiling of each client's sending rate, bits per second.
+    pub rate: Option<f64>,
 }
 
 impl Config {
@@ -74,6 +79,8 @@ impl Config {
             recv_buffer: None,
             snaplen: 128,
             capture_buffer: 64 << 20,
+            mode: v1::Mode::Blast,
+            rate: None,
         }
     }
 }
@@ -289,6 +296,8 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
     scfg.rounds = Some(1);
     scfg.barrier_timeout = Some(BARRIER_TIMEOUT);
     scfg.progress = false;
+    scfg.mode = cfg.mode;
+    scfg.rate = cfg.rate;
     let server_stop = shutdown.clone();
     let server = thread::Builder::new()
         .name("server".into())

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ use log::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, PeerState};
+use crate::engine::{Next, Pacer, RateControl, Repair};
 use crate::net::{self, SendBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
@@ -56,6 +58,15 @@ pub struct Config {
     pub datagram_size: u16,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// How v1 clients are served: blast, or reliable with repair rounds.
+    pub mode: v1::Mode,
+    /// Ceiling of each client's sending rate, bits per second; `None` sends
+    /// as fast as the kernel takes datagrams (blast) or as fast as the
+    /// client's feedback allows (reliable).
+    pub rate: Option<f64>,
+    /// Reliable mode: give up on a client that has not confirmed its file
+    /// within this time from the start of its transfer.
+    pub deadline: Duration,
 }
 
 impl Config {
@@ -71,6 +82,9 @@ impl Config {
             report_timeout: Duration::from_secs(30),
             datagram_size: v1::DEFAULT_DATAGRAM_SIZE,
             progress: true,
+            mode: v1::Mode::Blast,
+            rate: None,
+            deadline: Duration::from_secs(600),
         }
     }
 }
@@ -394,7 +408,7 @@ fn announce_for(offer: &Offer, cfg: &Config, control_port: u16, id: u16) -> v1::
         datagrams: v1::plan(offer.size, cfg.datagram_size).unwrap_or(0),
         datagram_size: cfg.datagram_size,
         data_port: control_port.wrapping_add(id),
-        mode: v1::Mode::Blast,
+        mode: cfg.mode,
         sha256: offer.sha256,
     }
 }
@@ -604,122 +618,380 @@ fn send_to_client(
         }
     }
 
-    let mut file =
+    let file =
         File::open(&offer.path).with_context(|| format!("opening {}", offer.path.display()))?;
-    let mut block = vec![0u8; chunk * net::BATCH];
-    let mut batch = SendBatch::new();
-    let mut headers = vec![[0u8; v1::HEADER_LEN]; net::BATCH];
-    let (mut datagrams, mut bytes) = (0u64, 0u64);
-    let mut last_check = Instant::now();
-    let mut stopped: Option<anyhow::Error> = None;
-    while bytes < offer.size {
-        if ctx.shutdown.is_triggered() {
-            stopped = Some(anyhow::anyhow!("stopped by the server's shutdown"));
-            break;
-        }
-        let want = (offer.size - bytes).min(block.len() as u64) as usize;
-        let got = read_full(&mut file, &mut block[..want])
-            .with_context(|| format!("reading {}", offer.path.display()))?;
-        if got == 0 {
-            stopped = Some(anyhow::anyhow!(
-                "{} shrank to {bytes} bytes while being sent",
-                offer.path.display()
-            ));
-            break;
-        }
-        let now_us = unix_us(SystemTime::now());
-        let pieces = block[..got].chunks(chunk);
-        if reg.protocol == Protocol::V1 {
-            for (i, header) in headers.iter_mut().take(pieces.len()).enumerate() {
-                *header = v1::DataHeader {
-                    flags: 0,
-                    seq: u32::try_from(datagrams + i as u64).unwrap_or(u32::MAX),
-                    send_time_us: now_us,
-                }
-                .emit();
-            }
-        }
-        let parts: Vec<(&[u8], &[u8])> = pieces
-            .enumerate()
-            .map(|(i, piece)| match reg.protocol {
-                Protocol::Lab => (&[][..], piece),
-                Protocol::V1 => (&headers[i][..], piece),
-            })
-            .collect();
-        let (sent, err) = batch.send_all(&sock, &parts);
-        let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
-        datagrams += sent as u64;
-        bytes += sent_bytes as u64;
-        bar.inc(sent_bytes as u64);
-        if let Some(e) = err {
-            stopped = Some(if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                anyhow::anyhow!(
-                    "the client's UDP port is unreachable (ICMP port unreachable): it has gone"
-                )
+    let total = u32::try_from(lab::datagram_count(offer.size, chunk as u64))
+        .context("the file needs more than 2^32 datagrams")?;
+    let reliable = reg.protocol == Protocol::V1 && cfg.mode == v1::Mode::Reliable;
+    let mut sender = Sender {
+        sock,
+        file,
+        path: &offer.path,
+        size: offer.size,
+        chunk,
+        header: reg.protocol == Protocol::V1,
+        datagram_size: chunk
+            + if reg.protocol == Protocol::V1 {
+                v1::HEADER_LEN
             } else {
-                anyhow::Error::new(e).context("sending data")
-            });
-            break;
-        }
-        if sent < parts.len() {
-            break;
-        }
-        if reg.protocol == Protocol::V1 && last_check.elapsed() >= POLL_INTERVAL {
-            last_check = Instant::now();
-            if control::peek_state(&reg.stream) == PeerState::Closed {
-                stopped = Some(anyhow::anyhow!("the client closed its control connection"));
-                break;
-            }
-        }
+                0
+            },
+        block: vec![0u8; chunk * net::BATCH],
+        batch: SendBatch::new(),
+        pacer: Pacer::new(cfg.rate),
+        rate: reliable.then(|| RateControl::new(cfg.rate, chunk + v1::HEADER_LEN)),
+        reader: control::Reader::new(),
+        shutdown: &ctx.shutdown,
+        bar,
+        started,
+        deadline: reliable.then(|| started + cfg.deadline),
+        datagrams: 0,
+        bytes: 0,
+    };
+    if cfg.rate.is_some() || reliable {
+        net::fine_timer_slack();
     }
+    let mut repair = Repair::new(total);
+    let outcome = sender.pass(&mut reg.stream, &mut repair);
+    let result = match (outcome, reg.protocol, reliable) {
+        (Err(e), ..) => Err(e),
+        (Ok(()), Protocol::Lab, _) => Ok(true),
+        (Ok(()), Protocol::V1, false) => sender.finish_blast(&mut reg.stream, cfg, log),
+        (Ok(()), Protocol::V1, true) => {
+            sender.repair_rounds(&mut reg.stream, cfg, &mut repair, log)
+        }
+    };
     let elapsed = started.elapsed();
     log.end = Some(Local::now().fixed_offset());
-    log.datagrams_sent = Some(datagrams);
-    log.bytes_sent = Some(bytes);
+    log.datagrams_sent = Some(sender.datagrams);
+    log.bytes_sent = Some(sender.bytes);
     log.duration_s = Some(elapsed.as_secs_f64());
-    log.rate_mb_s = rate_mb_s(bytes, elapsed);
-    if let Some(e) = stopped {
-        return Err(e);
+    log.rate_mb_s = rate_mb_s(sender.bytes, elapsed);
+    log.rate_limit_mbit_s = cfg.rate.map(|r| r / 1e6);
+    if reg.protocol == Protocol::V1 {
+        log.mode = Some(if reliable { "reliable" } else { "blast" }.into());
     }
-    match reg.protocol {
-        Protocol::Lab => Ok(true),
-        Protocol::V1 => {
-            control::send(
-                &mut reg.stream,
-                &Message::Done(v1::Done {
-                    datagrams_sent: datagrams,
-                    bytes_sent: bytes,
-                    duration_us: elapsed.as_micros() as u64,
-                }),
-                io_timeout,
-            )?;
-            let report = control::Reader::new()
-                .read(&mut reg.stream, "report", cfg.report_timeout)
-                .context("waiting for the client's report")?;
-            match report {
-                Message::Report(r) => {
-                    log.datagrams_received = Some(r.datagrams_received);
-                    log.bytes_received = Some(r.bytes_received);
-                    log.duplicates = Some(r.duplicates);
-                    log.malformed = Some(r.malformed);
-                    log.missing_datagrams = Some(r.missing_datagrams);
-                    log.missing_ranges = (!r.missing.is_empty())
-                        .then(|| v1::format_ranges(&r.missing, r.ranges_truncated));
-                    log.kernel_drops = r.kernel_drops;
-                    log.sha256_match = Some(r.sha256_match);
-                    if !r.sha256_match {
-                        log.error = Some(format!(
-                            "client received {} of {} bytes ({} datagrams missing)",
-                            r.bytes_received, offer.size, r.missing_datagrams
-                        ));
+    if reliable {
+        log.datagrams_retransmitted = Some(repair.retransmitted);
+        log.repair_rounds = Some(repair.round);
+        log.reports_rejected = Some(repair.rejected);
+        log.final_rate_mbit_s = sender.rate.as_ref().map(|r| r.rate() / 1e6);
+    } else {
+        log.final_rate_mbit_s = cfg.rate.map(|r| r / 1e6);
+    }
+    if matches!(result, Ok(true)) {
+        log.goodput_mb_s = rate_mb_s(offer.size, elapsed);
+    }
+    result
+}
+
+/// Most refused repair requests a client may send before the server gives
+/// up on it.
+pub const MAX_REJECTED: u64 = 8;
+
+/// One client's data socket, file and pacing: sends passes of datagrams
+/// that a [`Repair`] book chooses.
+struct Sender<'a> {
+    sock: UdpSocket,
+    file: File,
+    path: &'a Path,
+    size: u64,
+    chunk: usize,
+    /// v1: each datagram starts with the 16-byte header.
+    header: bool,
+    datagram_size: usize,
+    block: Vec<u8>,
+    batch: SendBatch,
+    pacer: Pacer,
+    /// Reliable mode: the adaptive rate.
+    rate: Option<RateControl>,
+    reader: control::Reader,
+    shutdown: &'a Shutdown,
+    bar: &'a ProgressBar,
+    started: Instant,
+    deadline: Option<Instant>,
+    datagrams: u64,
+    bytes: u64,
+}
+
+impl Sender<'_> {
+    /// Send every datagram of the current pass of `repair`, paced; in the
+    /// reliable mode, take in the client's feedback as it comes.
+    fn pass(&mut self, stream: &mut TcpStream, repair: &mut Repair) -> anyhow::Result<()> {
+        let flags = if repair.round > 0 {
+            v1::FLAG_RETRANSMIT
+        } else {
+            0
+        };
+        let mut headers = [[0u8; v1::HEADER_LEN]; net::BATCH];
+        let mut last_check = Instant::now();
+        if let Some(rate) = &mut self.rate {
+            rate.restart_interval();
+        }
+        loop {
+            if self.shutdown.is_triggered() {
+                bail!("stopped by the server's shutdown");
+            }
+            self.check_deadline(repair)?;
+            let now = Instant::now();
+            if let Some(rate) = &mut self.rate {
+                rate.check_silence(now);
+                self.pacer.set_rate(Some(rate.rate()));
+            }
+            let wait = self.pacer.wait(now);
+            if !wait.is_zero() {
+                // Sleep until the batch may go, unless the client speaks.
+                if self.header {
+                    let ready = net::poll_readable([stream.as_raw_fd()], wait)?;
+                    if ready[0] {
+                        self.take_feedback(stream)?;
                     }
-                    Ok(r.sha256_match && r.bytes_received == offer.size)
+                } else {
+                    thread::sleep(wait);
                 }
+                continue;
+            }
+            let max = self.pacer.batch_len(self.datagram_size, net::BATCH) as u32;
+            let Some((first, count)) = repair.next_run(max) else {
+                return Ok(());
+            };
+            let offset = u64::from(first) * self.chunk as u64;
+            let len =
+                ((self.size - offset.min(self.size)) as usize).min(self.chunk * count as usize);
+            if let Err(e) = self.file.read_exact_at(&mut self.block[..len], offset) {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    bail!("{} shrank while being sent", self.path.display());
+                }
+                return Err(e).with_context(|| format!("reading {}", self.path.display()));
+            }
+            let now_us = unix_us(SystemTime::now());
+            let pieces = self.block[..len].chunks(self.chunk);
+            let n = pieces.len();
+            if self.header {
+                for (i, h) in headers.iter_mut().take(n).enumerate() {
+                    *h = v1::DataHeader {
+                        flags,
+                        seq: first + i as u32,
+                        send_time_us: now_us,
+                    }
+                    .emit();
+                }
+            }
+            let parts: Vec<(&[u8], &[u8])> = pieces
+                .enumerate()
+                .map(|(i, piece)| {
+                    if self.header {
+                        (&headers[i][..], piece)
+                    } else {
+                        (&[][..], piece)
+                    }
+                })
+                .collect();
+            let (sent, err) = self.batch.send_all(&self.sock, &parts);
+            let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
+            let wire_bytes =
+                (sent_bytes + sent * if self.header { v1::HEADER_LEN } else { 0 }) as u64;
+            self.datagrams += sent as u64;
+            self.bytes += sent_bytes as u64;
+            if repair.round == 0 {
+                self.bar.inc(sent_bytes as u64);
+            }
+            self.pacer.sent(now, wire_bytes);
+            if let Some(rate) = &mut self.rate {
+                rate.sent(now, wire_bytes);
+            }
+            if let Some(e) = err {
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    bail!(
+                        "the client's UDP port is unreachable (ICMP port unreachable): it has gone"
+                    );
+                }
+                return Err(anyhow::Error::new(e).context("sending data"));
+            }
+            if self.header {
+                if self.rate.is_some() {
+                    if net::poll_readable([stream.as_raw_fd()], Duration::ZERO)?[0] {
+                        self.take_feedback(stream)?;
+                    }
+                } else if last_check.elapsed() >= POLL_INTERVAL {
+                    last_check = Instant::now();
+                    if control::peek_state(stream) == PeerState::Closed {
+                        bail!("the client closed its control connection");
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_deadline(&self, repair: &Repair) -> anyhow::Result<()> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            bail!(
+                "deadline passed: {} of {} datagrams confirmed after {} repair round(s)",
+                repair.confirmed(),
+                lab::datagram_count(self.size, self.chunk as u64),
+                repair.round
+            );
+        }
+        Ok(())
+    }
+
+    /// Read what the control connection holds (it is readable) and feed
+    /// the rate control with the feedback in it.
+    fn take_feedback(&mut self, stream: &mut TcpStream) -> anyhow::Result<()> {
+        match self.reader.fill(stream) {
+            Ok(0) => bail!("the client closed its control connection"),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e).context("reading the control connection"),
+        }
+        while let Some(msg) = self.reader.next_message().map_err(anyhow::Error::new)? {
+            match msg {
+                Message::Feedback(f) => {
+                    if let Some(rate) = &mut self.rate {
+                        rate.feedback(Instant::now(), &f);
+                    }
+                }
+                Message::Abort { reason } => bail!("the client aborted: {reason}"),
+                other => bail!("unexpected control message while sending: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self, stream: &mut TcpStream) -> anyhow::Result<()> {
+        control::send(
+            stream,
+            &Message::Done(v1::Done {
+                datagrams_sent: self.datagrams,
+                bytes_sent: self.bytes,
+                duration_us: self.started.elapsed().as_micros() as u64,
+            }),
+            Duration::from_secs(5),
+        )?;
+        Ok(())
+    }
+
+    /// The next report, skipping late feedback; an error after `timeout`.
+    fn wait_report(
+        &mut self,
+        stream: &mut TcpStream,
+        timeout: Duration,
+        round: u32,
+    ) -> anyhow::Result<v1::Report> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = match self.reader.read(stream, "report", left) {
+                Ok(msg) => msg,
+                Err(control::Error::Timeout { .. }) => bail!(
+                    "the client stopped answering: no report for {} after {}",
+                    humantime::format_duration(timeout),
+                    if round == 0 {
+                        "the first pass".to_string()
+                    } else {
+                        format!("repair round {round}")
+                    }
+                ),
+                Err(e) => return Err(e).context("waiting for the client's report"),
+            };
+            match msg {
+                Message::Report(r) => return Ok(r),
+                Message::Feedback(_) => {}
                 Message::Abort { reason } => bail!("the client aborted: {reason}"),
                 other => bail!("expected the client's report, got {other:?}"),
             }
         }
     }
+
+    /// Blast: `Done`, then the client's one report.
+    fn finish_blast(
+        &mut self,
+        stream: &mut TcpStream,
+        cfg: &Config,
+        log: &mut TransferLog,
+    ) -> anyhow::Result<bool> {
+        self.done(stream)?;
+        let r = self.wait_report(stream, cfg.report_timeout, 0)?;
+        log_report(log, &r, self.size);
+        Ok(r.sha256_match && r.bytes_received == self.size)
+    }
+
+    /// Reliable: after each pass, `Done`; the client's report either
+    /// confirms the file or lists what to resend in the next round. A
+    /// refused report resends nothing: the server waits for another one.
+    fn repair_rounds(
+        &mut self,
+        stream: &mut TcpStream,
+        cfg: &Config,
+        repair: &mut Repair,
+        log: &mut TransferLog,
+    ) -> anyhow::Result<bool> {
+        self.done(stream)?;
+        loop {
+            let left = self.deadline.map_or(cfg.report_timeout, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            let wait = cfg.report_timeout.min(left).max(Duration::from_millis(1));
+            let r = match self.wait_report(stream, wait, repair.round) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.check_deadline(repair)?;
+                    return Err(e);
+                }
+            };
+            match repair.report(&r) {
+                Ok(next) => {
+                    log_report(log, &r, self.size);
+                    match next {
+                        Next::Complete => return Ok(true),
+                        Next::Corrupt => {
+                            bail!("the client holds every datagram but its file's SHA-256 differs")
+                        }
+                        Next::Repair { datagrams } => {
+                            info!(
+                                "repair round {}: resending {datagrams} datagram(s)",
+                                repair.round
+                            );
+                            self.pass(stream, repair)?;
+                            self.done(stream)?;
+                        }
+                    }
+                }
+                Err(refusal) => {
+                    warn!("refused a repair request: {refusal}");
+                    if repair.rejected >= MAX_REJECTED {
+                        bail!(
+                            "{} repair requests refused; the last {refusal}",
+                            repair.rejected
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The client's report, into the server's log of it.
+fn log_report(log: &mut TransferLog, r: &v1::Report, size: u64) {
+    log.datagrams_received = Some(r.datagrams_received);
+    log.bytes_received = Some(r.bytes_received);
+    log.duplicates = Some(r.duplicates);
+    log.malformed = Some(r.malformed);
+    log.missing_datagrams = Some(r.missing_datagrams);
+    log.missing_ranges =
+        (!r.missing.is_empty()).then(|| v1::format_ranges(&r.missing, r.ranges_truncated));
+    log.kernel_drops = r.kernel_drops;
+    log.sha256_match = Some(r.sha256_match);
+    log.error = (!r.sha256_match).then(|| {
+        format!(
+            "client received {} of {size} bytes ({} datagrams missing)",
+            r.bytes_received, r.missing_datagrams
+        )
+    });
 }
 
 /// One line on what a transfer did, for the server's console.
@@ -742,20 +1014,6 @@ fn transfer_summary(log: &TransferLog) -> String {
         line += " (incomplete)";
     }
     line
-}
-
-/// Read until `buf` is full or the file ends; returns the bytes read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Microseconds since the Unix epoch.

@@ -129,6 +129,40 @@ pub struct ClientRow {
     pub client_log: Option<String>,
     /// True when no control connection of this client was captured.
     pub control_seen: bool,
+    /// v1: `blast` or `reliable`, from the server's log, the client's log,
+    /// the captured announce, or `reliable` when the wire carried datagrams
+    /// with the retransmission flag.
+    pub mode: Option<String>,
+    /// Where `mode` comes from: "server log", "client log", "v1 announce",
+    /// "wire (retransmission flags)".
+    pub mode_source: Option<&'static str>,
+    /// Data datagrams on the wire with the retransmission flag (v1 headers).
+    pub wire_retransmitted: Option<u64>,
+    /// Distinct sequence numbers on the wire (v1 headers).
+    pub wire_distinct_datagrams: Option<u64>,
+    /// Datagrams the server resent in repair rounds (its log).
+    pub datagrams_retransmitted: Option<u64>,
+    /// Repair rounds after the first pass (the server's log, or else the
+    /// client's).
+    pub repair_rounds: Option<u32>,
+    /// The server's pacing rate when the transfer ended, 10^6 bits per
+    /// second (its log).
+    pub final_rate_mbit_s: Option<f64>,
+    /// Repair requests the server refused (its log).
+    pub reports_rejected: Option<u64>,
+    /// Datagrams that reached the client after it had the whole file (its
+    /// log).
+    pub late: Option<u64>,
+    /// Every data byte (each copy) over the time it took, 10^6 bytes per
+    /// second: the wire's (as `rate_mb_s`), or the server log's `rate_mb_s`.
+    pub throughput_mb_s: Option<f64>,
+    /// "wire" or "server log".
+    pub throughput_source: Option<&'static str>,
+    /// Distinct file bytes delivered over the time it took, 10^6 bytes per
+    /// second: from the wire, or the client's or server's log.
+    pub goodput_mb_s: Option<f64>,
+    /// "wire", "client log" or "server log".
+    pub goodput_source: Option<&'static str>,
 }
 
 /// A control connection as the report shows it.
@@ -255,8 +289,22 @@ pub fn decode_registration(c: &Connection) -> Registration {
             ("client", up, lab::PORT_MSG_LEN, c.to_server.hole.is_some()),
         ] {
             let mut rest = bytes.get(from..).unwrap_or_default();
+            // The reliable mode's feedback comes every few milliseconds: a
+            // run of them is listed once, with its count and last figures.
+            let mut feedback: Option<(u64, v1::Feedback)> = None;
             loop {
-                match v1::Message::decode(rest) {
+                let decoded = v1::Message::decode(rest);
+                if !matches!(decoded, Ok(Some((v1::Message::Feedback(_), _))))
+                    && let Some((n, last)) = feedback.take()
+                {
+                    r.messages.push(feedback_line(dir, n, &last));
+                }
+                match decoded {
+                    Ok(Some((v1::Message::Feedback(f), used))) => {
+                        let n = feedback.map_or(0, |(n, _)| n);
+                        feedback = Some((n + 1, f));
+                        rest = rest.get(used..).unwrap_or_default();
+                    }
                     Ok(Some((msg, used))) => {
                         r.messages.push(format!("{dir}: {}", describe(&msg)));
                         match msg {
@@ -298,6 +346,18 @@ pub fn decode_registration(c: &Connection) -> Registration {
         r.note = Some(notes.join("; "));
     }
     r
+}
+
+/// A run of `n` feedback messages from `dir`, the last one `last`.
+fn feedback_line(dir: &str, n: u64, last: &v1::Feedback) -> String {
+    if n == 1 {
+        format!("{dir}: {}", describe(&v1::Message::Feedback(*last)))
+    } else {
+        format!(
+            "{dir}: {n} x feedback (the last: round {}, {} arrived, {} lost)",
+            last.round, last.arrived, last.lost
+        )
+    }
 }
 
 fn describe(m: &v1::Message) -> String {
@@ -704,9 +764,6 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     let kernel_drops = clog
         .and_then(|l| l.log.kernel_drops)
         .or(report.and_then(|r| r.kernel_drops));
-    let success = clog
-        .and_then(|l| l.log.success)
-        .or(report.map(|r| r.sha256_match));
 
     // When the registration was captured but no data was, the wire carried
     // none: zero is what the capture tells.
@@ -716,10 +773,51 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         None => None,
     };
     let wire_bytes = wire.map(|w| w.2);
+    // The v1 sequence numbers: copies resent, and distinct datagrams (not
+    // told when some were beyond what could be tracked).
+    let seq = flow.and_then(|f| f.seq.as_ref());
+    let (wire_retransmitted, wire_distinct) = match (flow, seq) {
+        (Some(_), Some(s)) => (
+            Some(s.retransmitted),
+            (s.untracked == 0).then_some(s.distinct),
+        ),
+        (None, _) if reg.is_some() && protocol == Some("v1") => (Some(0), Some(0)),
+        _ => (None, None),
+    };
+    let (mode, mode_source) = if let Some(m) = slog.and_then(|l| l.log.mode.clone()) {
+        (Some(m), Some("server log"))
+    } else if let Some(m) = clog.and_then(|l| l.log.mode.clone()) {
+        (Some(m), Some("client log"))
+    } else if let Some(a) = announce {
+        (Some(a.mode.as_str().to_owned()), Some("v1 announce"))
+    } else if wire_retransmitted.is_some_and(|n| n > 0) {
+        (
+            Some("reliable".to_owned()),
+            Some("wire (retransmission flags)"),
+        )
+    } else {
+        (None, None)
+    };
+    let reliable = mode.as_deref() == Some("reliable");
+    // In the reliable mode the server calls a transfer a success only when
+    // the client confirmed the file: its log may say so when the client's
+    // does not.
+    let success = clog
+        .and_then(|l| l.log.success)
+        .or(report.map(|r| r.sha256_match))
+        .or_else(|| slog.and_then(|l| l.log.success).filter(|_| reliable));
+
     let diff = |a: Option<u64>, b: Option<u64>| Some(signed_diff(a?, b?));
     let lost_before = diff(sent_bytes, wire_bytes);
     let lost_after = diff(wire_bytes, received_bytes);
-    let loss_pct = match (file_size.or(sent_bytes), received_bytes) {
+    // The file's loss. The reliable mode sends more than the file (every
+    // resent copy counts in `sent_bytes`): only the file's size measures it.
+    let whole = if reliable {
+        file_size
+    } else {
+        file_size.or(sent_bytes)
+    };
+    let loss_pct = match (whole, received_bytes) {
         (Some(0), Some(_)) => Some(0.0),
         (Some(total), Some(got)) => {
             Some(round(100.0 * (total as f64 - got as f64) / total as f64, 3))
@@ -727,8 +825,47 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         _ => None,
     };
     let capture_dropped = flow.and_then(|f| inp.capture_dropped.get(f.point).copied().flatten());
+    let capture_whole = capture_dropped.is_none_or(|n| n == 0);
     // Each capture point counts the ICMP errors it saw; take the most.
     let icmp = flow.map(|_| flows.iter().map(|g| g.icmp_unreachable).max().unwrap_or(0));
+    let datagrams_total = announce
+        .map(|a| u64::from(a.datagrams))
+        .or_else(|| slog.and_then(|l| l.log.datagrams_total));
+    let datagrams_retransmitted = slog.and_then(|l| l.log.datagrams_retransmitted);
+    let repair_rounds = slog
+        .and_then(|l| l.log.repair_rounds)
+        .or_else(|| clog.and_then(|l| l.log.repair_rounds));
+    let late = clog.and_then(|l| l.log.late);
+    let received_datagrams = clog
+        .and_then(|l| l.log.datagrams_received)
+        .or(report.map(|r| r.datagrams_received));
+    let repair = reliable.then(|| {
+        let duplicates = clog
+            .and_then(|l| l.log.duplicates)
+            .or(report.map(|r| r.duplicates));
+        Repair {
+            rounds: repair_rounds,
+            resent: datagrams_retransmitted.or(wire_retransmitted.filter(|_| capture_whole)),
+            wire_datagrams: wire.map(|w| w.0),
+            total: datagrams_total,
+            client_extra: match (duplicates, late) {
+                (None, None) => None,
+                (d, l) => Some(d.unwrap_or(0).saturating_add(l.unwrap_or(0))),
+            },
+            // The server's log relays the client's last report.
+            missing: clog
+                .and_then(|l| l.log.missing_datagrams)
+                .or(report.map(|r| r.missing_datagrams))
+                .or_else(|| slog.and_then(|l| l.log.missing_datagrams))
+                .or_else(|| Some(datagrams_total?.saturating_sub(received_datagrams?))),
+            confirmed: success.or_else(|| {
+                (received_bytes.is_some() && received_bytes == file_size).then_some(true)
+            }),
+            error: slog
+                .and_then(|l| Some(("server", l.log.error.clone()?)))
+                .or_else(|| clog.and_then(|l| Some(("client", l.log.error.clone()?)))),
+        }
+    });
     let facts = Facts {
         expected: sent_bytes.or(file_size),
         file_size,
@@ -740,15 +877,43 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         sent_datagrams: slog
             .and_then(|l| l.log.datagrams_sent)
             .or(reg.and_then(|r| r.done).map(|d| d.datagrams_sent)),
-        received_datagrams: clog
-            .and_then(|l| l.log.datagrams_received)
-            .or(report.map(|r| r.datagrams_received)),
+        received_datagrams,
+        repair,
     };
     // A capture that lost packets itself cannot place the loss.
-    let (lost_before, lost_after) = if capture_dropped.is_some_and(|n| n > 0) {
-        (None, None)
-    } else {
+    let (lost_before, lost_after) = if capture_whole {
         (lost_before, lost_after)
+    } else {
+        (None, None)
+    };
+    let wire_rate = flow.and_then(|f| rate(f.data.bytes, f.data.duration_s()));
+    let (throughput_mb_s, throughput_source) = match (
+        wire_rate.filter(|_| capture_whole),
+        slog.and_then(|l| l.log.rate_mb_s),
+    ) {
+        (Some(r), _) => (Some(r), Some("wire")),
+        (None, Some(r)) => (Some(r), Some("server log")),
+        (None, None) => (None, None),
+    };
+    // Goodput on the wire: the file bytes of the first copy of each
+    // datagram (the lab's protocol never resends: all of its data), as much
+    // as the client kept, over the flow's data time.
+    let wire_goodput = flow.filter(|_| capture_whole).and_then(|f| {
+        let distinct = match &f.seq {
+            Some(s) if s.untracked == 0 => s.distinct_bytes,
+            Some(_) => return None,
+            None => f.data.bytes,
+        };
+        rate(distinct.min(received_bytes?), f.data.duration_s())
+    });
+    let (goodput_mb_s, goodput_source) = if let Some(g) = wire_goodput {
+        (Some(g), Some("wire"))
+    } else if let Some(g) = clog.and_then(|l| l.log.goodput_mb_s) {
+        (Some(g), Some("client log"))
+    } else if let Some(g) = slog.and_then(|l| l.log.goodput_mb_s) {
+        (Some(g), Some("server log"))
+    } else {
+        (None, None)
     };
     ClientRow {
         client_id: id.client_id,
@@ -772,19 +937,30 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         lost_after_capture_bytes: lost_after,
         loss_pct,
         duration_s: flow.and_then(|f| f.data.duration_s()).map(|d| round(d, 6)),
-        rate_mb_s: flow.and_then(|f| rate(f.data.bytes, f.data.duration_s())),
+        rate_mb_s: wire_rate,
         server_log_duration_s: slog.and_then(|l| l.log.duration_s),
         client_log_duration_s: clog.and_then(|l| l.log.duration_s),
         success,
         icmp_port_unreachable: icmp,
-        datagrams_total: announce
-            .map(|a| u64::from(a.datagrams))
-            .or_else(|| slog.and_then(|l| l.log.datagrams_total)),
+        datagrams_total,
         capture_dropped,
         verdict: verdict(&facts),
         server_log: slog.map(|l| l.path.display().to_string()),
         client_log: clog.map(|l| l.path.display().to_string()),
         control_seen: reg.is_some(),
+        mode,
+        mode_source,
+        wire_retransmitted,
+        wire_distinct_datagrams: wire_distinct,
+        datagrams_retransmitted,
+        repair_rounds,
+        final_rate_mbit_s: slog.and_then(|l| l.log.final_rate_mbit_s),
+        reports_rejected: slog.and_then(|l| l.log.reports_rejected),
+        late,
+        throughput_mb_s,
+        throughput_source,
+        goodput_mb_s,
+        goodput_source,
     }
 }
 
@@ -863,7 +1039,7 @@ fn signed_diff(a: u64, b: u64) -> i64 {
 }
 
 /// What the verdict is drawn from.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// Bytes the server sent (its log), or else the file size.
     pub expected: Option<u64>,
@@ -876,10 +1052,41 @@ pub struct Facts {
     /// Data datagrams the server sent and the client kept, when told.
     pub sent_datagrams: Option<u64>,
     pub received_datagrams: Option<u64>,
+    /// The reliable mode's account, when the transfer was in that mode.
+    pub repair: Option<Repair>,
+}
+
+/// What a reliable-mode transfer's verdict adds to [`Facts`]. Counts are
+/// datagrams; `Facts::sent_datagrams` counts every copy sent, first or
+/// resent, and `Facts::received_datagrams` the distinct ones the client
+/// kept.
+#[derive(Debug, Clone, Default)]
+pub struct Repair {
+    /// Repair rounds after the first pass.
+    pub rounds: Option<u32>,
+    /// Datagrams resent: the server's count, or else the copies the wire
+    /// carried with the retransmission flag.
+    pub resent: Option<u64>,
+    /// Data datagrams on the wire, every copy.
+    pub wire_datagrams: Option<u64>,
+    /// Datagrams the file takes.
+    pub total: Option<u64>,
+    /// Copies that reached the client but were not new to it (duplicates,
+    /// and late ones after it had the whole file).
+    pub client_extra: Option<u64>,
+    /// Datagrams the client still lacked at the end.
+    pub missing: Option<u64>,
+    /// The client confirmed the whole file.
+    pub confirmed: Option<bool>,
+    /// Why the transfer failed, by the log of "server" or "client".
+    pub error: Option<(&'static str, String)>,
 }
 
 /// One line naming where the loss happened.
 pub fn verdict(f: &Facts) -> String {
+    if let Some(r) = &f.repair {
+        return reliable_verdict(f, r);
+    }
     let place = place_loss(f);
     // A server that stopped early (the client had gone, or it aborted)
     // lost nothing on the way of what it sent, yet the file is short.
@@ -907,6 +1114,164 @@ fn logs_close_the_account(f: &Facts) -> String {
         ),
         _ => String::new(),
     }
+}
+
+/// " after 2 repair rounds", " in the first pass", or nothing when no
+/// log tells.
+fn after_rounds(rounds: Option<u32>) -> String {
+    match rounds {
+        None => String::new(),
+        Some(0) => " in the first pass".into(),
+        Some(1) => " after 1 repair round".into(),
+        Some(n) => format!(" after {n} repair rounds"),
+    }
+}
+
+fn datagrams(n: u64) -> String {
+    if n == 1 {
+        "1 datagram".into()
+    } else {
+        format!("{n} datagrams")
+    }
+}
+
+/// Where the copies that had to be resent were lost, as far as the inputs
+/// say: copies sent but never on the wire were lost before the capture
+/// point; copies on the wire that the client neither kept nor counted as
+/// duplicates, after it.
+fn where_copies_were_lost(f: &Facts, r: &Repair) -> Option<String> {
+    let extra = r.client_extra.unwrap_or(0);
+    let by_kernel = |k: u64| format!("the client's kernel dropped {}", datagrams(k));
+    if let Some(n) = f.capture_dropped.filter(|&n| n > 0) {
+        let mut text = format!("the capture dropped {n} packets: cannot tell where");
+        if let Some(k) = f.kernel_drops.filter(|&k| k > 0) {
+            text.push_str(&format!("; by the logs, {}", by_kernel(k)));
+        }
+        return Some(text);
+    }
+    let Some(wire) = r.wire_datagrams else {
+        let mut text = "the capture holds no data flow to say where".to_string();
+        let lost = f
+            .sent_datagrams
+            .zip(f.received_datagrams)
+            .map(|(s, g)| s.saturating_sub(g.saturating_add(extra)));
+        match (lost, f.kernel_drops) {
+            (Some(n), Some(k)) if n > 0 && n == k => text.push_str(&format!(
+                "; by the logs, the client's kernel dropped all {n} copies lost, in the \
+                 receiver socket buffer"
+            )),
+            (Some(n), Some(k)) if n > 0 => text.push_str(&format!(
+                "; by the logs, {n} copies were lost and {}",
+                by_kernel(k)
+            )),
+            (_, Some(k)) if k > 0 => text.push_str(&format!("; by the logs, {}", by_kernel(k))),
+            _ => {}
+        }
+        return Some(text);
+    };
+    let before = f.sent_datagrams.map(|s| signed_diff(s, wire));
+    let after = f
+        .received_datagrams
+        .map(|g| signed_diff(wire, g.saturating_add(extra)));
+    let mut parts = Vec::new();
+    match before {
+        Some(b) if b >= 0 => parts.push(format!("{b} lost before the capture point")),
+        Some(b) => parts.push(format!(
+            "the wire carried {} more than the server sent",
+            datagrams(b.unsigned_abs())
+        )),
+        None => {}
+    }
+    match after {
+        Some(a) if a >= 0 => {
+            let mut text = if parts.is_empty() {
+                format!("{a} lost after the capture point")
+            } else {
+                format!("{a} after it")
+            };
+            if a > 0 {
+                if f.icmp > 0 {
+                    text.push_str(&format!(
+                        ": the client had gone: {} ICMP port unreachable",
+                        f.icmp
+                    ));
+                } else if let Some(k) = f.kernel_drops.filter(|&k| k > 0) {
+                    text.push_str(&format!(": {}", by_kernel(k)));
+                }
+            }
+            parts.push(text);
+        }
+        Some(a) => parts.push(format!(
+            "the client took {} more than the wire carried",
+            datagrams(a.unsigned_abs())
+        )),
+        None => {}
+    }
+    if extra > 0 {
+        parts.push(format!("{extra} arrived again"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The verdict of a reliable-mode transfer: the file arrives whole or not
+/// at all, so the question is what it took (repair rounds, datagrams
+/// resent, where their first copies were lost), or what was missing when
+/// it ended.
+fn reliable_verdict(f: &Facts, r: &Repair) -> String {
+    let rounds = after_rounds(r.rounds);
+    let place = where_copies_were_lost(f, r);
+    let resent = match (r.resent, &place) {
+        (Some(k), Some(p)) => Some(format!("{} resent ({p})", datagrams(k))),
+        (Some(k), None) => Some(format!("{} resent", datagrams(k))),
+        (None, Some(p)) => Some(format!("no server log counts the datagrams resent ({p})")),
+        (None, None) => None,
+    };
+    if r.confirmed == Some(true) {
+        if r.resent == Some(0) && r.rounds.unwrap_or(0) == 0 {
+            return "no loss: delivered whole in the first pass, nothing resent".into();
+        }
+        let mut text = format!("delivered whole{rounds}");
+        if let Some(resent) = resent {
+            text.push_str("; ");
+            text.push_str(&resent);
+        }
+        return text;
+    }
+    let missing = match (r.confirmed, r.missing, r.total) {
+        (None, _, _) => "no client log or report says what arrived".to_string(),
+        (_, Some(0), _) => "every datagram arrived, but the file's SHA-256 does not match".into(),
+        (_, Some(m), Some(t)) => format!("{m} of {} missing", datagrams(t)),
+        (_, Some(m), None) => format!("{} missing", datagrams(m)),
+        (_, None, _) => match (f.received, f.file_size) {
+            (Some(got), Some(size)) => format!("the client kept {got} of {size} bytes"),
+            _ => "no client log or report says what is missing".into(),
+        },
+    };
+    let head = if r.confirmed.is_none() {
+        "not confirmed"
+    } else {
+        "not delivered whole"
+    };
+    let mut text = format!("{head}{rounds}: {missing}");
+    if let Some(resent) = resent {
+        text.push_str("; ");
+        text.push_str(&resent);
+    }
+    if f.icmp > 0 && !text.contains("ICMP") {
+        text.push_str(&format!(
+            "; the client had gone: {} ICMP port unreachable",
+            f.icmp
+        ));
+    }
+    if let Some((who, e)) = &r.error {
+        text.push_str(&format!("; the {who}'s log says: {e}"));
+    }
+    if let (Some(sent), Some(size)) = (f.expected, f.file_size)
+        && sent < size
+    {
+        text.push_str(&format!("; the server sent only {sent} of {size} bytes"));
+    }
+    text
 }
 
 fn place_loss(f: &Facts) -> String {
@@ -1084,5 +1449,481 @@ mod tests {
             "1970-01-01T00:25:00.000001Z"
         );
         assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    // A reliable-mode transfer of a 9,580-byte file in 10 datagrams of
+    // 1,008 file bytes (the last 580), client 1 of control port 5005. The
+    // first pass never put datagram 7 on the wire (lost before the capture
+    // point); the client's kernel dropped 3 and 4 after it; one repair round
+    // resent 3, 4 and 7 with the retransmission flag.
+    const FILE: u64 = 9 * 1008 + 580;
+    const SENT_BYTES: u64 = FILE + 3 * 1008;
+
+    fn server_addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5006))
+    }
+
+    fn client_addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    /// The data flow as the capture saw it: a datagram every millisecond.
+    fn reliable_flow() -> Vec<Flow> {
+        use super::super::decode::Udp;
+        use super::super::flows::{FlowKey, FlowTable};
+        let mut t = FlowTable::new(1024);
+        let key = FlowKey {
+            src: server_addr(),
+            dst: client_addr(),
+        };
+        let first_pass = (0..10).filter(|&s| s != 7).map(|s| (s, 0));
+        let repair = [3, 4, 7].map(|s| (s, v1::FLAG_RETRANSMIT));
+        for (i, (seq, flags)) in first_pass.chain(repair).enumerate() {
+            let mut d = v1::DataHeader {
+                flags,
+                seq,
+                send_time_us: 0,
+            }
+            .emit()
+            .to_vec();
+            d.resize(v1::HEADER_LEN + if seq == 9 { 580 } else { 1008 }, 0xAB);
+            let udp = Udp {
+                src_port: 5006,
+                dst_port: 40000,
+                payload_len: d.len(),
+                payload: &d,
+            };
+            t.ingest_udp(0, key, i as i64 * 1_000_000, 42 + d.len() as u32, &udp);
+        }
+        t.finish()
+    }
+
+    fn log(role: Role, log: TransferLog) -> LoadedLog {
+        let name = match role {
+            Role::Server => "S1.log",
+            Role::Client => "C1.log",
+        };
+        LoadedLog {
+            path: PathBuf::from(name),
+            name: None,
+            log: TransferLog {
+                role: Some(role),
+                protocol: Some(transfer_log::Protocol::V1),
+                client_id: Some(1),
+                file_size: Some(FILE),
+                server_port: Some(5006),
+                client_port: Some(40000),
+                ..log
+            },
+        }
+    }
+
+    fn reliable_logs() -> Vec<LoadedLog> {
+        vec![
+            log(
+                Role::Server,
+                TransferLog {
+                    mode: Some("reliable".into()),
+                    datagrams_total: Some(10),
+                    datagrams_sent: Some(13),
+                    bytes_sent: Some(SENT_BYTES),
+                    datagrams_retransmitted: Some(3),
+                    repair_rounds: Some(1),
+                    final_rate_mbit_s: Some(80.0),
+                    reports_rejected: Some(0),
+                    rate_mb_s: Some(5.0),
+                    goodput_mb_s: Some(4.0),
+                    success: Some(true),
+                    ..TransferLog::default()
+                },
+            ),
+            log(
+                Role::Client,
+                TransferLog {
+                    mode: Some("reliable".into()),
+                    datagrams_received: Some(10),
+                    bytes_received: Some(FILE),
+                    duplicates: Some(0),
+                    late: Some(0),
+                    missing_datagrams: Some(0),
+                    kernel_drops: Some(2),
+                    datagrams_retransmitted: Some(3),
+                    repair_rounds: Some(1),
+                    goodput_mb_s: Some(3.5),
+                    success: Some(true),
+                    ..TransferLog::default()
+                },
+            ),
+        ]
+    }
+
+    fn rows(flows: &[Flow], logs: &[LoadedLog], connections: &[Connection]) -> Vec<ClientRow> {
+        correlate(&Inputs {
+            control_port: 5005,
+            connections,
+            flows,
+            logs,
+            capture_dropped: &[None],
+            span_ns: Some((0, 11_000_000)),
+        })
+        .clients
+    }
+
+    #[test]
+    fn reliable_capture_with_logs_places_the_resent_copies() {
+        let flows = reliable_flow();
+        let logs = reliable_logs();
+        let r = &rows(&flows, &logs, &[])[0];
+        assert_eq!(
+            r.verdict,
+            "delivered whole after 1 repair round; 3 datagrams resent (1 lost before the \
+             capture point, 2 after it: the client's kernel dropped 2 datagrams)"
+        );
+        assert_eq!(
+            (r.mode.as_deref(), r.mode_source),
+            (Some("reliable"), Some("server log"))
+        );
+        assert_eq!(r.wire_data_frames, Some(12));
+        assert_eq!(r.wire_data_bytes, Some(SENT_BYTES - 1008));
+        assert_eq!(
+            (r.wire_retransmitted, r.wire_distinct_datagrams),
+            (Some(3), Some(10))
+        );
+        assert_eq!(r.datagrams_retransmitted, Some(3));
+        assert_eq!(r.repair_rounds, Some(1));
+        assert_eq!(r.final_rate_mbit_s, Some(80.0));
+        assert_eq!(r.reports_rejected, Some(0));
+        assert_eq!(r.late, Some(0));
+        // Copies, in bytes: one never on the wire, two that crossed it and
+        // never reached the client; their sum is what was sent beyond the file.
+        assert_eq!(r.lost_before_capture_bytes, Some(1008));
+        assert_eq!(r.lost_after_capture_bytes, Some(2 * 1008));
+        assert_eq!(r.loss_pct, Some(0.0));
+        assert_eq!(r.success, Some(true));
+        // 11 ms from the first to the last data datagram.
+        assert_eq!(r.duration_s, Some(0.011));
+        let throughput = round((SENT_BYTES - 1008) as f64 / 0.011 / 1e6, 3);
+        assert_eq!(
+            (r.throughput_mb_s, r.throughput_source),
+            (Some(throughput), Some("wire"))
+        );
+        assert_eq!(r.rate_mb_s, Some(throughput));
+        let goodput = round(FILE as f64 / 0.011 / 1e6, 3);
+        assert_eq!(
+            (r.goodput_mb_s, r.goodput_source),
+            (Some(goodput), Some("wire"))
+        );
+    }
+
+    #[test]
+    fn reliable_mode_is_seen_on_the_wire_without_logs() {
+        let flows = reliable_flow();
+        let r = &rows(&flows, &[], &[])[0];
+        assert_eq!(
+            (r.mode.as_deref(), r.mode_source),
+            (Some("reliable"), Some("wire (retransmission flags)"))
+        );
+        assert_eq!(
+            r.verdict,
+            "not confirmed: no client log or report says what arrived; 3 datagrams resent"
+        );
+        assert_eq!(
+            (r.datagrams_retransmitted, r.wire_retransmitted),
+            (None, Some(3))
+        );
+        assert_eq!(
+            (r.lost_before_capture_bytes, r.lost_after_capture_bytes),
+            (None, None)
+        );
+        assert_eq!((r.goodput_mb_s, r.goodput_source), (None, None));
+        assert_eq!(r.throughput_source, Some("wire"));
+        assert_eq!(r.repair_rounds, None);
+    }
+
+    /// The control connection of the transfer above, as `udplab capture`
+    /// keeps it whole: registration, announce (reliable), start, done; the
+    /// client's feedback and its final report.
+    fn reliable_connection() -> Connection {
+        use super::super::tcp::Stream;
+        let mut down = Vec::new();
+        down.extend_from_slice(&lab::emit_client_id(1));
+        down.extend_from_slice(&lab::emit_concurrency(1));
+        let announce = v1::Announce {
+            file_name: "f.bin".into(),
+            file_size: FILE,
+            datagrams: 10,
+            datagram_size: 1024,
+            data_port: 5006,
+            mode: v1::Mode::Reliable,
+            sha256: [7; 32],
+        };
+        for m in [
+            v1::Message::Announce(announce),
+            v1::Message::Start { time_us: 1 },
+            v1::Message::Done(v1::Done {
+                datagrams_sent: 13,
+                bytes_sent: SENT_BYTES,
+                duration_us: 11_000,
+            }),
+        ] {
+            down.extend_from_slice(&m.encode());
+        }
+        let mut up = lab::PortMessage {
+            port: 40000,
+            version: v1::VERSION,
+        }
+        .emit()
+        .to_vec();
+        for (round, arrived, lost) in [(0, 4, 0), (0, 7, 3), (1, 10, 3)] {
+            let f = v1::Feedback {
+                round,
+                arrived,
+                lost,
+                kernel_drops: Some(2),
+            };
+            up.extend_from_slice(&v1::Message::Feedback(f).encode());
+        }
+        let report = v1::Report {
+            datagrams_received: 10,
+            bytes_received: FILE,
+            duplicates: 0,
+            malformed: 0,
+            missing_datagrams: 0,
+            kernel_drops: Some(2),
+            sha256_match: true,
+            missing: Vec::new(),
+            ranges_truncated: false,
+        };
+        up.extend_from_slice(&v1::Message::Report(report).encode());
+        let stream = |bytes: Vec<u8>| {
+            let mut s = Stream::default();
+            s.len = bytes.len() as u64;
+            s.bytes = bytes;
+            s
+        };
+        Connection {
+            point: 0,
+            client: SocketAddr::from(([127, 0, 0, 1], 50000)),
+            server: SocketAddr::from(([127, 0, 0, 1], 5005)),
+            client_syn: None,
+            server_syn: None,
+            ack_ns: None,
+            first_ns: 0,
+            last_ns: 11_000_000,
+            segments: 10,
+            to_server: stream(up),
+            to_client: stream(down),
+            teardown: None,
+        }
+    }
+
+    #[test]
+    fn reliable_capture_alone_reads_mode_done_and_report_from_the_wire() {
+        let flows = reliable_flow();
+        let connections = [reliable_connection()];
+        let c = correlate(&Inputs {
+            control_port: 5005,
+            connections: &connections,
+            flows: &flows,
+            logs: &[],
+            capture_dropped: &[None],
+            span_ns: Some((0, 11_000_000)),
+        });
+        let r = &c.clients[0];
+        assert_eq!(
+            (r.mode.as_deref(), r.mode_source),
+            (Some("reliable"), Some("v1 announce"))
+        );
+        assert_eq!(r.sent_source, Some("v1 done message"));
+        assert_eq!(r.received_source, Some("v1 report message"));
+        assert_eq!(
+            r.verdict,
+            "delivered whole; 3 datagrams resent (1 lost before the capture point, 2 after \
+             it: the client's kernel dropped 2 datagrams)"
+        );
+        assert_eq!(r.goodput_source, Some("wire"));
+        // A run of feedback messages is listed once.
+        assert_eq!(
+            c.control[0].messages,
+            [
+                "server: announce f.bin (9652 bytes, 10 datagrams of 1024)",
+                "server: start",
+                "server: done (13 datagrams, 12676 bytes sent)",
+                "client: 3 x feedback (the last: round 1, 10 arrived, 3 lost)",
+                "client: report (10 datagrams, 9652 bytes received, 0 missing, 2 kernel drops)",
+            ]
+        );
+        assert_eq!(c.control[0].note, None);
+    }
+
+    #[test]
+    fn reliable_rows_from_logs_alone() {
+        let logs = reliable_logs();
+        let a = super::super::from_logs(&logs, &super::super::Options::default(), "test");
+        let r = &a.clients[0];
+        // The server sent more than the file; the file arrived whole.
+        assert!(r.sent_bytes > r.file_size);
+        assert_eq!(r.loss_pct, Some(0.0));
+        assert_eq!(
+            (r.lost_before_capture_bytes, r.lost_after_capture_bytes),
+            (None, None)
+        );
+        assert_eq!(
+            r.verdict,
+            "delivered whole after 1 repair round; 3 datagrams resent (the capture holds no \
+             data flow to say where; by the logs, 3 copies were lost and the client's kernel \
+             dropped 2 datagrams)"
+        );
+        assert_eq!(
+            (r.wire_retransmitted, r.wire_distinct_datagrams),
+            (None, None)
+        );
+        assert_eq!(r.datagrams_retransmitted, Some(3));
+        assert_eq!(r.repair_rounds, Some(1));
+        assert_eq!(r.final_rate_mbit_s, Some(80.0));
+        assert_eq!(r.reports_rejected, Some(0));
+        assert_eq!(r.late, Some(0));
+        assert_eq!(
+            (r.throughput_mb_s, r.throughput_source),
+            (Some(5.0), Some("server log"))
+        );
+        assert_eq!(
+            (r.goodput_mb_s, r.goodput_source),
+            (Some(3.5), Some("client log"))
+        );
+        let v = serde_json::to_value(r).unwrap();
+        assert_eq!(v["mode"], "reliable");
+        assert_eq!(v["datagrams_retransmitted"], 3);
+        assert_eq!(v["wire_retransmitted"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn reliable_failure_says_what_was_missing() {
+        let mut logs = reliable_logs();
+        let s = &mut logs[0].log;
+        (
+            s.datagrams_total,
+            s.datagrams_sent,
+            s.datagrams_retransmitted,
+        ) = (Some(100), Some(140), Some(40));
+        s.repair_rounds = Some(3);
+        s.bytes_sent = Some(140 * 1008);
+        s.success = Some(false);
+        s.error = Some("deadline: 5 datagrams still missing after 30 s".into());
+        let c = &mut logs[1].log;
+        (c.datagrams_received, c.bytes_received, c.missing_datagrams) =
+            (Some(95), Some(95 * 1008), Some(5));
+        c.kernel_drops = Some(45);
+        c.success = Some(false);
+        for l in &mut logs {
+            l.log.file_size = Some(100 * 1008);
+        }
+        let r = &from_logs(5005, &logs).clients[0];
+        assert_eq!(
+            r.verdict,
+            "not delivered whole after 3 repair rounds: 5 of 100 datagrams missing; 40 \
+             datagrams resent (the capture holds no data flow to say where; by the logs, the \
+             client's kernel dropped all 45 copies lost, in the receiver socket buffer); the \
+             server's log says: deadline: 5 datagrams still missing after 30 s"
+        );
+        assert_eq!(r.loss_pct, Some(5.0));
+        assert_eq!(r.success, Some(false));
+    }
+
+    #[test]
+    fn reliable_verdicts() {
+        let mut f = facts(100, 100, 100);
+        f.repair = Some(Repair {
+            rounds: Some(0),
+            resent: Some(0),
+            confirmed: Some(true),
+            wire_datagrams: Some(1),
+            ..Repair::default()
+        });
+        assert_eq!(
+            verdict(&f),
+            "no loss: delivered whole in the first pass, nothing resent"
+        );
+        f.repair = Some(Repair {
+            rounds: Some(2),
+            resent: Some(5),
+            confirmed: Some(true),
+            wire_datagrams: Some(9),
+            ..Repair::default()
+        });
+        f.capture_dropped = Some(4);
+        f.kernel_drops = Some(5);
+        assert_eq!(
+            verdict(&f),
+            "delivered whole after 2 repair rounds; 5 datagrams resent (the capture dropped 4 \
+             packets: cannot tell where; by the logs, the client's kernel dropped 5 datagrams)"
+        );
+        // The client gone mid-transfer: no account of its own.
+        let f = Facts {
+            expected: Some(3024),
+            file_size: Some(9580),
+            wire: Some(3024),
+            icmp: 4,
+            sent_datagrams: Some(3),
+            repair: Some(Repair {
+                resent: Some(0),
+                wire_datagrams: Some(3),
+                total: Some(10),
+                ..Repair::default()
+            }),
+            ..Facts::default()
+        };
+        assert_eq!(
+            verdict(&f),
+            "not confirmed: no client log or report says what arrived; 0 datagrams resent (0 \
+             lost before the capture point); the client had gone: 4 ICMP port unreachable; \
+             the server sent only 3024 of 9580 bytes"
+        );
+    }
+
+    #[test]
+    fn unknown_new_keys_are_null_never_zero() {
+        // A blast transfer's logs that predate the reliable mode.
+        let logs = vec![
+            log(
+                Role::Server,
+                TransferLog {
+                    datagrams_sent: Some(10),
+                    bytes_sent: Some(FILE),
+                    ..TransferLog::default()
+                },
+            ),
+            log(
+                Role::Client,
+                TransferLog {
+                    datagrams_received: Some(10),
+                    bytes_received: Some(FILE),
+                    ..TransferLog::default()
+                },
+            ),
+        ];
+        let r = &from_logs(5005, &logs).clients[0];
+        assert_eq!(
+            r.verdict,
+            "no loss (by the logs; no data flow in the capture)"
+        );
+        let v = serde_json::to_value(r).unwrap();
+        for key in [
+            "mode",
+            "mode_source",
+            "wire_retransmitted",
+            "wire_distinct_datagrams",
+            "datagrams_retransmitted",
+            "repair_rounds",
+            "final_rate_mbit_s",
+            "reports_rejected",
+            "late",
+            "throughput_mb_s",
+            "throughput_source",
+            "goodput_mb_s",
+            "goodput_source",
+        ] {
+            assert_eq!(v.get(key), Some(&serde_json::Value::Null), "{key}");
+        }
     }
 }

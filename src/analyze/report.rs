@@ -77,7 +77,13 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     if a.clients.is_empty() {
         writeln!(out, "  no client transfer found in the capture")?;
     } else {
-        let mut t = table(&[
+        // Repairs get their column only when some transfer had them.
+        let repairs = a.clients.iter().any(|r| {
+            r.mode.as_deref() == Some("reliable")
+                || resent(r).is_some_and(|n| n > 0)
+                || r.repair_rounds.is_some_and(|n| n > 0)
+        });
+        let mut header = vec![
             "client",
             "server port",
             "client port",
@@ -90,12 +96,15 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             "lost after capture",
             "loss %",
             "time s",
-            "rate MB/s",
-            "kernel drops",
-            "success",
-        ]);
+            "throughput / goodput MB/s",
+        ];
+        if repairs {
+            header.push("resent (rounds)");
+        }
+        header.extend(["kernel drops", "success"]);
+        let mut t = table(&header);
         for r in &a.clients {
-            t.add_row(vec![
+            let mut row = vec![
                 opt(r.client_id, |v| v.to_string()),
                 opt(r.server_port, |v| v.to_string()),
                 opt(r.client_port, |v| v.to_string()),
@@ -112,10 +121,25 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                 opt(r.lost_after_capture_bytes, group_signed),
                 opt(r.loss_pct, |v| format!("{v:.2}")),
                 opt(r.duration_s, |v| format!("{v:.3}")),
-                opt(r.rate_mb_s, |v| format!("{v:.1}")),
+                format!(
+                    "{} / {}",
+                    opt(r.throughput_mb_s, |v| format!("{v:.1}")),
+                    opt(r.goodput_mb_s, |v| format!("{v:.1}"))
+                ),
+            ];
+            if repairs {
+                row.push(match (resent(r), r.repair_rounds) {
+                    (Some(n), Some(k)) => format!("{} ({k})", group(n)),
+                    (Some(n), None) => group(n),
+                    (None, Some(k)) => format!("- ({k})"),
+                    (None, None) => NONE.into(),
+                });
+            }
+            row.extend([
                 opt(r.kernel_drops, group),
                 opt(r.success, |v| if v { "yes".into() } else { "no".into() }),
             ]);
+            t.add_row(row);
         }
         right_align(&mut t, 0);
         writeln!(out, "{t}")?;
@@ -129,6 +153,11 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Datagrams resent: the server's count, or else the wire's.
+fn resent(r: &ClientRow) -> Option<u64> {
+    r.datagrams_retransmitted.or(r.wire_retransmitted)
 }
 
 /// One test of `udplab lab --suite`, summed over its clients.
@@ -293,7 +322,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             "rate MB/s",
             "longest silence s",
             "ICMP unreach",
-            "v1 missing / dup / reordered / jitter us",
+            "v1 missing / dup / resent / reordered / jitter us",
         ]);
         for f in &a.flows {
             t.add_row(vec![
@@ -311,9 +340,10 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                 f.icmp_port_unreachable.to_string(),
                 opt(f.v1.as_ref(), |s| {
                     format!(
-                        "{} / {} / {} / {:.1}",
+                        "{} / {} / {} / {} / {:.1}",
                         group(s.missing),
                         group(s.duplicates),
+                        group(s.retransmitted),
                         group(s.reordered),
                         s.jitter_us
                     )
@@ -374,7 +404,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
 
 /// One CSV row per client, the JSON keys as the header.
 fn write_csv(out: &mut dyn Write, rows: &[ClientRow]) -> io::Result<()> {
-    const KEYS: [&str; 21] = [
+    const KEYS: [&str; 34] = [
         "client_id",
         "protocol",
         "server_port",
@@ -395,6 +425,19 @@ fn write_csv(out: &mut dyn Write, rows: &[ClientRow]) -> io::Result<()> {
         "rate_mb_s",
         "success",
         "icmp_port_unreachable",
+        "mode",
+        "wire_retransmitted",
+        "wire_distinct_datagrams",
+        "datagrams_retransmitted",
+        "repair_rounds",
+        "final_rate_mbit_s",
+        "reports_rejected",
+        "late",
+        "throughput_mb_s",
+        "throughput_source",
+        "goodput_mb_s",
+        "goodput_source",
+        "mode_source",
         "verdict",
     ];
     writeln!(out, "{}", KEYS.join(","))?;

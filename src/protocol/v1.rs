@@ -100,7 +100,7 @@ impl DataHeader {
 }
 
 /// How the server sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
     /// Every chunk once (at `--rate`, or as fast as the kernel takes them).
     #[default]
