@@ -575,20 +575,21 @@ impl Session<'_> {
                         ) => {}
                     Err(e) => return Err(e).context("reading the control connection"),
                 }
-                while let Some(msg) = reader
-                    .next_message()
-                    .map_err(|e: ControlError| anyhow::anyhow!(e))?
-                {
-                    match msg {
-                        Message::Start { .. } => started = true,
-                        Message::Done(d) => {
-                            log.datagrams_sent = Some(d.datagrams_sent);
-                            log.bytes_sent = Some(d.bytes_sent);
-                            done_at = Some(Instant::now());
-                        }
-                        Message::Abort { reason } => bail!("the server aborted: {reason}"),
-                        other => bail!("unexpected control message {other:?}"),
+            }
+            // Messages may have come in with the announce: always look.
+            while let Some(msg) = reader
+                .next_message()
+                .map_err(|e: ControlError| anyhow::anyhow!(e))?
+            {
+                match msg {
+                    Message::Start { .. } => started = true,
+                    Message::Done(d) => {
+                        log.datagrams_sent = Some(d.datagrams_sent);
+                        log.bytes_sent = Some(d.bytes_sent);
+                        done_at = Some(Instant::now());
                     }
+                    Message::Abort { reason } => bail!("the server aborted: {reason}"),
+                    other => bail!("unexpected control message {other:?}"),
                 }
             }
             let quiet = last_activity.elapsed();
