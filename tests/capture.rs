@@ -579,6 +579,72 @@ fn the_lab_with_three_clients_puts_on_the_wire_what_the_server_sent() {
     }
 }
 
+/// The reliable mode under a capture: the analyzer counts the resent
+/// datagrams by the retransmission flag of their v1 headers, and they are
+/// exactly the ones the server's logs say it resent.
+#[test]
+fn the_capture_counts_the_datagrams_the_reliable_mode_resent() {
+    require_capture!();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let port = quiet_port(2).to_string();
+    // Receive buffers far too small: the kernel drops, the repairs resend.
+    let out = udplab(&[
+        "lab",
+        "--clients",
+        "2",
+        "--size",
+        "3MiB",
+        "--mode",
+        "reliable",
+        "--recv-buffer",
+        "4KiB",
+        "--port",
+        &port,
+        "--dir",
+        runs.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let report = only_report(&runs);
+    let run = common::run_dirs(&runs).remove(0);
+    let sent = server_logs(&run.join("logs"));
+    assert_eq!(report["captures"][0]["dropped"], 0, "{report}");
+    let mut resent = 0;
+    let clients = report["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2, "{report}");
+    for (c, k) in clients.iter().zip(1u16..) {
+        let log = &sent[&k];
+        assert_eq!(log.success, Some(true), "{:?}", log.error);
+        assert_eq!(c["mode"], "reliable", "{c}");
+        assert_eq!(c["success"], true, "{c}");
+        assert_eq!(c["received_bytes"], 3 << 20, "{c}");
+        assert_eq!(c["loss_pct"], 0.0, "{c}");
+        assert_eq!(
+            c["wire_retransmitted"].as_u64(),
+            log.datagrams_retransmitted,
+            "{c}"
+        );
+        assert_eq!(
+            c["datagrams_retransmitted"].as_u64(),
+            log.datagrams_retransmitted
+        );
+        assert_eq!(
+            c["wire_distinct_datagrams"].as_u64(),
+            log.datagrams_total,
+            "{c}"
+        );
+        assert_eq!(c["wire_data_frames"].as_u64(), log.datagrams_sent, "{c}");
+        assert!(c["goodput_mb_s"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(
+            c["goodput_mb_s"].as_f64().unwrap() <= c["throughput_mb_s"].as_f64().unwrap(),
+            "{c}"
+        );
+        resent += log.datagrams_retransmitted.unwrap();
+    }
+    assert!(resent > 0, "4 KiB buffers lost nothing: nothing to count");
+}
+
 #[test]
 fn an_interface_that_disappears_leaves_a_part_file_and_one_clear_error() {
     require_capture!();
