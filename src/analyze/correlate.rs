@@ -908,10 +908,12 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     });
     let (goodput_mb_s, goodput_source) = if let Some(g) = wire_goodput {
         (Some(g), Some("wire"))
+    } else if let Some(g) = slog.and_then(|l| l.log.goodput_mb_s) {
+        // The server's clock runs from the first datagram sent to the
+        // client's confirmation: the same span as its throughput.
+        (Some(g), Some("server log"))
     } else if let Some(g) = clog.and_then(|l| l.log.goodput_mb_s) {
         (Some(g), Some("client log"))
-    } else if let Some(g) = slog.and_then(|l| l.log.goodput_mb_s) {
-        (Some(g), Some("server log"))
     } else {
         (None, None)
     };
@@ -1789,7 +1791,7 @@ mod tests {
         );
         assert_eq!(
             (r.goodput_mb_s, r.goodput_source),
-            (Some(3.5), Some("client log"))
+            (Some(4.0), Some("server log"))
         );
         let v = serde_json::to_value(r).unwrap();
         assert_eq!(v["mode"], "reliable");
