@@ -497,9 +497,17 @@ impl Session<'_> {
         loop {
             self.check_shutdown()?;
             if let Some(at) = done_at {
-                // The pass is over: report once the stragglers are in.
+                // The pass is over: report once the stragglers are in. A
+                // reliable client reports once its socket has gone quiet
+                // (what is still queued there would only come again).
                 let quiet = last_activity.elapsed() >= QUIET.min(cfg.linger);
-                if state.rx.complete() || at.elapsed() >= cfg.linger || (reliable && quiet) {
+                let waited = at.elapsed();
+                let report_now = if reliable {
+                    quiet || waited >= cfg.linger.max(Duration::from_secs(1))
+                } else {
+                    waited >= cfg.linger
+                };
+                if state.rx.complete() || report_now {
                     let sha_match =
                         state.rx.complete() && sha256_file(&state.path)? == announce.sha256;
                     let report = self.report(state, sha_match);
