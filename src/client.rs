@@ -573,14 +573,12 @@ impl Session<'_> {
                 }
             }
             if ready[1] {
-                match reader.fill(stream) {
-                    Ok(0) => bail!("the server closed the control connection before the end"),
-                    Ok(_) => last_activity = Instant::now(),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
+                match reader.fill_readable(stream) {
+                    Ok(true) => last_activity = Instant::now(),
+                    Ok(false) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        bail!("the server closed the control connection before the end")
+                    }
                     Err(e) => return Err(e).context("reading the control connection"),
                 }
             }

@@ -169,6 +169,28 @@ impl Reader {
         Ok(n)
     }
 
+    /// One read from a stream that poll said is readable: Ok(true) when
+    /// bytes came, Ok(false) when none did (a spurious wake-up), an
+    /// `UnexpectedEof` error when the peer has closed.
+    pub fn fill_readable(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+        match self.fill(stream) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the control connection",
+            )),
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Wait up to `timeout` for the next message.
     pub fn read(
         &mut self,

@@ -838,14 +838,11 @@ impl Sender<'_> {
     /// Read what the control connection holds (it is readable) and feed
     /// the rate control with the feedback in it.
     fn take_feedback(&mut self, stream: &mut TcpStream) -> anyhow::Result<()> {
-        match self.reader.fill(stream) {
-            Ok(0) => bail!("the client closed its control connection"),
+        match self.reader.fill_readable(stream) {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                bail!("the client closed its control connection")
+            }
             Err(e) => return Err(e).context("reading the control connection"),
         }
         while let Some(msg) = self.reader.next_message().map_err(anyhow::Error::new)? {

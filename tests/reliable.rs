@@ -290,6 +290,17 @@ fn a_client_silent_mid_repair_is_given_up_and_the_others_are_served() {
     drop(silent);
 }
 
+/// The client's next report, past its feedback.
+fn next_report(tcp: &mut TcpStream, reader: &mut control::Reader) -> Report {
+    loop {
+        match reader.read(tcp, "report", Duration::from_secs(10)).unwrap() {
+            Message::Feedback(_) => {}
+            Message::Report(r) => return r,
+            other => panic!("expected a report, got {other:?}"),
+        }
+    }
+}
+
 /// A server made of raw sockets that sends datagram 4 late, twice, and some
 /// duplicates and junk on the way.
 #[test]
@@ -341,18 +352,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
         });
         tcp.write_all(&done.encode()).unwrap();
         let mut reader = control::Reader::new();
-        let msg = loop {
-            match reader
-                .read(&mut tcp, "report", Duration::from_secs(10))
-                .unwrap()
-            {
-                Message::Feedback(_) => {}
-                other => break other,
-            }
-        };
-        let Message::Report(r) = msg else {
-            panic!("{msg:?}")
-        };
+        let r = next_report(&mut tcp, &mut reader);
         assert_eq!(r.missing, [SeqRange { first: 4, last: 4 }]);
         assert_eq!((r.duplicates, r.malformed), (2, 1));
         // The repair, then the same datagram again and an old one: late.
@@ -360,18 +360,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
         udp.send_to(&datagram(4, v1::FLAG_RETRANSMIT), to).unwrap();
         udp.send_to(&datagram(0, 0), to).unwrap();
         tcp.write_all(&done.encode()).unwrap();
-        let msg = loop {
-            match reader
-                .read(&mut tcp, "report", Duration::from_secs(10))
-                .unwrap()
-            {
-                Message::Feedback(_) => {}
-                other => break other,
-            }
-        };
-        let Message::Report(r) = msg else {
-            panic!("{msg:?}")
-        };
+        let r = next_report(&mut tcp, &mut reader);
         assert!(r.sha256_match && r.missing.is_empty(), "{r:?}");
     });
     let out = dir.path().join("out");
