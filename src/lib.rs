@@ -3,8 +3,12 @@
 //! # Layout
 //! - [`protocol`]: the wire formats of the transfer, no I/O: [`protocol::lab`]
 //!   (the original lab's bytes) and [`protocol::v1`] (ours, sequenced).
+//! - [`engine`]: the transfer's rules as plain structs fed with events and
+//!   time, no I/O: pacing, the reliable mode's adaptive rate, the server's
+//!   repair book and the client's reception book.
 //! - [`server`]: accept and register clients over TCP, hold them at a barrier,
-//!   then one sender thread per client blasts the file over UDP.
+//!   then one paced sender thread per client sends the file over UDP (blast,
+//!   or reliable with repair rounds).
 //! - [`client`]: register, receive, store the file safely, report and log.
 //! - [`transfer_log`]: write our logs; read ours and the lab's.
 //! - [`net`]: socket helpers beyond std: batched send/receive, buffer sizes,
