@@ -285,15 +285,7 @@ fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
             .unwrap();
         let udp = data_socket(&listener);
         for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
-            let mut d = v1::DataHeader {
-                flags: 0,
-                seq: seq as u32,
-                send_time_us: 0,
-            }
-            .emit()
-            .to_vec();
-            d.extend_from_slice(chunk);
-            udp.send_to(&d, to).unwrap();
+            udp.send_to(&v1_datagram(seq as u32, 0, chunk), to).unwrap();
         }
         thread::sleep(Duration::from_millis(200));
         // The server dies: its control connection closes.

@@ -331,15 +331,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
             .unwrap();
         let udp = data_socket(&listener);
         let datagram = |seq: u32, flags: u8| {
-            let mut d = v1::DataHeader {
-                flags,
-                seq,
-                send_time_us: 0,
-            }
-            .emit()
-            .to_vec();
-            d.extend_from_slice(payload.chunks(1008).nth(seq as usize).unwrap());
-            d
+            v1_datagram(seq, flags, payload.chunks(1008).nth(seq as usize).unwrap())
         };
         for seq in [0, 1, 2, 2, 3, 5, 6, 1, 7, 8, 9] {
             udp.send_to(&datagram(seq, 0), to).unwrap();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use udplab::protocol::v1;
 use udplab::shutdown::Shutdown;
 use udplab::{client, server};
 
@@ -183,4 +184,17 @@ pub fn run_dirs(runs: &Path) -> Vec<PathBuf> {
 /// The `report.json` of a lab run directory.
 pub fn report_json(run: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap()
+}
+
+/// A v1 data datagram: header (send time 0) and `payload`.
+pub fn v1_datagram(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut d = v1::DataHeader {
+        flags,
+        seq,
+        send_time_us: 0,
+    }
+    .emit()
+    .to_vec();
+    d.extend_from_slice(payload);
+    d
 }
