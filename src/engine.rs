@@ -138,10 +138,6 @@ impl Pacer {
         Pacer { rate, next: None }
     }
 
-    pub fn rate(&self) -> Option<f64> {
-        self.rate
-    }
-
     pub fn set_rate(&mut self, rate: Option<f64>) {
         self.rate = rate;
     }
@@ -210,8 +206,6 @@ pub struct RateControl {
     /// Bytes sent since the previous feedback.
     sent_bytes: u64,
     last_heard: Option<Instant>,
-    pub decreases: u64,
-    pub increases: u64,
 }
 
 impl RateControl {
@@ -227,8 +221,6 @@ impl RateControl {
             last: None,
             sent_bytes: 0,
             last_heard: None,
-            decreases: 0,
-            increases: 0,
         }
     }
 
@@ -275,7 +267,6 @@ impl RateControl {
                     let taken = arrived as f64 * self.datagram_bits / elapsed;
                     self.rate = self.rate.min(taken);
                     self.last_decrease = Some(now);
-                    self.decreases += 1;
                 }
                 Phase::Avoidance => {
                     let epoch = FEEDBACK_INTERVAL * 2;
@@ -285,7 +276,6 @@ impl RateControl {
                     {
                         self.rate *= 7.0 / 8.0;
                         self.last_decrease = Some(now);
-                        self.decreases += 1;
                     }
                 }
             }
@@ -296,7 +286,6 @@ impl RateControl {
                     Phase::SlowStart => self.rate *= 2.0,
                     Phase::Avoidance => self.rate += self.rate / 32.0,
                 }
-                self.increases += 1;
             }
         }
         self.clamp();
@@ -310,7 +299,6 @@ impl RateControl {
                 self.rate /= 2.0;
                 self.phase = Phase::Avoidance;
                 self.last_heard = Some(now);
-                self.decreases += 1;
                 self.clamp();
                 true
             }

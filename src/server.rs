@@ -623,23 +623,21 @@ fn send_to_client(
     let total = u32::try_from(lab::datagram_count(offer.size, chunk as u64))
         .context("the file needs more than 2^32 datagrams")?;
     let reliable = reg.protocol == Protocol::V1 && cfg.mode == v1::Mode::Reliable;
+    let header_len = match reg.protocol {
+        Protocol::Lab => 0,
+        Protocol::V1 => v1::HEADER_LEN,
+    };
     let mut sender = Sender {
         sock,
         file,
         path: &offer.path,
         size: offer.size,
         chunk,
-        header: reg.protocol == Protocol::V1,
-        datagram_size: chunk
-            + if reg.protocol == Protocol::V1 {
-                v1::HEADER_LEN
-            } else {
-                0
-            },
+        header_len,
         block: vec![0u8; chunk * net::BATCH],
         batch: SendBatch::new(),
         pacer: Pacer::new(cfg.rate),
-        rate: reliable.then(|| RateControl::new(cfg.rate, chunk + v1::HEADER_LEN)),
+        rate: reliable.then(|| RateControl::new(cfg.rate, chunk + header_len)),
         reader: control::Reader::new(),
         shutdown: &ctx.shutdown,
         bar,
@@ -697,9 +695,8 @@ struct Sender<'a> {
     path: &'a Path,
     size: u64,
     chunk: usize,
-    /// v1: each datagram starts with the 16-byte header.
-    header: bool,
-    datagram_size: usize,
+    /// Bytes of header before each chunk: v1's 16, none for the lab's.
+    header_len: usize,
     block: Vec<u8>,
     batch: SendBatch,
     pacer: Pacer,
@@ -741,7 +738,7 @@ impl Sender<'_> {
             let wait = self.pacer.wait(now);
             if !wait.is_zero() {
                 // Sleep until the batch may go, unless the client speaks.
-                if self.header {
+                if self.header_len > 0 {
                     let ready = net::poll_readable([stream.as_raw_fd()], wait)?;
                     if ready[0] {
                         self.take_feedback(stream)?;
@@ -751,7 +748,9 @@ impl Sender<'_> {
                 }
                 continue;
             }
-            let max = self.pacer.batch_len(self.datagram_size, net::BATCH) as u32;
+            let max = self
+                .pacer
+                .batch_len(self.chunk + self.header_len, net::BATCH) as u32;
             let Some((first, count)) = repair.next_run(max) else {
                 return Ok(());
             };
@@ -767,7 +766,7 @@ impl Sender<'_> {
             let now_us = unix_us(SystemTime::now());
             let pieces = self.block[..len].chunks(self.chunk);
             let n = pieces.len();
-            if self.header {
+            if self.header_len > 0 {
                 for (i, h) in headers.iter_mut().take(n).enumerate() {
                     *h = v1::DataHeader {
                         flags,
@@ -779,18 +778,11 @@ impl Sender<'_> {
             }
             let parts: Vec<(&[u8], &[u8])> = pieces
                 .enumerate()
-                .map(|(i, piece)| {
-                    if self.header {
-                        (&headers[i][..], piece)
-                    } else {
-                        (&[][..], piece)
-                    }
-                })
+                .map(|(i, piece)| (&headers[i][..self.header_len], piece))
                 .collect();
             let (sent, err) = self.batch.send_all(&self.sock, &parts);
             let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
-            let wire_bytes =
-                (sent_bytes + sent * if self.header { v1::HEADER_LEN } else { 0 }) as u64;
+            let wire_bytes = (sent_bytes + sent * self.header_len) as u64;
             self.datagrams += sent as u64;
             self.bytes += sent_bytes as u64;
             if repair.round == 0 {
@@ -808,7 +800,7 @@ impl Sender<'_> {
                 }
                 return Err(anyhow::Error::new(e).context("sending data"));
             }
-            if self.header {
+            if self.header_len > 0 {
                 if self.rate.is_some() {
                     if net::poll_readable([stream.as_raw_fd()], Duration::ZERO)?[0] {
                         self.take_feedback(stream)?;
