@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use udplab::analyze::report::Format;
-use udplab::protocol::v1::Mode;
+use udplab::protocol::{DEFAULT_PORT, Mode, Protocol};
 use udplab::{client, lab, server};
 
 #[derive(Debug, Parser)]
@@ -65,7 +65,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
     /// The run's TCP control port, for the default filter.
-    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Bytes kept of each data datagram (of each packet with --filter).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=262_144))]
@@ -94,7 +94,7 @@ pub struct LabArgs {
     pub file: Option<PathBuf>,
     /// The protocol the clients speak.
     #[arg(long, value_enum, default_value = "v1")]
-    pub protocol: lab::Protocol,
+    pub protocol: Protocol,
     /// Where the run directories are made.
     #[arg(long, default_value = "runs")]
     pub dir: PathBuf,
@@ -110,7 +110,7 @@ pub struct LabArgs {
     pub keep_files: bool,
     /// The TCP control port on 127.0.0.1; client k's data comes from
     /// port + k, so ports port..=port+clients must be free.
-    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Each client's socket receive buffer (e.g. 64MiB); default: the
     /// kernel's.
@@ -163,7 +163,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1)]
     pub clients: u16,
     /// TCP control port; client k's data comes from port + k.
-    #[arg(long, default_value_t = client::DEFAULT_PORT)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Address to listen and send from.
     #[arg(long, default_value = "0.0.0.0")]
@@ -383,7 +383,7 @@ impl LabArgs {
         cfg.snaplen = self.snaplen;
         cfg.capture_buffer =
             usize::try_from(self.capture_buffer).context("--capture-buffer is too large")?;
-        if self.mode == Mode::Reliable && self.protocol == lab::Protocol::Lab {
+        if self.mode == Mode::Reliable && self.protocol == Protocol::Lab {
             bail!("--mode reliable needs v1 clients: the lab's protocol has no sequence numbers");
         }
         cfg.mode = self.mode;

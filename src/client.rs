@@ -26,9 +26,10 @@ use crate::net::{self, RecvBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
+use crate::protocol::{Mode, Protocol};
 use crate::server::rate_mb_s;
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
-use crate::transfer_log::{self, Protocol, Role, TransferLog};
+use crate::transfer_log::{self, Role, TransferLog};
 
 /// The lab's default control port.
 pub const DEFAULT_PORT: u16 = 5005;
@@ -395,8 +396,8 @@ impl Session<'_> {
         log.chunk_size = Some(announce.chunk_size() as u32);
         log.datagrams_total = Some(total);
         log.sha256 = Some(hex(&announce.sha256));
-        log.mode = Some(announce.mode.as_str().into());
-        if announce.mode == v1::Mode::Reliable && cfg.recv_buffer.is_none() {
+        log.mode = Some(announce.mode);
+        if announce.mode == Mode::Reliable && cfg.recv_buffer.is_none() {
             // Room for bursts while this thread is descheduled.
             match net::set_recv_buffer(&self.sock, RELIABLE_RECV_BUFFER) {
                 Ok(granted) => log.recv_buffer = Some(granted),
@@ -445,7 +446,7 @@ impl Session<'_> {
         log.missing_ranges = (!ranges.is_empty()).then(|| v1::format_ranges(&ranges, truncated));
         log.kernel_drops = kernel_drops;
         log.sha256_match = Some(sha_match);
-        if announce.mode == v1::Mode::Reliable {
+        if announce.mode == Mode::Reliable {
             log.datagrams_retransmitted = Some(rx.retransmitted);
             log.repair_rounds = Some(rx.round);
         }
@@ -486,7 +487,7 @@ impl Session<'_> {
         log: &mut TransferLog,
     ) -> anyhow::Result<bool> {
         let cfg = self.cfg;
-        let reliable = announce.mode == v1::Mode::Reliable;
+        let reliable = announce.mode == Mode::Reliable;
         let mut batch = RecvBatch::new(usize::from(announce.datagram_size));
         let mut started = false;
         let registered = Instant::now();

@@ -624,7 +624,8 @@ impl Reception {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::v1::{Announce, DataHeader, FLAG_RETRANSMIT, Mode};
+    use crate::protocol::Mode;
+    use crate::protocol::v1::{Announce, DataHeader, FLAG_RETRANSMIT};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

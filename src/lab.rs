@@ -20,18 +20,9 @@ use anyhow::{Context, bail};
 use log::{info, warn};
 
 use crate::analyze::{self, Analysis, correlate};
-use crate::protocol::v1;
+use crate::protocol::{self, Mode, Protocol};
 use crate::shutdown::Shutdown;
 use crate::{client, server};
-
-/// The protocol the lab's clients speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Protocol {
-    /// Ours: sequence numbers, a report of what arrived, SHA-256.
-    V1,
-    /// The original lab's bytes: name, size, data, and an idle timeout.
-    Lab,
-}
 
 /// The file a run sends.
 #[derive(Debug, Clone)]
@@ -61,7 +52,7 @@ pub struct Config {
     /// The capture's kernel buffer.
     pub capture_buffer: usize,
     /// How the server sends to v1 clients.
-    pub mode: v1::Mode,
+    pub mode: Mode,
     /// Ceiling of each client's sending rate, bits per second.
     pub rate: Option<f64>,
 }
@@ -75,11 +66,11 @@ impl Config {
             dir: PathBuf::from("runs"),
             capture: true,
             keep_files: false,
-            port: client::DEFAULT_PORT,
+            port: protocol::DEFAULT_PORT,
             recv_buffer: None,
             snaplen: 128,
             capture_buffer: 64 << 20,
-            mode: v1::Mode::Blast,
+            mode: Mode::Blast,
             rate: None,
         }
     }

@@ -17,6 +17,7 @@ use log::{error, info};
 
 use cli::{Cli, Command};
 use udplab::analyze::{self, reader::Reader};
+use udplab::protocol::DEFAULT_PORT;
 use udplab::shutdown::Shutdown;
 use udplab::{client, lab, server};
 
@@ -242,7 +243,7 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         log::warn!("{w}");
     }
     let mut opts = analyze::Options {
-        control_port: args.port.unwrap_or(client::DEFAULT_PORT),
+        control_port: args.port.unwrap_or(DEFAULT_PORT),
         chunk: args.chunk as usize,
     };
     let mut analysis = analyze_files(&args.captures, &logs, &opts, quiet)?;
@@ -257,7 +258,7 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         if !again.clients.is_empty() {
             info!(
                 "no connection to port {} in the capture: using control port {port}",
-                client::DEFAULT_PORT
+                DEFAULT_PORT
             );
             analysis = again;
         }

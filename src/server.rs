@@ -34,8 +34,9 @@ use crate::net::{self, SendBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
+use crate::protocol::{Mode, Protocol};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
-use crate::transfer_log::{self, Protocol, Role, TransferLog};
+use crate::transfer_log::{self, Role, TransferLog};
 
 /// Validated server settings.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ pub struct Config {
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
     /// How v1 clients are served: blast, or reliable with repair rounds.
-    pub mode: v1::Mode,
+    pub mode: Mode,
     /// Ceiling of each client's sending rate, bits per second; `None` sends
     /// as fast as the kernel takes datagrams (blast) or as fast as the
     /// client's feedback allows (reliable).
@@ -82,7 +83,7 @@ impl Config {
             report_timeout: Duration::from_secs(30),
             datagram_size: v1::DEFAULT_DATAGRAM_SIZE,
             progress: true,
-            mode: v1::Mode::Blast,
+            mode: Mode::Blast,
             rate: None,
             deadline: Duration::from_secs(600),
         }
@@ -622,7 +623,7 @@ fn send_to_client(
         File::open(&offer.path).with_context(|| format!("opening {}", offer.path.display()))?;
     let total = u32::try_from(lab::datagram_count(offer.size, chunk as u64))
         .context("the file needs more than 2^32 datagrams")?;
-    let reliable = reg.protocol == Protocol::V1 && cfg.mode == v1::Mode::Reliable;
+    let reliable = reg.protocol == Protocol::V1 && cfg.mode == Mode::Reliable;
     let header_len = match reg.protocol {
         Protocol::Lab => 0,
         Protocol::V1 => v1::HEADER_LEN,
@@ -667,7 +668,11 @@ fn send_to_client(
     log.rate_mb_s = rate_mb_s(sender.bytes, elapsed);
     log.rate_limit_mbit_s = cfg.rate.map(|r| r / 1e6);
     if reg.protocol == Protocol::V1 {
-        log.mode = Some(if reliable { "reliable" } else { "blast" }.into());
+        log.mode = Some(if reliable {
+            Mode::Reliable
+        } else {
+            Mode::Blast
+        });
     }
     if reliable {
         log.datagrams_retransmitted = Some(repair.retransmitted);

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat};
 
+use crate::protocol::{Mode, Protocol};
+
 /// Which side wrote a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -57,30 +59,6 @@ pub enum LogFormat {
     Udplab,
     /// The original lab's Spanish lines.
     Lab,
-}
-
-/// The transfer protocol a log describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// The original lab's bytes: no sequence numbers, no end marker.
-    Lab,
-    /// udplab's sequenced protocol with an open control connection.
-    V1,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Lab => "lab",
-            Protocol::V1 => "v1",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// What a log's file name tells: `S1-2026-11-21-11-46-19-100MB.bin-2-log.txt`.
@@ -141,7 +119,7 @@ pub struct TransferLog {
     pub recv_buffer: Option<u64>,
     /// v1: how the server sends, `blast` (each datagram once) or `reliable`
     /// (repair rounds until the client confirms the file).
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// Datagrams sent again in repair rounds (server), or received with the
     /// retransmission flag (client).
     pub datagrams_retransmitted: Option<u64>,
@@ -385,7 +363,7 @@ impl TransferLog {
         put("missing_ranges", text(&self.missing_ranges));
         put("kernel_drops", shown(self.kernel_drops.as_ref()));
         put("recv_buffer", shown(self.recv_buffer.as_ref()));
-        put("mode", text(&self.mode));
+        put("mode", shown(self.mode.as_ref()));
         put(
             "datagrams_retransmitted",
             shown(self.datagrams_retransmitted.as_ref()),
@@ -461,14 +439,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
                 _ => None,
             }
         ),
-        "protocol" => field!(
-            protocol,
-            match value {
-                "lab" => Some(Protocol::Lab),
-                "v1" => Some(Protocol::V1),
-                _ => None,
-            }
-        ),
+        "protocol" => field!(protocol, Protocol::parse(value)),
         "file_name" => field!(file_name, Some(value.to_owned())),
         "file_size" => field!(file_size, num(value)),
         "client_id" => field!(client_id, num(value)),
@@ -491,10 +462,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "missing_ranges" => field!(missing_ranges, Some(value.to_owned())),
         "kernel_drops" => field!(kernel_drops, num(value)),
         "recv_buffer" => field!(recv_buffer, num(value)),
-        "mode" => field!(
-            mode,
-            matches!(value, "blast" | "reliable").then(|| value.to_owned())
-        ),
+        "mode" => field!(mode, Mode::parse(value)),
         "datagrams_retransmitted" => field!(datagrams_retransmitted, num(value)),
         "repair_rounds" => field!(repair_rounds, num(value)),
         "rate_limit_mbit_s" => field!(rate_limit_mbit_s, float(value)),
@@ -871,7 +839,7 @@ mod tests {
             missing_ranges: Some("17-19, 20001-20003".into()),
             kernel_drops: Some(6),
             recv_buffer: Some(425_984),
-            mode: Some("reliable".into()),
+            mode: Some(Mode::Reliable),
             datagrams_retransmitted: Some(9),
             repair_rounds: Some(2),
             rate_limit_mbit_s: Some(200.0),

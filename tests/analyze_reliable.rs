@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use udplab::protocol::v1;
-use udplab::transfer_log::{self, Protocol, Role, TransferLog};
+use udplab::protocol::{Mode, Protocol};
+use udplab::transfer_log::{self, Role, TransferLog};
 
 const PORT: u16 = 26100;
 const DATAGRAMS: u32 = 100;
@@ -101,7 +102,7 @@ fn write_logs(dir: &Path) {
         server_port: Some(PORT + 1),
         client_port: Some(40000),
         datagrams_total: Some(u64::from(DATAGRAMS)),
-        mode: Some("reliable".into()),
+        mode: Some(Mode::Reliable),
         repair_rounds: Some(1),
         success: Some(true),
         ..TransferLog::default()

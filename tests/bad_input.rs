@@ -276,7 +276,7 @@ fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
             datagrams: 100,
             datagram_size: 1024,
             data_port: addr.port() + 1,
-            mode: v1::Mode::Blast,
+            mode: udplab::protocol::Mode::Blast,
             sha256: [0; 32],
         };
         tcp.write_all(&Message::Announce(announce).encode())

@@ -5,9 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use udplab::transfer_log::{
-    LogFormat, Protocol, Role, TransferLog, log_file_name, parse_log_name, read_log,
-};
+use udplab::protocol::Protocol;
+use udplab::transfer_log::{LogFormat, Role, TransferLog, log_file_name, parse_log_name, read_log};
 
 fn samples_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab-samples");

@@ -134,7 +134,7 @@ fn report(total: u32, missing: &[u32], sha256_match: bool) -> Message {
 }
 
 fn reliable(cfg: &mut udplab::server::Config) {
-    cfg.mode = v1::Mode::Reliable;
+    cfg.mode = udplab::protocol::Mode::Reliable;
 }
 
 fn server_log(summary: &udplab::server::Summary, id: u16) -> transfer_log::TransferLog {
@@ -153,7 +153,7 @@ fn the_server_resends_exactly_the_reported_datagrams_flagged_round_after_round()
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
-    assert_eq!(c.announce.mode, v1::Mode::Reliable);
+    assert_eq!(c.announce.mode, udplab::protocol::Mode::Reliable);
     let total = c.announce.datagrams;
     assert_eq!(total, 300);
 
@@ -176,7 +176,7 @@ fn the_server_resends_exactly_the_reported_datagrams_flagged_round_after_round()
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
     assert_eq!(s.success, Some(true), "{:?}", s.error);
-    assert_eq!(s.mode.as_deref(), Some("reliable"));
+    assert_eq!(s.mode, Some(udplab::protocol::Mode::Reliable));
     assert_eq!(s.repair_rounds, Some(2));
     assert_eq!(s.datagrams_retransmitted, Some(lost.len() as u64 + 1));
     assert_eq!(s.datagrams_sent, Some(300 + lost.len() as u64 + 1));
@@ -322,7 +322,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
             datagrams: 10,
             datagram_size: 1024,
             data_port: addr.port() + 1,
-            mode: v1::Mode::Reliable,
+            mode: udplab::protocol::Mode::Reliable,
             sha256: Sha256::digest(&payload).into(),
         };
         tcp.write_all(&Message::Announce(announce).encode())
@@ -364,7 +364,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
     fake.join().unwrap();
     assert_received(&o, &data);
     let log = transfer_log::read_log(o.log_path.as_ref().unwrap()).unwrap();
-    assert_eq!(log.mode.as_deref(), Some("reliable"));
+    assert_eq!(log.mode, Some(udplab::protocol::Mode::Reliable));
     assert_eq!(log.datagrams_received, Some(10));
     assert_eq!(log.duplicates, Some(2));
     assert_eq!(log.malformed, Some(1));

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use common::*;
 use udplab::client;
+use udplab::protocol::Protocol;
 use udplab::shutdown::Shutdown;
-use udplab::transfer_log::{self, Protocol, Role};
+use udplab::transfer_log::{self, Role};
 
 #[test]
 fn v1_one_client_gets_an_identical_file_and_both_logs_tell_it() {

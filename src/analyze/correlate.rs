@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Local, TimeZone, Utc};
 use serde::Serialize;
 
-use super::flows::{Flow, FlowKind};
+use super::flows::Flow;
 use super::tcp::Connection;
-use crate::protocol::{lab, v1};
+use crate::protocol::{Mode, Protocol, lab, v1};
 use crate::transfer_log::{self, LogName, Role, TransferLog};
 
 /// Slack around the capture's time span within which a log's times may
@@ -93,8 +93,8 @@ fn starts_with_header(path: &std::path::Path) -> bool {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientRow {
     pub client_id: Option<u16>,
-    /// "lab" or "v1", from the registration or the data.
-    pub protocol: Option<&'static str>,
+    /// From the registration, the data, or the logs.
+    pub protocol: Option<Protocol>,
     pub server: SocketAddr,
     pub client: SocketAddr,
     pub server_port: Option<u16>,
@@ -132,7 +132,7 @@ pub struct ClientRow {
     /// v1: `blast` or `reliable`, from the server's log, the client's log,
     /// the captured announce, or `reliable` when the wire carried datagrams
     /// with the retransmission flag.
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// Where `mode` comes from: "server log", "client log", "v1 announce",
     /// "wire (retransmission flags)".
     pub mode_source: Option<&'static str>,
@@ -181,7 +181,7 @@ pub struct ControlRow {
     pub client_window_scale: Option<u8>,
     pub server_window_scale: Option<u8>,
     pub sack_permitted: Option<bool>,
-    pub protocol: Option<&'static str>,
+    pub protocol: Option<Protocol>,
     pub udp_port: Option<u16>,
     pub concurrency: Option<u16>,
     /// v1 messages seen, in order, by direction.
@@ -204,7 +204,8 @@ pub struct FlowRow {
     pub capture: String,
     pub src: String,
     pub dst: String,
-    pub kind: &'static str,
+    /// The protocol its datagrams speak; null when unrecognised.
+    pub kind: Option<Protocol>,
     pub frames: u64,
     pub payload_bytes: u64,
     pub name_datagram: Option<String>,
@@ -257,10 +258,10 @@ impl Registration {
         self.port.map(|p| p.version)
     }
 
-    fn protocol(&self) -> Option<&'static str> {
+    fn protocol(&self) -> Option<Protocol> {
         match self.version()? {
-            0 => Some("lab"),
-            v1::VERSION => Some("v1"),
+            0 => Some(Protocol::Lab),
+            v1::VERSION => Some(Protocol::V1),
             _ => None,
         }
     }
@@ -443,7 +444,7 @@ pub fn flow_row(f: &Flow, capture: String, expected: Option<u32>) -> FlowRow {
         capture,
         src: f.key.src.to_string(),
         dst: f.key.dst.to_string(),
-        kind: f.kind.as_str(),
+        kind: f.protocol,
         frames: f.frames,
         payload_bytes: f.payload_bytes,
         name_datagram: f.file_name.clone(),
@@ -559,8 +560,7 @@ pub fn correlate(inp: &Inputs) -> Correlated {
     // Data flows from a data port whose registration the capture missed.
     let mut orphans: BTreeMap<FlowKeyOrd, Vec<&Flow>> = BTreeMap::new();
     for f in inp.flows {
-        if f.kind == FlowKind::Unknown || f.data.frames == 0 || claimed.contains(&(f.point, f.key))
-        {
+        if f.protocol.is_none() || f.data.frames == 0 || claimed.contains(&(f.point, f.key)) {
             continue;
         }
         orphans.entry((f.key.src, f.key.dst)).or_default().push(f);
@@ -720,7 +720,7 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
         .min_by_key(|f| (f.data.frames, f.point));
     let protocol = reg
         .and_then(Registration::protocol)
-        .or(flow.and_then(|f| (f.kind != FlowKind::Unknown).then(|| f.kind.as_str())));
+        .or(flow.and_then(|f| f.protocol));
 
     let want_size = announce
         .map(|a| a.file_size)
@@ -729,11 +729,7 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
     let client_log = pick_log(inp, Role::Client, &id, want_size, used);
     let slog = server_log.map(|i| &inp.logs[i]);
     let clog = client_log.map(|i| &inp.logs[i]);
-    let protocol = protocol.or_else(|| {
-        slog.or(clog)
-            .and_then(|l| l.log.protocol)
-            .map(transfer_log::Protocol::as_str)
-    });
+    let protocol = protocol.or_else(|| slog.or(clog).and_then(|l| l.log.protocol));
 
     let file_name = announce
         .map(|a| a.file_name.clone())
@@ -781,24 +777,21 @@ fn build_row(inp: &Inputs, id: Identity, flows: &[&Flow], used: &mut [bool]) -> 
             Some(s.retransmitted),
             (s.untracked == 0).then_some(s.distinct),
         ),
-        (None, _) if reg.is_some() && protocol == Some("v1") => (Some(0), Some(0)),
+        (None, _) if reg.is_some() && protocol == Some(Protocol::V1) => (Some(0), Some(0)),
         _ => (None, None),
     };
-    let (mode, mode_source) = if let Some(m) = slog.and_then(|l| l.log.mode.clone()) {
+    let (mode, mode_source) = if let Some(m) = slog.and_then(|l| l.log.mode) {
         (Some(m), Some("server log"))
-    } else if let Some(m) = clog.and_then(|l| l.log.mode.clone()) {
+    } else if let Some(m) = clog.and_then(|l| l.log.mode) {
         (Some(m), Some("client log"))
     } else if let Some(a) = announce {
-        (Some(a.mode.as_str().to_owned()), Some("v1 announce"))
+        (Some(a.mode), Some("v1 announce"))
     } else if wire_retransmitted.is_some_and(|n| n > 0) {
-        (
-            Some("reliable".to_owned()),
-            Some("wire (retransmission flags)"),
-        )
+        (Some(Mode::Reliable), Some("wire (retransmission flags)"))
     } else {
         (None, None)
     };
-    let reliable = mode.as_deref() == Some("reliable");
+    let reliable = mode == Some(Mode::Reliable);
     // In the reliable mode the server calls a transfer a success only when
     // the client confirmed the file: its log may say so when the client's
     // does not.
@@ -1510,7 +1503,7 @@ mod tests {
             name: None,
             log: TransferLog {
                 role: Some(role),
-                protocol: Some(transfer_log::Protocol::V1),
+                protocol: Some(Protocol::V1),
                 client_id: Some(1),
                 file_size: Some(FILE),
                 server_port: Some(5006),
@@ -1525,7 +1518,7 @@ mod tests {
             log(
                 Role::Server,
                 TransferLog {
-                    mode: Some("reliable".into()),
+                    mode: Some(Mode::Reliable),
                     datagrams_total: Some(10),
                     datagrams_sent: Some(13),
                     bytes_sent: Some(SENT_BYTES),
@@ -1542,7 +1535,7 @@ mod tests {
             log(
                 Role::Client,
                 TransferLog {
-                    mode: Some("reliable".into()),
+                    mode: Some(Mode::Reliable),
                     datagrams_received: Some(10),
                     bytes_received: Some(FILE),
                     duplicates: Some(0),
@@ -1582,8 +1575,8 @@ mod tests {
              capture point, 2 after it: the client's kernel dropped 2 datagrams)"
         );
         assert_eq!(
-            (r.mode.as_deref(), r.mode_source),
-            (Some("reliable"), Some("server log"))
+            (r.mode, r.mode_source),
+            (Some(Mode::Reliable), Some("server log"))
         );
         assert_eq!(r.wire_data_frames, Some(12));
         assert_eq!(r.wire_data_bytes, Some(SENT_BYTES - 1008));
@@ -1622,8 +1615,8 @@ mod tests {
         let flows = reliable_flow();
         let r = &rows(&flows, &[], &[])[0];
         assert_eq!(
-            (r.mode.as_deref(), r.mode_source),
-            (Some("reliable"), Some("wire (retransmission flags)"))
+            (r.mode, r.mode_source),
+            (Some(Mode::Reliable), Some("wire (retransmission flags)"))
         );
         assert_eq!(
             r.verdict,
@@ -1656,7 +1649,7 @@ mod tests {
             datagrams: 10,
             datagram_size: 1024,
             data_port: 5006,
-            mode: v1::Mode::Reliable,
+            mode: Mode::Reliable,
             sha256: [7; 32],
         };
         for m in [
@@ -1733,8 +1726,8 @@ mod tests {
         });
         let r = &c.clients[0];
         assert_eq!(
-            (r.mode.as_deref(), r.mode_source),
-            (Some("reliable"), Some("v1 announce"))
+            (r.mode, r.mode_source),
+            (Some(Mode::Reliable), Some("v1 announce"))
         );
         assert_eq!(r.sent_source, Some("v1 done message"));
         assert_eq!(r.received_source, Some("v1 report message"));

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::{Icmp, Udp};
-use crate::protocol::{lab, v1};
+use crate::protocol::{Protocol, lab, v1};
 
 /// The most flows the table follows; datagrams of further flows are counted
 /// as skipped, so that a capture of a port scan cannot exhaust memory.
@@ -29,35 +29,15 @@ pub struct FlowKey {
     pub dst: SocketAddr,
 }
 
-/// What the flow's datagrams turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FlowKind {
-    /// Nothing recognisable yet (or ever).
-    #[default]
-    Unknown,
-    /// The lab's protocol: name, size, then bare 1024-byte chunks.
-    Lab,
-    /// udplab v1: every data datagram starts with a sequence header.
-    V1,
-}
-
-impl FlowKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlowKind::Unknown => "unknown",
-            FlowKind::Lab => "lab",
-            FlowKind::V1 => "v1",
-        }
-    }
-}
-
 /// One flow, as far as the capture saw it.
 #[derive(Debug, Clone)]
 pub struct Flow {
     /// Index of the capture point (the file) that saw it.
     pub point: usize,
     pub key: FlowKey,
-    pub kind: FlowKind,
+    /// The transfer protocol its datagrams turned out to speak; `None` while
+    /// nothing is recognisable (or ever).
+    pub protocol: Option<Protocol>,
     /// Every datagram of the flow.
     pub frames: u64,
     /// Sum of UDP payload lengths.
@@ -305,11 +285,11 @@ impl FlowTable {
 
         let full = udp.payload_len == self.chunk;
         // v1 is recognised by its header; the lab's opening by position.
-        if f.kind != FlowKind::Lab
+        if f.protocol != Some(Protocol::Lab)
             && udp.payload.get(..3) == Some(&[v1::MAGIC[0], v1::MAGIC[1], v1::VERSION])
             && let Ok((header, _)) = v1::DataHeader::parse(udp.payload)
         {
-            f.kind = FlowKind::V1;
+            f.protocol = Some(Protocol::V1);
             state.opening = Opening::Data;
             let file_bytes = udp.payload_len.saturating_sub(v1::HEADER_LEN);
             f.data.record(ts_ns, frame_len, file_bytes, full);
@@ -331,14 +311,14 @@ impl FlowTable {
             }
             return;
         }
-        if f.kind == FlowKind::V1 {
+        if f.protocol == Some(Protocol::V1) {
             f.other_frames += 1;
             return;
         }
         match state.opening {
             Opening::Start if looks_like_name(udp) => {
                 f.file_name = Some(String::from_utf8_lossy(udp.payload).into_owned());
-                f.kind = FlowKind::Lab;
+                f.protocol = Some(Protocol::Lab);
                 state.opening = Opening::AfterName;
             }
             Opening::AfterName
@@ -350,11 +330,11 @@ impl FlowTable {
             }
             _ => {
                 // A flow first seen mid-transfer: bare chunks are the lab's.
-                if f.kind == FlowKind::Unknown && full {
-                    f.kind = FlowKind::Lab;
+                if f.protocol.is_none() && full {
+                    f.protocol = Some(Protocol::Lab);
                 }
                 state.opening = Opening::Data;
-                if f.kind == FlowKind::Lab {
+                if f.protocol == Some(Protocol::Lab) {
                     f.data.record(ts_ns, frame_len, udp.payload_len, full);
                 } else {
                     f.other_frames += 1;
@@ -435,7 +415,7 @@ impl Flow {
         Flow {
             point,
             key,
-            kind: FlowKind::Unknown,
+            protocol: None,
             frames: 0,
             payload_bytes: 0,
             first_ns: ts_ns,
@@ -512,7 +492,7 @@ mod tests {
         let flows = t.finish();
         assert_eq!(flows.len(), 1);
         let f = &flows[0];
-        assert_eq!(f.kind, FlowKind::Lab);
+        assert_eq!(f.protocol, Some(Protocol::Lab));
         assert_eq!(f.file_name.as_deref(), Some("100MB.bin"));
         assert_eq!(f.file_size, Some(2100));
         assert_eq!(f.frames, 5);
@@ -532,8 +512,8 @@ mod tests {
         t.ingest_udp(0, key(5006, 1), 0, 1066, &udp(&chunk, 1024));
         let f = &t.finish()[0];
         assert_eq!(
-            (f.kind, f.data.frames, f.file_name.clone()),
-            (FlowKind::Lab, 1, None)
+            (f.protocol, f.data.frames, f.file_name.clone()),
+            (Some(Protocol::Lab), 1, None)
         );
     }
 
@@ -571,7 +551,7 @@ mod tests {
             t.ingest_udp(0, k, 1_000_000 + at, 1066, &udp(&d, 1024));
         }
         let f = &t.finish()[0];
-        assert_eq!(f.kind, FlowKind::V1);
+        assert_eq!(f.protocol, Some(Protocol::V1));
         assert_eq!(f.data.frames, 6);
         assert_eq!(f.data.full_frames, 6);
         assert_eq!(f.data.bytes, 6 * 1008);
@@ -608,7 +588,7 @@ mod tests {
             t.ingest_udp(0, k, i as i64 * 1_000, 42 + len as u32, &udp(&d, len));
         }
         let f = &t.finish()[0];
-        assert_eq!(f.kind, FlowKind::V1);
+        assert_eq!(f.protocol, Some(Protocol::V1));
         // Every copy counts in the data: 5 full datagrams and the short one.
         assert_eq!(f.data.frames, 6);
         assert_eq!(f.data.bytes, 5 * 1008 + 84);

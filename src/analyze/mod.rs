@@ -38,7 +38,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            control_port: crate::client::DEFAULT_PORT,
+            control_port: crate::protocol::DEFAULT_PORT,
             chunk: crate::protocol::lab::CHUNK,
         }
     }

@@ -79,7 +79,7 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     } else {
         // Repairs get their column only when some transfer had them.
         let repairs = a.clients.iter().any(|r| {
-            r.mode.as_deref() == Some("reliable")
+            r.mode == Some(crate::protocol::Mode::Reliable)
                 || resent(r).is_some_and(|n| n > 0)
                 || r.repair_rounds.is_some_and(|n| n > 0)
         });
@@ -286,7 +286,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                     c.sack_permitted,
                     |v| if v { "yes".into() } else { "no".into() },
                 ),
-                opt(c.protocol, str::to_string),
+                opt(c.protocol, |p| p.to_string()),
                 opt(c.udp_port, |v| v.to_string()),
                 opt(c.concurrency, |v| v.to_string()),
                 c.retransmitted_segments.to_string(),
@@ -328,7 +328,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             t.add_row(vec![
                 f.src.clone(),
                 f.dst.clone(),
-                f.kind.to_string(),
+                opt(f.kind, |k| k.to_string()),
                 group(f.frames),
                 group(f.data_frames),
                 group(f.full_frames),

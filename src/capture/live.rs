@@ -67,7 +67,7 @@ impl Config {
             interface: interface.into(),
             output: output.into(),
             filter: None,
-            control_port: crate::client::DEFAULT_PORT,
+            control_port: crate::protocol::DEFAULT_PORT,
             snaplen: 128,
             buffer: 64 << 20,
             duration: None,

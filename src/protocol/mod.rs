@@ -7,6 +7,96 @@
 pub mod lab;
 pub mod v1;
 
+use std::fmt;
+
+/// The TCP port a server listens on and clients register at, unless told
+/// otherwise; data flows from port + client number.
+pub const DEFAULT_PORT: u16 = 5005;
+
+/// The transfer protocol: one name for it across the logs, the flows, the
+/// analysis and the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Protocol {
+    /// Ours: sequence numbers, a report of what arrived, SHA-256.
+    V1,
+    /// The original lab's bytes: name, size, bare chunks, an idle timeout.
+    Lab,
+}
+
+impl Protocol {
+    /// `lab` or `v1`, as logs and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Lab => "lab",
+            Protocol::V1 => "v1",
+        }
+    }
+
+    /// The one a log or a report names.
+    pub fn parse(text: &str) -> Option<Protocol> {
+        match text {
+            "lab" => Some(Protocol::Lab),
+            "v1" => Some(Protocol::V1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// How a v1 server sends. The lab's protocol has only the blast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Every chunk once (at `--rate`, or as fast as the kernel takes them).
+    #[default]
+    Blast,
+    /// A first pass, then repair rounds of exactly the missing datagrams the
+    /// client reports, until it confirms the file's SHA-256; the rate adapts
+    /// to the client's feedback.
+    Reliable,
+}
+
+impl Mode {
+    /// `blast` or `reliable`, as logs and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Blast => "blast",
+            Mode::Reliable => "reliable",
+        }
+    }
+
+    /// The one a log or a report names.
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "blast" => Some(Mode::Blast),
+            "reliable" => Some(Mode::Reliable),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Bytes as lowercase hexadecimal, as logs and messages show a SHA-256 or a
 /// file's first bytes.
 pub fn hex(bytes: &[u8]) -> String {

@@ -99,26 +99,9 @@ impl DataHeader {
     }
 }
 
-/// How the server sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Mode {
-    /// Every chunk once (at `--rate`, or as fast as the kernel takes them).
-    #[default]
-    Blast,
-    /// A first pass, then repair rounds of exactly the missing datagrams the
-    /// client reports, until it confirms the file's SHA-256; the rate adapts
-    /// to the client's feedback.
-    Reliable,
-}
+use super::Mode;
 
 impl Mode {
-    /// `blast` or `reliable`, as logs and reports write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Blast => "blast",
-            Mode::Reliable => "reliable",
-        }
-    }
     fn to_byte(self) -> u8 {
         match self {
             Mode::Blast => 0,
