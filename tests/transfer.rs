@@ -313,7 +313,7 @@ fn v1_over_ipv6_loopback() {
     server.join().unwrap().unwrap();
     assert_received(&o, &data);
     assert_eq!(o.log.client_ip, Some("::1".parse().unwrap()));
-    // The drop count comes from /proc/net/udp6 for an IPv6 socket.
+    // The drop count is read for an IPv6 socket too.
     assert_eq!(o.log.kernel_drops, Some(0));
 }
 
