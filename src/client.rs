@@ -126,7 +126,7 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
         None => net::recv_buffer(&sock)?,
     };
     if let Err(e) = net::enable_rxq_ovfl(&sock) {
-        warn!("SO_RXQ_OVFL unavailable ({e}): drop counts come from /proc only");
+        warn!("SO_RXQ_OVFL unavailable ({e}): no running drop count, only the final one");
     }
     let udp_port = sock.local_addr()?.port();
 

@@ -133,19 +133,26 @@ fn write_logs(dir: &Path) {
     transfer_log::write_log(dir, "client-1.log", &client).unwrap();
 }
 
+/// `udplab analyze` of the capture written by [`run`] in `dir`.
 fn analyze(dir: &Path, format: &str) -> Output {
+    udplab_analyze(&dir.join("reliable.pcap"), &dir.join("logs"), PORT, format)
+}
+
+/// `udplab analyze capture --logs logs`, which must exit with status 0.
+fn udplab_analyze(capture: &Path, logs: &Path, port: u16, format: &str) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_udplab"))
         .arg("analyze")
-        .arg(dir.join("reliable.pcap"))
+        .arg(capture)
         .arg("--logs")
-        .arg(dir.join("logs"))
-        .args(["--port", &PORT.to_string(), "--format", format])
+        .arg(logs)
+        .args(["--port", &port.to_string(), "--format", format])
         .output()
         .expect("run udplab analyze");
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{}",
+        "udplab analyze {}: {}",
+        capture.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -242,21 +249,36 @@ fn table_and_csv_show_resent_datagrams_and_goodput() {
 }
 
 /// A blast capture (no repair anywhere) keeps the table as it was: no
-/// `resent` column.
+/// `resent` column, the kernel's drops right after the rates.
 #[test]
 fn blast_tables_have_no_resent_column() {
-    let out = Command::new(env!("CARGO_BIN_EXE_udplab"))
-        .args([
-            "analyze",
-            "captures/v1-4clients-lossy/capture.pcap",
-            "--logs",
-            "captures/v1-4clients-lossy/logs",
-            "--port",
-            "25020",
-        ])
-        .output()
-        .unwrap();
-    let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("throughput / goodput MB/s"), "{table}");
+    let dir = Path::new("captures/v1-4clients-lossy");
+    let (capture, logs) = (dir.join("capture.pcap"), dir.join("logs"));
+    // What the JSON says of the repairs: none, for each of the 4 clients.
+    let report: Value =
+        serde_json::from_slice(&udplab_analyze(&capture, &logs, 25020, "json").stdout).unwrap();
+    let rows = report["clients"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{report}");
+    for r in rows {
+        assert_eq!(r["mode"], Value::Null, "{r}");
+        assert_eq!(r["wire_retransmitted"], 0, "{r}");
+        assert_eq!(r["datagrams_retransmitted"], Value::Null, "{r}");
+        assert_eq!(r["repair_rounds"], Value::Null, "{r}");
+        assert!(r["kernel_drops"].as_u64().is_some_and(|n| n > 0), "{r}");
+    }
+
+    let table = String::from_utf8(udplab_analyze(&capture, &logs, 25020, "table").stdout).unwrap();
+    assert!(
+        table.contains("throughput / goodput MB/s ┆ kernel drops ┆ success"),
+        "{table}"
+    );
     assert!(!table.contains("resent (rounds)"), "{table}");
+    for r in rows {
+        let verdict = format!(
+            "client {}: {}",
+            r["client_id"],
+            r["verdict"].as_str().unwrap()
+        );
+        assert!(table.contains(&verdict), "{verdict} in {table}");
+    }
 }

@@ -3,7 +3,9 @@
 //! capinfos, and its statistics block against what libpcap reported.
 //!
 //! Capturing needs root or CAP_NET_RAW (CI runs as root). Where it is not
-//! permitted each test prints "SKIPPED: ..." and returns.
+//! permitted, or a tool a test needs is missing, the test fails under CI
+//! and elsewhere prints "SKIPPED: ..." and returns
+//! ([`common::skip_or_fail`]).
 //!
 //! Control ports are drawn from 20000-27000, below Linux's ephemeral range,
 //! so that the default filter's data ports (control + 1 to + 4096) never
@@ -14,7 +16,7 @@
 
 mod common;
 
-use common::text;
+use common::{skip_or_fail, text};
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
@@ -98,7 +100,7 @@ macro_rules! require_capture {
     () => {
         let _turn = one_at_a_time();
         if let Err(why) = capture_permitted() {
-            eprintln!("SKIPPED: capture not permitted here: {why}");
+            skip_or_fail(format_args!("capture not permitted here: {why}"));
             return;
         }
     };
@@ -421,12 +423,17 @@ fn duration_and_count_stop_the_capture_with_a_complete_file() {
 }
 
 /// Where capture is permitted (root), run `f` as user nobody with a copy
-/// of the binary nobody can execute.
-fn as_nobody(args: &[&str], cwd: &Path) -> Option<Output> {
+/// of the binary nobody can execute; `Err(what is missing)` where it cannot.
+fn as_nobody(args: &[&str], cwd: &Path) -> Result<Output, String> {
     // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        return None;
+    let uid = unsafe { libc::getuid() };
+    if uid != 0 {
+        return Err(format!(
+            "needs root to run udplab as an unprivileged user (uid is {uid})"
+        ));
+    }
+    if !have("setpriv") {
+        return Err("needs setpriv to run udplab as an unprivileged user".into());
     }
     use std::os::unix::fs::PermissionsExt;
     let bin = cwd.join("udplab");
@@ -442,16 +449,24 @@ fn as_nobody(args: &[&str], cwd: &Path) -> Option<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Some(wait(child, Duration::from_secs(120)))
+    Ok(wait(child, Duration::from_secs(120)))
+}
+
+/// Whether `tool` can be run (it answers `--version`).
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
 }
 
 #[test]
 fn without_the_right_to_capture_the_error_says_what_to_do() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let Some(out) = as_nobody(&["capture", "-w", "x.pcapng"], dir.path()) else {
-        eprintln!("SKIPPED: needs root and setpriv to run as an unprivileged user");
-        return;
+    let out = match as_nobody(&["capture", "-w", "x.pcapng"], dir.path()) {
+        Ok(out) => out,
+        Err(why) => {
+            skip_or_fail(why);
+            return;
+        }
     };
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -481,9 +496,12 @@ fn the_lab_without_the_right_to_capture_reports_from_the_logs() {
         "--recv-buffer",
         "16MiB",
     ];
-    let Some(out) = as_nobody(&args, dir.path()) else {
-        eprintln!("SKIPPED: needs root and setpriv to run as an unprivileged user");
-        return;
+    let out = match as_nobody(&args, dir.path()) {
+        Ok(out) => out,
+        Err(why) => {
+            skip_or_fail(why);
+            return;
+        }
     };
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
@@ -648,9 +666,15 @@ fn the_capture_counts_the_datagrams_the_reliable_mode_resent() {
 #[test]
 fn an_interface_that_disappears_leaves_a_part_file_and_one_clear_error() {
     require_capture!();
-    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
-    if !(have("unshare") && have("ip")) {
-        eprintln!("SKIPPED: needs unshare and ip to make an interface in a network namespace");
+    let missing: Vec<&str> = ["unshare", "ip"]
+        .into_iter()
+        .filter(|tool| !have(tool))
+        .collect();
+    if !missing.is_empty() {
+        skip_or_fail(format_args!(
+            "needs {} to make an interface in a network namespace",
+            missing.join(" and ")
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -671,10 +695,10 @@ fn an_interface_that_disappears_leaves_a_part_file_and_one_clear_error() {
         .unwrap();
     let res = wait(child, Duration::from_secs(30));
     if res.status.code() == Some(99) {
-        eprintln!(
-            "SKIPPED: no veth interfaces here: {}",
+        skip_or_fail(format_args!(
+            "no veth interfaces here: {}",
             text(&res.stderr).trim()
-        );
+        ));
         return;
     }
     let (stdout, stderr) = (text(&res.stdout), text(&res.stderr));

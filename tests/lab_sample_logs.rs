@@ -1,25 +1,16 @@
 //! Reads the original lab's real logs, in place, from
 //! `<CARGO_MANIFEST_DIR>/../shared/lab-samples/`. They are not part of the
-//! project: when absent, the tests say so on stderr and check nothing.
+//! project: when absent, the tests fail under CI and elsewhere say they are
+//! skipped ([`common::skip_or_fail`]).
+
+mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::lab_samples;
 use udplab::protocol::Protocol;
 use udplab::transfer_log::{LogFormat, Role, TransferLog, log_file_name, parse_log_name, read_log};
-
-fn samples_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab-samples");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "lab samples not found at {}: the real lab logs were NOT checked",
-            dir.display()
-        );
-        None
-    }
-}
 
 /// Every `*-log.txt` of `dir`, sorted by name.
 fn log_files(dir: &Path) -> Vec<PathBuf> {
@@ -115,7 +106,9 @@ fn read_all(dir: &Path) -> Vec<(PathBuf, TransferLog)> {
 
 #[test]
 fn logs_2022() {
-    let Some(samples) = samples_dir() else { return };
+    let Some(samples) = lab_samples() else {
+        return;
+    };
     let logs = read_all(&samples.join("logs-2022"));
     assert_eq!(logs.len(), 14, "logs-2022 holds 14 logs");
     assert!(logs.iter().all(|(_, log)| log.role == Some(Role::Client)));
@@ -148,7 +141,9 @@ fn logs_2022() {
 
 #[test]
 fn run_2clients_10mb() {
-    let Some(samples) = samples_dir() else { return };
+    let Some(samples) = lab_samples() else {
+        return;
+    };
     let logs = read_all(&samples.join("run-2clients-10MB"));
     assert_eq!(logs.len(), 4, "S1, S2, C1, C2");
 
