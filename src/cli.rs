@@ -152,6 +152,15 @@ pub struct AnalyzeArgs {
     /// UDP payload of a full data datagram, in bytes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65507))]
     pub chunk: u32,
+    /// The UTC offset of the machine that wrote the lab's logs (e.g. -05:00):
+    /// their file names hold its local time with no zone. Without it, the
+    /// whole-hour offset that fits the most logs to the capture is used.
+    #[arg(long, value_name = "OFFSET", allow_hyphen_values = true, value_parser = parse_utc_offset)]
+    pub log_utc_offset: Option<chrono::FixedOffset>,
+}
+
+fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {
+    udplab::analyze::logs::parse_utc_offset(text)
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use log::{info, warn};
 
-use crate::analyze::{self, Analysis, correlate};
+use crate::analyze::{self, Analysis};
 use crate::protocol::{self, Mode, Protocol};
 use crate::shutdown::Shutdown;
 use crate::{client, server};
@@ -357,11 +357,11 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
         warn!("{e}");
     }
 
-    let mut warnings = Vec::new();
-    let loaded = correlate::load_logs(std::slice::from_ref(&logs), &mut warnings)?;
+    let loaded = analyze::logs::load(std::slice::from_ref(&logs))?;
     let opts = analyze::Options {
         control_port: cfg.port,
         chunk: crate::protocol::lab::CHUNK,
+        log_utc_offset: None,
     };
     let mut analysis = match &capture {
         CaptureStatus::Captured { path, .. } => {
@@ -371,7 +371,9 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
         }
         CaptureStatus::Missing { reason } => analyze::from_logs(&loaded, &opts, reason),
     };
-    analysis.warnings.extend(warnings);
+    analysis
+        .warnings
+        .extend(loaded.ignored.iter().map(|i| i.to_string()));
 
     let report_path = run_dir.join("report.json");
     let mut json = Vec::new();

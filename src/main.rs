@@ -237,14 +237,14 @@ fn write_lab_footer(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()
 }
 
 fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let mut warnings = Vec::new();
-    let logs = analyze::correlate::load_logs(&args.logs, &mut warnings)?;
-    for w in &warnings {
-        log::warn!("{w}");
+    let logs = analyze::logs::load(&args.logs)?;
+    for ignored in &logs.ignored {
+        log::warn!("{ignored}");
     }
     let mut opts = analyze::Options {
         control_port: args.port.unwrap_or(DEFAULT_PORT),
         chunk: args.chunk as usize,
+        log_utc_offset: args.log_utc_offset,
     };
     let mut analysis = analyze_files(&args.captures, &logs, &opts, quiet)?;
     // Without --port, a run on another control port is found by reading
@@ -278,7 +278,7 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
 
 fn analyze_files(
     paths: &[std::path::PathBuf],
-    logs: &[analyze::correlate::LoadedLog],
+    logs: &analyze::logs::LogSet,
     opts: &analyze::Options,
     quiet: bool,
 ) -> anyhow::Result<analyze::Analysis> {

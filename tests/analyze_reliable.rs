@@ -176,7 +176,7 @@ fn reliable_transfer_is_accounted_in_copies() {
     let wire_frames = u64::from(DATAGRAMS) - 1 + RESENT;
     let wire_bytes = FILE - CHUNK + RESENT * CHUNK;
     assert_eq!(r["mode"], "reliable");
-    assert_eq!(r["mode_source"], "server log");
+    assert_eq!(r["mode_source"], "server_log");
     assert_eq!(r["wire_data_frames"], wire_frames);
     assert_eq!(r["wire_data_bytes"], wire_bytes);
     assert_eq!(r["wire_retransmitted"], RESENT);
@@ -203,9 +203,9 @@ fn reliable_transfer_is_accounted_in_copies() {
     let rate = |bytes: u64| (bytes as f64 / secs / 1e6 * 1000.0).round() / 1000.0;
     assert_eq!(r["throughput_mb_s"].as_f64(), Some(rate(wire_bytes)));
     assert_eq!(r["throughput_mb_s"], r["rate_mb_s"]);
-    assert_eq!(r["throughput_source"], "wire");
+    assert_eq!(r["throughput_source"], "capture");
     assert_eq!(r["goodput_mb_s"].as_f64(), Some(rate(FILE)));
-    assert_eq!(r["goodput_source"], "wire");
+    assert_eq!(r["goodput_source"], "capture");
     let flow = &report["flows"][0]["v1"];
     assert_eq!(
         (

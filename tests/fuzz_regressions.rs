@@ -22,7 +22,12 @@ fn past_crashes_stay_fixed() {
         let Ok(mut reader) = Reader::from_sources(vec![source]) else {
             continue;
         };
-        let analysis = analyze::analyze(&mut reader, &[], &Options::default(), &mut |_, _| {});
+        let analysis = analyze::analyze(
+            &mut reader,
+            &analyze::logs::LogSet::default(),
+            &Options::default(),
+            &mut |_, _| {},
+        );
         for format in [Format::Json, Format::Table, Format::Csv] {
             report::write(&mut std::io::sink(), &analysis, format).unwrap();
         }

@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = Reader::from_sources(vec![source]) else {
         return;
     };
-    let analysis = analyze::analyze(&mut reader, &[], &Options::default(), &mut |_, _| {});
+    let analysis = analyze::analyze(
+        &mut reader,
+        &analyze::logs::LogSet::default(),
+        &Options::default(),
+        &mut |_, _| {},
+    );
     for format in [Format::Json, Format::Table, Format::Csv] {
         report::write(&mut std::io::sink(), &analysis, format).expect("writing to a sink");
     }

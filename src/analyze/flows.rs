@@ -68,6 +68,9 @@ pub struct DataStats {
     pub full_frames: u64,
     /// File bytes carried (v1 headers excluded).
     pub bytes: u64,
+    /// File bytes of the largest data datagram (a full chunk, but for a
+    /// file shorter than one).
+    pub max_file_bytes: u64,
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
     /// Frame lengths (as on the link) of the full frames, with counts; the
@@ -82,6 +85,11 @@ impl DataStats {
             .iter()
             .max_by_key(|&&(len, n)| (n, std::cmp::Reverse(len)))
             .map(|&(len, _)| len)
+    }
+
+    /// File bytes of a full data datagram, as far as the flow shows it.
+    pub fn chunk(&self) -> Option<u64> {
+        (self.max_file_bytes > 0).then_some(self.max_file_bytes)
     }
 
     /// Seconds from the first to the last data datagram.
@@ -163,6 +171,38 @@ impl SeqStats {
         self.seen
             .get((seq / 64) as usize)
             .is_some_and(|w| w & (1u64 << (seq % 64)) != 0)
+    }
+
+    /// How many sequence numbers below `count` were seen; `None` past what
+    /// is tracked.
+    pub fn distinct_below(&self, count: u32) -> Option<u64> {
+        match count.checked_sub(1) {
+            Some(last) => self.seen_in(0, last),
+            None => Some(0),
+        }
+    }
+
+    /// How many sequence numbers in `first..=last` were seen; `None` past
+    /// what is tracked.
+    pub fn seen_in(&self, first: u32, last: u32) -> Option<u64> {
+        if last >= MAX_TRACKED_SEQ || last < first {
+            return (last < first).then_some(0);
+        }
+        let mut n = 0u64;
+        let mut seq = first;
+        while seq <= last {
+            let word = (seq / 64) as usize;
+            let w = self.seen.get(word).copied().unwrap_or(0);
+            let lo = seq % 64;
+            let hi = if last / 64 == seq / 64 { last % 64 } else { 63 };
+            let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+            n += u64::from((w & mask).count_ones());
+            match (word as u32 + 1).checked_mul(64) {
+                Some(next) => seq = next,
+                None => break,
+            }
+        }
+        Some(n)
     }
 
     /// Inclusive ranges of sequence numbers in `0..count` never seen; at most
@@ -437,6 +477,7 @@ impl DataStats {
     fn record(&mut self, ts_ns: i64, frame_len: u32, file_bytes: usize, full: bool) {
         self.frames += 1;
         self.bytes += file_bytes as u64;
+        self.max_file_bytes = self.max_file_bytes.max(file_bytes as u64);
         self.first_ns.get_or_insert(ts_ns);
         self.last_ns = Some(self.last_ns.map_or(ts_ns, |t| t.max(ts_ns)));
         if full {

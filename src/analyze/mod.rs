@@ -4,15 +4,22 @@
 //! One streaming pass, memory bounded by the number of flows:
 //! [`reader`] yields packets from pcap/pcapng files merged by time,
 //! [`decode`] turns one into addresses, ports and payload (pure),
-//! [`tcp`] follows the control connections, [`flows`] the UDP flows,
-//! [`correlate`] joins them with the logs into rows, and [`report`] writes
-//! them as a table, JSON or CSV.
+//! [`tcp`] follows the control connections, [`flows`] the UDP flows;
+//! [`registration`] decodes the control bytes, [`logs`] reads the run's logs
+//! and matches them to transfers, [`correlate`] joins connections, flows
+//! and logs into transfers, [`account`] says where each transfer's bytes
+//! went (typed, with each figure's source), [`rows`] builds the rows the
+//! report shows, and [`report`] writes them as a table, JSON or CSV.
 
+pub mod account;
 pub mod correlate;
 pub mod decode;
 pub mod flows;
+pub mod logs;
 pub mod reader;
+pub mod registration;
 pub mod report;
+pub mod rows;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,10 +27,14 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use self::correlate::{ClientRow, ControlRow, FlowRow, Inputs, LoadedLog};
+use chrono::FixedOffset;
+
+use self::correlate::{CapturePoint, Correlated, Inputs};
 use self::decode::Transport;
 use self::flows::{FlowKey, FlowTable};
+use self::logs::{Ignored, LeftOutLog};
 use self::reader::{FileFacts, Reader};
+use self::rows::{ClientRow, ControlRow, FlowRow};
 use self::tcp::TcpTable;
 
 /// How to read a run.
@@ -33,6 +44,8 @@ pub struct Options {
     pub control_port: u16,
     /// UDP payload of a full data datagram (the lab's chunk).
     pub chunk: usize,
+    /// The UTC offset of the lab logs' zone-less times, when told.
+    pub log_utc_offset: Option<FixedOffset>,
 }
 
 impl Default for Options {
@@ -40,6 +53,7 @@ impl Default for Options {
         Options {
             control_port: crate::protocol::DEFAULT_PORT,
             chunk: crate::protocol::lab::CHUNK,
+            log_utc_offset: None,
         }
     }
 }
@@ -96,11 +110,38 @@ pub struct InterfaceRow {
     pub dropped: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LogsRow {
     pub used: Vec<String>,
     /// Logs read that belong to no transfer in the capture.
     pub unused: usize,
+    /// Each log not used, and why.
+    pub left_out: Vec<LeftOutLog>,
+    /// Paths given as logs that hold none.
+    pub ignored: Vec<Ignored>,
+    /// The UTC offset the lab logs' local times were read at (`-05:00`),
+    /// when a lab log's time was matched.
+    pub utc_offset: Option<String>,
+    /// Other offsets that fit as many lab logs, when there are.
+    pub other_utc_offsets: Vec<String>,
+}
+
+impl LogsRow {
+    fn new(c: &Correlated, ignored: &[Ignored]) -> LogsRow {
+        LogsRow {
+            used: c.logs_used.clone(),
+            unused: c.assignment.left_out.len(),
+            left_out: c.assignment.left_out.clone(),
+            ignored: ignored.to_vec(),
+            utc_offset: c.assignment.utc_offset.map(|o| o.to_string()),
+            other_utc_offsets: c
+                .assignment
+                .other_offsets
+                .iter()
+                .map(|o| o.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// The name libpcap and Wireshark give a link type.
@@ -127,7 +168,7 @@ const PROGRESS_EVERY: u64 = 1 << 16;
 /// Reads every packet of `reader` and builds the report.
 pub fn analyze(
     reader: &mut Reader,
-    logs: &[LoadedLog],
+    logs: &logs::LogSet,
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
@@ -137,25 +178,22 @@ pub fn analyze(
 
 /// The report of a run with no capture, from its logs alone; `why` says
 /// why there is no capture and goes first among the warnings.
-pub fn from_logs(logs: &[LoadedLog], opts: &Options, why: &str) -> Analysis {
-    let c = correlate::from_logs(opts.control_port, logs);
+pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
+    let c = correlate::from_logs(opts.control_port, &logs.logs);
     let mut warnings = vec![format!(
         "no capture ({why}): the wire columns are empty, and where the loss happened \
          is told only as far as the logs tell it"
     )];
-    warnings.extend(c.warnings);
+    warnings.extend(c.warnings.iter().cloned());
     Analysis {
         control_port: opts.control_port,
         captures: Vec::new(),
+        logs: LogsRow::new(&c, &logs.ignored),
         control: c.control,
         clients: c.clients,
         skipped: BTreeMap::new(),
         flows: Vec::new(),
         flows_not_listed: 0,
-        logs: LogsRow {
-            used: c.logs_used,
-            unused: c.logs_unused,
-        },
         warnings,
         errors: Vec::new(),
         suggested_port: None,
@@ -213,7 +251,7 @@ fn build(
     tcp: TcpTable,
     flows: FlowTable,
     mut skipped: HashMap<String, u64>,
-    logs: &[LoadedLog],
+    logs: &logs::LogSet,
     opts: &Options,
 ) -> Analysis {
     if flows.overflow > 0 {
@@ -225,20 +263,22 @@ fn build(
     let mut other_ports: Vec<(u16, u64)> = tcp.other_ports.iter().map(|(&p, &n)| (p, n)).collect();
     let connections = tcp.finish();
     let flows = flows.finish();
-    let capture_dropped: Vec<Option<u64>> = files.iter().map(file_dropped).collect();
-    let span = files
+    let points: Vec<CapturePoint> = files
         .iter()
-        .filter_map(|f| Some((f.first_ts_ns?, f.last_ts_ns?)))
-        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        .map(|f| CapturePoint {
+            dropped: file_dropped(f),
+            damaged: f.error.is_some(),
+        })
+        .collect();
     let c = correlate::correlate(&Inputs {
         control_port: opts.control_port,
         connections: &connections,
         flows: &flows,
-        logs,
-        capture_dropped: &capture_dropped,
-        span_ns: span,
+        logs: &logs.logs,
+        points: &points,
+        log_utc_offset: opts.log_utc_offset,
     });
-    let mut warnings = c.warnings;
+    let mut warnings = c.warnings.clone();
     other_ports.sort_by_key(|&(p, n)| (std::cmp::Reverse(n), p));
     let suggested_port = other_ports.first().map(|&(p, _)| p);
     if let (true, Some(port)) = (connections.is_empty(), suggested_port) {
@@ -280,7 +320,7 @@ fn build(
                 .map(|f| f.path.display().to_string())
                 .unwrap_or_default();
             let exp = expected.get(&(f.key.src.port(), f.key.dst.port())).copied();
-            correlate::flow_row(f, label, exp)
+            rows::flow_row(f, label, exp)
         })
         .collect();
     let errors = files
@@ -290,15 +330,12 @@ fn build(
     Analysis {
         control_port: opts.control_port,
         captures: files.iter().map(capture_row).collect(),
+        logs: LogsRow::new(&c, &logs.ignored),
         control: c.control,
         clients: c.clients,
         skipped: skipped.into_iter().collect(),
         flows: flow_rows,
         flows_not_listed,
-        logs: LogsRow {
-            used: c.logs_used,
-            unused: c.logs_unused,
-        },
         warnings,
         errors,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
@@ -345,12 +382,12 @@ fn capture_row(f: &FileFacts) -> CaptureRow {
         dropped,
         received_by_capturer: received,
         bytes_read: f.bytes_read,
-        first_time: f.first_ts_ns.map(correlate::format_time),
-        last_time: f.last_ts_ns.map(correlate::format_time),
+        first_time: f.first_ts_ns.map(rows::format_time),
+        last_time: f.last_ts_ns.map(rows::format_time),
         duration_s: f
             .first_ts_ns
             .zip(f.last_ts_ns)
-            .map(|(a, b)| correlate::round(b.saturating_sub(a) as f64 / 1e9, 6)),
+            .map(|(a, b)| rows::round(b.saturating_sub(a) as f64 / 1e9, 6)),
         interfaces: f
             .interfaces
             .iter()

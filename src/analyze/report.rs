@@ -6,7 +6,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::Analysis;
-use super::correlate::ClientRow;
+use super::rows::ClientRow;
 
 /// Output formats of `udplab analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -386,64 +386,76 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             writeln!(out, "    stopped early: {e}")?;
         }
     }
-    writeln!(out, "\nLogs")?;
-    if a.logs.used.is_empty() {
-        writeln!(out, "  none used")?;
-    }
-    for l in &a.logs.used {
-        writeln!(out, "  used {l}")?;
-    }
-    if a.logs.unused > 0 {
-        writeln!(out, "  {} logs of other runs not used", a.logs.unused)?;
-    }
+    write_logs(out, &a.logs)?;
     for w in &a.warnings {
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
 }
 
-/// One CSV row per client, the JSON keys as the header.
+/// Which logs were used, which were left out and why, and what was given
+/// as a log but is none.
+fn write_logs(out: &mut dyn Write, logs: &super::LogsRow) -> io::Result<()> {
+    writeln!(out, "\nLogs")?;
+    if logs.used.is_empty() {
+        writeln!(out, "  none used")?;
+    }
+    for l in &logs.used {
+        writeln!(out, "  used {l}")?;
+    }
+    if let Some(o) = &logs.utc_offset {
+        write!(out, "  lab log times read at UTC{o}")?;
+        if logs.other_utc_offsets.is_empty() {
+            writeln!(out, " (the offset that fits them to the capture)")?;
+        } else {
+            writeln!(
+                out,
+                " (UTC{} fit as well: say which with --log-utc-offset)",
+                logs.other_utc_offsets.join(", UTC")
+            )?;
+        }
+    }
+    if !logs.left_out.is_empty() {
+        writeln!(
+            out,
+            "  {} not used:",
+            counted(logs.left_out.len() as u64, "log", "logs")
+        )?;
+        for l in &logs.left_out {
+            writeln!(out, "    {}: {}", l.path, l.reason)?;
+        }
+    }
+    if !logs.ignored.is_empty() {
+        writeln!(
+            out,
+            "  {} given as logs and not read:",
+            counted(logs.ignored.len() as u64, "path", "paths")
+        )?;
+        for i in &logs.ignored {
+            writeln!(out, "    {i}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `1 log`, `3 logs`.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", group(n), if n == 1 { one } else { many })
+}
+
+/// One CSV row per client: the row's own keys, as the JSON names them, in
+/// order (nested values left out).
 fn write_csv(out: &mut dyn Write, rows: &[ClientRow]) -> io::Result<()> {
-    const KEYS: [&str; 34] = [
-        "client_id",
-        "protocol",
-        "server_port",
-        "client_port",
-        "file_name",
-        "file_size",
-        "sent_bytes",
-        "wire_data_frames",
-        "wire_full_frames",
-        "wire_frame_len",
-        "wire_data_bytes",
-        "received_bytes",
-        "kernel_drops",
-        "lost_before_capture_bytes",
-        "lost_after_capture_bytes",
-        "loss_pct",
-        "duration_s",
-        "rate_mb_s",
-        "success",
-        "icmp_port_unreachable",
-        "mode",
-        "wire_retransmitted",
-        "wire_distinct_datagrams",
-        "datagrams_retransmitted",
-        "repair_rounds",
-        "final_rate_mbit_s",
-        "reports_rejected",
-        "late",
-        "throughput_mb_s",
-        "throughput_source",
-        "goodput_mb_s",
-        "goodput_source",
-        "mode_source",
-        "verdict",
-    ];
-    writeln!(out, "{}", KEYS.join(","))?;
-    for r in rows {
-        let v = serde_json::to_value(r).map_err(io::Error::other)?;
-        let cells: Vec<String> = KEYS
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(io::Error::other)?;
+    let keys = ClientRow::csv_columns();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    writeln!(out, "{}", keys.join(","))?;
+    for v in &values {
+        let cells: Vec<String> = keys
             .iter()
             .map(|k| match v.get(*k) {
                 None | Some(serde_json::Value::Null) => String::new(),

@@ -569,9 +569,47 @@ pub fn format_ranges(ranges: &[SeqRange], truncated: bool) -> String {
     parts.join(",")
 }
 
+/// Reads back what [`format_ranges`] wrote: the ranges, and whether the
+/// list was cut (`...`). `None` when the text is not such a list.
+pub fn parse_ranges(text: &str) -> Option<(Vec<SeqRange>, bool)> {
+    let mut ranges = Vec::new();
+    let mut truncated = false;
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "..." {
+            truncated = true;
+            continue;
+        }
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (first, last) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        if last < first {
+            return None;
+        }
+        ranges.push(SeqRange { first, last });
+    }
+    Some((ranges, truncated))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_round_trip() {
+        let ranges = vec![
+            SeqRange { first: 3, last: 7 },
+            SeqRange {
+                first: 10,
+                last: 10,
+            },
+        ];
+        for truncated in [false, true] {
+            let text = format_ranges(&ranges, truncated);
+            assert_eq!(parse_ranges(&text), Some((ranges.clone(), truncated)));
+        }
+        assert_eq!(parse_ranges("5-2"), None);
+        assert_eq!(parse_ranges("x"), None);
+        assert_eq!(parse_ranges(""), Some((Vec::new(), false)));
+    }
 
     #[test]
     fn data_header_literal_bytes() {
