@@ -94,6 +94,8 @@ pub struct Ignored {
 pub enum IgnoredReason {
     /// A folder with no files in it.
     EmptyFolder,
+    /// A folder whose files are none of them a log.
+    NoLogsInFolder { files: usize },
     /// A file with no bytes.
     EmptyFile,
     /// Neither udplab's header nor a lab log's file name.
@@ -107,6 +109,12 @@ impl fmt::Display for Ignored {
         let path = &self.path;
         match &self.reason {
             IgnoredReason::EmptyFolder => write!(f, "{path}: an empty folder, no logs in it"),
+            IgnoredReason::NoLogsInFolder { files } => write!(
+                f,
+                "{path}: no logs in this folder ({files} {} that {} not a log)",
+                if *files == 1 { "file" } else { "files" },
+                if *files == 1 { "is" } else { "are" }
+            ),
             IgnoredReason::EmptyFile => write!(f, "{path}: an empty file, not a log"),
             IgnoredReason::NotALog => write!(
                 f,
@@ -130,41 +138,64 @@ pub struct LogSet {
 /// that is no log, an empty file or an empty folder is named in `ignored`.
 pub fn load(paths: &[PathBuf]) -> anyhow::Result<LogSet> {
     let mut set = LogSet::default();
-    let mut files = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for path in paths {
         let meta = fs::metadata(path)
             .map_err(|e| anyhow::anyhow!("cannot read logs at {}: {e}", path.display()))?;
         if meta.is_file() {
-            files.push(path.clone());
+            // A file named as a log: what it is not is worth a warning.
+            if seen.insert(path.clone()) {
+                match read_one(path) {
+                    Ok(log) => set.logs.push(log),
+                    Err(reason) => set.ignored.push(Ignored {
+                        path: path.display().to_string(),
+                        reason,
+                    }),
+                }
+            }
             continue;
         }
+        let mut files = Vec::new();
         let entries = fs::read_dir(path)
             .map_err(|e| anyhow::anyhow!("cannot read logs at {}: {e}", path.display()))?;
-        let before = files.len();
         for entry in entries {
             let entry = entry.map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
             if entry.file_type().is_ok_and(|t| t.is_file()) {
                 files.push(entry.path());
             }
         }
-        if files.len() == before {
+        files.sort();
+        let (mut found, mut others) = (0usize, 0usize);
+        for file in files {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
+            match read_one(&file) {
+                Ok(log) => {
+                    set.logs.push(log);
+                    found += 1;
+                }
+                // A folder of a run holds its capture and files besides the
+                // logs: those are passed over, unless nothing else is there.
+                Err(IgnoredReason::NotALog | IgnoredReason::EmptyFile) => others += 1,
+                Err(reason) => set.ignored.push(Ignored {
+                    path: file.display().to_string(),
+                    reason,
+                }),
+            }
+        }
+        if found == 0 {
             set.ignored.push(Ignored {
                 path: path.display().to_string(),
-                reason: IgnoredReason::EmptyFolder,
+                reason: if others == 0 {
+                    IgnoredReason::EmptyFolder
+                } else {
+                    IgnoredReason::NoLogsInFolder { files: others }
+                },
             });
         }
     }
-    files.sort();
-    files.dedup();
-    for path in files {
-        match read_one(&path) {
-            Ok(log) => set.logs.push(log),
-            Err(reason) => set.ignored.push(Ignored {
-                path: path.display().to_string(),
-                reason,
-            }),
-        }
-    }
+    set.logs.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(set)
 }
 
