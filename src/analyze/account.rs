@@ -132,14 +132,16 @@ pub struct Repair {
 impl Facts {
     /// Why the capture cannot place the loss, if it cannot.
     fn blind(&self) -> Option<Blind> {
+        // A damaged file that ends early also misses what came after: the
+        // cut is the cause to name.
         if let Some(packets) = self.capture_dropped.filter(|&n| n > 0) {
             Some(Blind::CaptureDropped { packets })
-        } else if let Some(datagrams) = self.capture_missed.filter(|&n| n > 0) {
-            Some(Blind::CaptureMissed { datagrams })
         } else if self.cut_short {
             Some(Blind::CutShort)
         } else {
-            None
+            self.capture_missed
+                .filter(|&n| n > 0)
+                .map(|datagrams| Blind::CaptureMissed { datagrams })
         }
     }
 }

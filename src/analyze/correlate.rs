@@ -383,7 +383,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::analyze::account::Source;
+    use crate::analyze::account::{Blind, Source};
     use crate::analyze::rows::round;
     use crate::protocol::{Mode, Protocol, lab, v1};
     use crate::transfer_log::TransferLog;
@@ -826,5 +826,154 @@ mod tests {
         ] {
             assert_eq!(v.get(key), Some(&serde_json::Value::Null), "{key}");
         }
+    }
+
+    /// A blast flow of the file's 10 datagrams as the capture holds them.
+    fn blast_flow(seqs: &[u32]) -> Vec<Flow> {
+        use super::super::decode::Udp;
+        use super::super::flows::{FlowKey, FlowTable};
+        let mut t = FlowTable::new(1024);
+        let key = FlowKey {
+            src: server_addr(),
+            dst: client_addr(),
+        };
+        for (i, &seq) in seqs.iter().enumerate() {
+            let mut d = v1::DataHeader {
+                flags: 0,
+                seq,
+                send_time_us: 0,
+            }
+            .emit()
+            .to_vec();
+            d.resize(v1::HEADER_LEN + if seq == 9 { 580 } else { 1008 }, 0xAB);
+            let udp = Udp {
+                src_port: 5006,
+                dst_port: 40000,
+                payload_len: d.len(),
+                payload: &d,
+            };
+            t.ingest_udp(0, key, i as i64 * 1_000_000, 42 + d.len() as u32, &udp);
+        }
+        t.finish()
+    }
+
+    fn blast_logs(kept: u64, missing: Option<&str>, kernel_drops: u64) -> Vec<LoadedLog> {
+        let missing_count = missing.map_or(0, |_| 1);
+        vec![
+            log(
+                Role::Server,
+                TransferLog {
+                    mode: Some(Mode::Blast),
+                    datagrams_total: Some(10),
+                    datagrams_sent: Some(10),
+                    bytes_sent: Some(FILE),
+                    ..TransferLog::default()
+                },
+            ),
+            log(
+                Role::Client,
+                TransferLog {
+                    mode: Some(Mode::Blast),
+                    datagrams_received: Some(kept),
+                    bytes_received: Some(FILE - 1008 * (10 - kept)),
+                    duplicates: Some(0),
+                    missing_datagrams: Some(missing_count),
+                    missing_ranges: missing.map(str::to_owned),
+                    kernel_drops: Some(kernel_drops),
+                    ..TransferLog::default()
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn datagrams_kept_and_dropped_beyond_the_captured_frames_make_the_capture_blind() {
+        let flows = reliable_flow();
+        let mut logs = reliable_logs();
+        // 10 kept and 5 dropped by the client's kernel: 15 crossed the
+        // capture point, which holds 12.
+        logs[1].log.kernel_drops = Some(5);
+        let r = &rows(&flows, &logs, &[])[0];
+        assert_eq!(r.capture_missed_datagrams, Some(3));
+        assert_eq!(
+            r.account.capture_blind,
+            Some(Blind::CaptureMissed { datagrams: 3 })
+        );
+        assert_eq!(
+            (r.lost_before_capture_bytes, r.lost_after_capture_bytes),
+            (None, None)
+        );
+        assert_eq!(
+            r.verdict,
+            "delivered whole after 1 repair round; 3 datagrams resent (the capture missed at \
+             least 3 data datagrams that reached the client's host (its log proves them): \
+             cannot tell where; by the logs, the client's kernel dropped 5 datagrams)"
+        );
+    }
+
+    #[test]
+    fn a_sequence_number_the_client_has_and_the_capture_lacks_makes_it_blind() {
+        // The capture lacks datagram 7; the client lacks 3 and has 7. The
+        // counts agree (9 and 9): only the sequence numbers tell.
+        let flows = blast_flow(&[0, 1, 2, 3, 4, 5, 6, 8, 9]);
+        let logs = blast_logs(9, Some("3"), 0);
+        let r = &rows(&flows, &logs, &[])[0];
+        assert_eq!(r.capture_missed_datagrams, Some(1));
+        assert!(
+            r.verdict
+                .starts_with("cannot tell: the capture missed at least 1 data datagram ")
+        );
+        assert_eq!(r.lost_before_capture_bytes, None);
+        // Had the client lacked 7 too, the capture would be whole.
+        let logs = blast_logs(9, Some("7"), 0);
+        let r = &rows(&flows, &logs, &[])[0];
+        assert_eq!(r.capture_missed_datagrams, None);
+        assert_eq!(r.account.capture_blind, None);
+        assert_eq!(r.lost_before_capture_bytes, Some(1008));
+        assert_eq!(r.lost_after_capture_bytes, Some(0));
+    }
+
+    #[test]
+    fn a_damaged_file_that_ends_before_the_flow_cannot_place_its_loss() {
+        let flows = blast_flow(&[0, 1, 2, 3]);
+        let logs = blast_logs(10, None, 0);
+        let damaged = [CapturePoint {
+            dropped: None,
+            damaged: true,
+        }];
+        let c = correlate(&Inputs {
+            control_port: 5005,
+            connections: &[],
+            flows: &flows,
+            logs: &logs,
+            points: &damaged,
+            log_utc_offset: None,
+        });
+        let r = &c.clients[0];
+        assert!(r.capture_cut_short);
+        assert_eq!(r.account.capture_blind, Some(Blind::CutShort));
+        assert_eq!(
+            (r.lost_before_capture_bytes, r.lost_after_capture_bytes),
+            (None, None)
+        );
+        assert!(
+            r.verdict.starts_with(
+                "cannot tell: the capture file is damaged and ends before this transfer did"
+            ),
+            "{}",
+            r.verdict
+        );
+        // A flow the damaged file holds whole keeps its account.
+        let whole = blast_flow(&(0..10).collect::<Vec<_>>());
+        let c = correlate(&Inputs {
+            control_port: 5005,
+            connections: &[],
+            flows: &whole,
+            logs: &logs,
+            points: &damaged,
+            log_utc_offset: None,
+        });
+        assert!(!c.clients[0].capture_cut_short);
+        assert_eq!(c.clients[0].verdict, "no loss");
     }
 }
