@@ -85,6 +85,12 @@ pub struct Facts {
     pub wire: Option<u64>,
     /// Data frames there (every copy).
     pub wire_frames: Option<u64>,
+    /// Data bytes and frames at the capture point nearest the sender (the
+    /// same as `wire` with one capture point).
+    pub first_wire: Option<u64>,
+    pub first_wire_frames: Option<u64>,
+    /// Capture points on the flow's path.
+    pub points: usize,
     pub received: Option<u64>,
     pub kernel_drops: Option<u64>,
     /// Packets the capture point's statistics say its capturer dropped.
@@ -114,8 +120,10 @@ pub struct Repair {
     /// Datagrams resent: the server's count, or else the copies the wire
     /// carried with the retransmission flag.
     pub resent: Option<u64>,
-    /// Data datagrams on the wire, every copy.
+    /// Data datagrams at the capture point nearest the receiver, every copy.
     pub wire_datagrams: Option<u64>,
+    /// The same at the point nearest the sender.
+    pub first_wire_datagrams: Option<u64>,
     /// Datagrams the file takes.
     pub total: Option<u64>,
     /// Copies that reached the client but were not new to it (duplicates,
@@ -278,13 +286,23 @@ pub enum Blast {
     /// The capture point saw the flow; no client account of what arrived.
     WireOnly {
         sent: Option<u64>,
+        /// Bytes at the first capture point.
         wire: u64,
+        /// Lost between the first and the last capture point.
+        between: Option<u64>,
         icmp: u64,
+        several: bool,
     },
-    /// The capture point and the logs: loss placed on the path.
+    /// The capture points and the logs: loss placed on the path.
     Placed {
+        /// Before the first capture point.
         before: Option<BeforeCapture>,
+        /// Between the first and the last (the network).
+        between: Option<u64>,
+        /// After the last.
         after: Option<(u64, Cause)>,
+        /// More than one capture point on the path.
+        several: bool,
     },
 }
 
@@ -317,6 +335,8 @@ pub enum Copies {
         /// Copies sent but never on the wire (negative: the wire carried
         /// more than the server says it sent).
         before: Option<i64>,
+        /// Copies lost between the first and the last capture point.
+        between: Option<u64>,
         /// Copies on the wire the client neither kept nor counted again.
         after: Option<u64>,
         cause: Cause,
@@ -430,9 +450,18 @@ impl Verdict {
                     LogsAccount::Open => out.push(Place::Unknown { bytes: Some(*lost) }),
                 },
                 Blast::NoEvidence => out.push(Place::Unknown { bytes: None }),
-                Blast::WireOnly { sent, wire, icmp } => {
+                Blast::WireOnly {
+                    sent,
+                    wire,
+                    between,
+                    icmp,
+                    ..
+                } => {
                     if let Some(s) = sent.filter(|s| s > wire) {
                         out.push(Place::LostBeforeCapture { bytes: s - wire });
+                    }
+                    if let Some(n) = between {
+                        out.push(Place::LostBetweenCaptures { bytes: *n });
                     }
                     if *icmp > 0 {
                         out.push(Place::ClientGone {
@@ -441,9 +470,17 @@ impl Verdict {
                         });
                     }
                 }
-                Blast::Placed { before, after } => {
+                Blast::Placed {
+                    before,
+                    between,
+                    after,
+                    ..
+                } => {
                     if let Some(BeforeCapture::Lost(b)) = before {
                         out.push(Place::LostBeforeCapture { bytes: *b });
+                    }
+                    if let Some(n) = between {
+                        out.push(Place::LostBetweenCaptures { bytes: *n });
                     }
                     if let Some((bytes, cause)) = after {
                         out.push(Place::after(Some(*bytes), *cause));
@@ -462,6 +499,7 @@ impl Verdict {
                 }
                 Some(Copies::OnWire {
                     before,
+                    between,
                     after,
                     cause,
                     ..
@@ -469,6 +507,11 @@ impl Verdict {
                     if let Some(b) = before.filter(|&b| b > 0) {
                         out.push(Place::LostBeforeCapture {
                             bytes: copy_bytes(b.unsigned_abs(), f),
+                        });
+                    }
+                    if let Some(n) = between.filter(|&n| n > 0) {
+                        out.push(Place::LostBetweenCaptures {
+                            bytes: copy_bytes(n, f),
                         });
                     }
                     if let Some(a) = after.filter(|&a| a > 0) {
@@ -511,6 +554,8 @@ pub enum Place {
     /// Sent but not at the capture point: the sender's host or the network
     /// before it.
     LostBeforeCapture { bytes: u64 },
+    /// Between the first and the last capture point: the network.
+    LostBetweenCaptures { bytes: u64 },
     /// Past the capture point, not kept, with no cause the inputs name.
     LostAfterCapture { bytes: Option<u64> },
     /// Dropped by the client's kernel: its socket buffer was full.
@@ -557,6 +602,17 @@ impl Place {
     }
 }
 
+/// Where bytes lost before the first capture point went.
+fn before_place(several: bool) -> &'static str {
+    if several {
+        "before the first capture point (sender host)"
+    } else {
+        "before the capture point (sender host or network)"
+    }
+}
+
+const BETWEEN_PLACE: &str = "in the network (between the capture points)";
+
 impl Blast {
     fn of(f: &Facts) -> Blast {
         if let Some(why) = f.blind() {
@@ -574,23 +630,35 @@ impl Blast {
                 _ => Blast::NoEvidence,
             };
         };
+        let first = f.first_wire.unwrap_or(wire);
+        let several = f.points > 1;
+        // A point nearer the receiver holding more than one nearer the sender
+        // makes the capture blind (`capture_missed`): only a loss is left.
+        let between = (several && first > wire).then(|| first - wire);
         let Some(received) = f.received else {
             return Blast::WireOnly {
                 sent: f.expected,
-                wire,
+                wire: first,
+                between,
                 icmp: f.icmp,
+                several,
             };
         };
         let before = match f.expected {
             None => Some(BeforeCapture::Unknown),
-            Some(e) if e > wire => Some(BeforeCapture::Lost(e - wire)),
-            Some(e) if e < wire => Some(BeforeCapture::Extra(wire - e)),
+            Some(e) if e > first => Some(BeforeCapture::Lost(e - first)),
+            Some(e) if e < first => Some(BeforeCapture::Extra(first - e)),
             Some(_) => None,
         };
         // The client keeping more than the wire carried makes the capture
         // blind (`capture_missed`), so only a loss is left here.
         let after = (wire > received).then(|| (wire - received, Cause::of(f)));
-        Blast::Placed { before, after }
+        Blast::Placed {
+            before,
+            between,
+            after,
+            several,
+        }
     }
 }
 
@@ -608,18 +676,23 @@ impl fmt::Display for Blast {
             Blast::NoEvidence => {
                 f.write_str("cannot tell: no data flow in the capture and no logs")
             }
-            Blast::WireOnly { sent, wire, icmp } => {
+            Blast::WireOnly {
+                sent,
+                wire,
+                between,
+                icmp,
+                several,
+            } => {
                 match sent {
                     Some(e) if wire >= e => write!(f, "the wire carried all {e} bytes sent")?,
-                    Some(e) => write!(
-                        f,
-                        "{} bytes lost before the capture point (sender host or network)",
-                        e - wire
-                    )?,
+                    Some(e) => write!(f, "{} bytes lost {}", e - wire, before_place(*several))?,
                     None => write!(
                         f,
                         "the wire carried {wire} bytes; no server log says what was sent"
                     )?,
+                }
+                if let Some(n) = between {
+                    write!(f, "; {n} bytes lost {BETWEEN_PLACE}")?;
                 }
                 if *icmp > 0 {
                     write!(f, "; {}", Cause::ClientGone { icmp: *icmp })?;
@@ -628,15 +701,21 @@ impl fmt::Display for Blast {
             }
             Blast::Placed {
                 before: None,
+                between: None,
                 after: None,
+                ..
             } => f.write_str("no loss"),
-            Blast::Placed { before, after } => {
+            Blast::Placed {
+                before,
+                between,
+                after,
+                several,
+            } => {
                 let mut sep = "";
                 match before {
-                    Some(BeforeCapture::Lost(b)) => write!(
-                        f,
-                        "{b} bytes lost before the capture point (sender host or network)"
-                    )?,
+                    Some(BeforeCapture::Lost(b)) => {
+                        write!(f, "{b} bytes lost {}", before_place(*several))?
+                    }
                     Some(BeforeCapture::Extra(b)) => {
                         write!(f, "the wire carried {b} bytes more than the server sent")?
                     }
@@ -648,13 +727,17 @@ impl fmt::Display for Blast {
                 if before.is_some() {
                     sep = "; ";
                 }
+                if let Some(n) = between {
+                    write!(f, "{sep}{n} bytes lost {BETWEEN_PLACE}")?;
+                    sep = "; ";
+                }
                 if let Some((bytes, cause)) = after {
-                    let place = if matches!(cause, Cause::SocketBuffer { .. }) {
-                        "in the receiver socket buffer"
-                    } else {
-                        "after the capture point"
+                    let place = match (cause, several) {
+                        (Cause::SocketBuffer { .. }, _) => "in the receiver socket buffer",
+                        (_, false) => "after the capture point",
+                        (_, true) => "after the last capture point (receiver host)",
                     };
-                    let carried = if before.is_none() {
+                    let carried = if before.is_none() && between.is_none() {
                         "the wire carried everything, "
                     } else {
                         ""
@@ -686,7 +769,9 @@ impl Copies {
                 kernel_drops: f.kernel_drops,
             });
         };
-        let before = f.sent_datagrams.map(|s| signed_diff(s, wire));
+        let first = r.first_wire_datagrams.unwrap_or(wire);
+        let before = f.sent_datagrams.map(|s| signed_diff(s, first));
+        let between = (f.points > 1).then(|| first.saturating_sub(wire));
         // More copies kept than the wire carried make the capture blind
         // (`capture_missed`): only a loss is left here.
         let after = f
@@ -697,6 +782,7 @@ impl Copies {
         }
         Some(Copies::OnWire {
             before,
+            between,
             after,
             cause: Cause::of(f),
             extra,
@@ -747,12 +833,17 @@ impl fmt::Display for Copies {
             }
             Copies::OnWire {
                 before,
+                between,
                 after,
                 cause,
                 extra,
             } => {
                 let mut parts = Vec::new();
+                let several = between.is_some();
                 match before {
+                    Some(b) if *b >= 0 && several => {
+                        parts.push(format!("{b} lost before the first capture point"))
+                    }
                     Some(b) if *b >= 0 => parts.push(format!("{b} lost before the capture point")),
                     Some(b) => parts.push(format!(
                         "the wire carried {} more than the server sent",
@@ -760,11 +851,15 @@ impl fmt::Display for Copies {
                     )),
                     None => {}
                 }
+                if let Some(n) = between {
+                    parts.push(format!("{n} in the network"));
+                }
                 if let Some(a) = after {
-                    let mut text = if parts.is_empty() {
-                        format!("{a} lost after the capture point")
-                    } else {
-                        format!("{a} after it")
+                    let mut text = match (parts.is_empty(), several) {
+                        (true, false) => format!("{a} lost after the capture point"),
+                        (true, true) => format!("{a} lost after the last capture point"),
+                        (false, false) => format!("{a} after it"),
+                        (false, true) => format!("{a} after the last"),
                     };
                     if *a > 0 {
                         match cause {
@@ -891,7 +986,9 @@ impl fmt::Display for Verdict {
                 loss:
                     Blast::Placed {
                         before: None,
+                        between: None,
                         after: None,
+                        ..
                     },
                 short: Some((sent, size)),
             } => write!(
@@ -957,7 +1054,9 @@ mod tests {
             Verdict::Blast {
                 loss: Blast::Placed {
                     before: None,
+                    between: None,
                     after: Some((60, Cause::SocketBuffer { kernel_drops: 3 })),
+                    several: false,
                 },
                 short: None,
             }

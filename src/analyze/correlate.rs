@@ -25,8 +25,10 @@ use crate::transfer_log::Role;
 const MAX_INFERRED_CLIENT: u16 = 4096;
 
 /// What a capture point (one file) tells of itself.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CapturePoint {
+    /// The file, as the report names it.
+    pub label: String,
     /// Packets its statistics say the capturer dropped; `None` where the
     /// file does not say.
     pub dropped: Option<u64>,
@@ -64,20 +66,22 @@ pub struct Transfer<'a> {
     pub registration: Option<&'a Registration>,
     /// Its control connection.
     pub connection: Option<&'a Connection>,
-    /// Its data flow at every capture point that saw it.
+    /// Its data flow at every capture point that saw it, in path order:
+    /// the point nearest the sender first.
     pub flows: Vec<&'a Flow>,
     pub server_log: Option<&'a LoadedLog>,
     pub client_log: Option<&'a LoadedLog>,
 }
 
 impl Transfer<'_> {
-    /// The capture point nearest the receiver: the one whose flow carried
-    /// the fewest data frames.
+    /// The capture point nearest the receiver: the last on the path.
     pub fn nearest_receiver(&self) -> Option<&Flow> {
-        self.flows
-            .iter()
-            .copied()
-            .min_by_key(|f| (f.data.frames, f.point))
+        self.flows.last().copied()
+    }
+
+    /// The capture point nearest the sender: the first on the path.
+    pub fn nearest_sender(&self) -> Option<&Flow> {
+        self.flows.first().copied()
     }
 
     /// What the transfer tells, to match its logs against.
@@ -178,7 +182,8 @@ pub fn correlate(inp: &Inputs) -> Correlated {
         orphans.entry((f.key.src, f.key.dst)).or_default().push(f);
     }
     let mut foreign = 0usize;
-    for ((src, dst), flows) in orphans {
+    for ((src, dst), mut flows) in orphans {
+        path_order(&mut flows);
         let id = src
             .port()
             .checked_sub(inp.control_port)
@@ -354,6 +359,17 @@ pub fn from_logs(control_port: u16, logs: &[LoadedLog]) -> Correlated {
     finish(&inp, transfers, assignment, Vec::new(), Vec::new())
 }
 
+/// Orders one transfer's flows along its path. A datagram crosses the
+/// point nearest the sender first, so that point saw the flow's first
+/// datagram (its name datagram, or its first data datagram) earliest; two
+/// points that saw it at the same instant are ordered by what they saw
+/// (loss only takes away). Captures on one machine (network namespaces)
+/// share a clock; captures on two hosts are ordered as far as their clocks
+/// agree.
+fn path_order(flows: &mut [&Flow]) {
+    flows.sort_by_key(|f| (f.first_ns, std::cmp::Reverse(f.data.frames), f.point));
+}
+
 /// The data flows of one client at every capture point that saw it.
 fn matching_flows<'a>(
     flows: &'a [Flow],
@@ -372,18 +388,20 @@ fn matching_flows<'a>(
         .copied()
         .filter(|f| control.client.ip() == f.key.dst.ip() && control.server.ip() == f.key.src.ip())
         .collect();
-    if same_hosts.is_empty() {
+    let mut flows = if same_hosts.is_empty() {
         candidates
     } else {
         same_hosts
-    }
+    };
+    path_order(&mut flows);
+    flows
 }
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::analyze::account::{Blind, Source};
+    use crate::analyze::account::{Blind, Place, Source};
     use crate::analyze::rows::round;
     use crate::protocol::{Mode, Protocol, lab, v1};
     use crate::transfer_log::TransferLog;
@@ -830,6 +848,11 @@ mod tests {
 
     /// A blast flow of the file's 10 datagrams as the capture holds them.
     fn blast_flow(seqs: &[u32]) -> Vec<Flow> {
+        blast_flow_at(0, 0, seqs)
+    }
+
+    /// The same at capture point `point`, each datagram `delay_ns` later.
+    fn blast_flow_at(point: usize, delay_ns: i64, seqs: &[u32]) -> Vec<Flow> {
         use super::super::decode::Udp;
         use super::super::flows::{FlowKey, FlowTable};
         let mut t = FlowTable::new(1024);
@@ -837,7 +860,7 @@ mod tests {
             src: server_addr(),
             dst: client_addr(),
         };
-        for (i, &seq) in seqs.iter().enumerate() {
+        for &seq in seqs {
             let mut d = v1::DataHeader {
                 flags: 0,
                 seq,
@@ -852,7 +875,8 @@ mod tests {
                 payload_len: d.len(),
                 payload: &d,
             };
-            t.ingest_udp(0, key, i as i64 * 1_000_000, 42 + d.len() as u32, &udp);
+            let at = seq as i64 * 1_000_000 + delay_ns;
+            t.ingest_udp(point, key, at, 42 + d.len() as u32, &udp);
         }
         t.finish()
     }
@@ -938,6 +962,7 @@ mod tests {
         let flows = blast_flow(&[0, 1, 2, 3]);
         let logs = blast_logs(10, None, 0);
         let damaged = [CapturePoint {
+            label: "cut.pcap".into(),
             dropped: None,
             damaged: true,
         }];
@@ -975,5 +1000,65 @@ mod tests {
         });
         assert!(!c.clients[0].capture_cut_short);
         assert_eq!(c.clients[0].verdict, "no loss");
+    }
+
+    #[test]
+    fn two_capture_points_place_loss_in_the_network() {
+        // The client's host (point 0, given first) saw 8 of the datagrams
+        // that the server's host (point 1) saw leave; the client kept 6 and
+        // its kernel dropped 2.
+        let mut flows = blast_flow_at(0, 200_000, &[0, 1, 2, 3, 5, 6, 8, 9]);
+        flows.extend(blast_flow_at(1, 0, &(0..10).collect::<Vec<_>>()));
+        let mut logs = blast_logs(6, None, 2);
+        logs[1].log.bytes_received = Some(FILE - 4 * 1008);
+        logs[1].log.missing_datagrams = None;
+        let points = [
+            CapturePoint {
+                label: "client.pcapng".into(),
+                dropped: Some(0),
+                damaged: false,
+            },
+            CapturePoint {
+                label: "server.pcapng".into(),
+                dropped: Some(0),
+                damaged: false,
+            },
+        ];
+        let c = correlate(&Inputs {
+            control_port: 5005,
+            connections: &[],
+            flows: &flows,
+            logs: &logs,
+            points: &points,
+            log_utc_offset: None,
+        });
+        let r = &c.clients[0];
+        let path: Vec<(&str, u64)> = r
+            .path
+            .iter()
+            .map(|p| (p.capture.as_str(), p.data_frames))
+            .collect();
+        assert_eq!(path, [("server.pcapng", 10), ("client.pcapng", 8)]);
+        assert_eq!(r.lost_before_capture_bytes, Some(0));
+        assert_eq!(r.lost_between_captures_bytes, Some(2 * 1008));
+        assert_eq!(r.lost_after_capture_bytes, Some(2 * 1008));
+        assert_eq!(
+            r.account.places,
+            [
+                Place::Delivered {
+                    bytes: FILE - 4 * 1008
+                },
+                Place::LostBetweenCaptures { bytes: 2 * 1008 },
+                Place::ReceiverSocketBuffer {
+                    bytes: Some(2 * 1008),
+                    kernel_drops: 2
+                },
+            ]
+        );
+        assert_eq!(
+            r.verdict,
+            "2016 bytes lost in the network (between the capture points); 2016 bytes lost in \
+             the receiver socket buffer: the client's kernel dropped 2 datagrams"
+        );
     }
 }

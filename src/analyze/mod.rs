@@ -266,6 +266,7 @@ fn build(
     let points: Vec<CapturePoint> = files
         .iter()
         .map(|f| CapturePoint {
+            label: f.path.display().to_string(),
             dropped: file_dropped(f),
             damaged: f.error.is_some(),
         })

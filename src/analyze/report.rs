@@ -83,6 +83,8 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                 || resent(r).is_some_and(|n| n > 0)
                 || r.repair_rounds.is_some_and(|n| n > 0)
         });
+        // The network's column only when some flow crossed two points.
+        let between = a.clients.iter().any(|r| r.path.len() > 1);
         let mut header = vec![
             "client",
             "server port",
@@ -93,11 +95,16 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             "full frames",
             "received (client log)",
             "lost before capture",
+        ];
+        if between {
+            header.push("lost between captures");
+        }
+        header.extend([
             "lost after capture",
             "loss %",
             "time s",
             "throughput / goodput MB/s",
-        ];
+        ]);
         if repairs {
             header.push("resent (rounds)");
         }
@@ -118,6 +125,11 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                 },
                 opt(r.received_bytes, group),
                 opt(r.lost_before_capture_bytes, group_signed),
+            ];
+            if between {
+                row.push(opt(r.lost_between_captures_bytes, group_signed));
+            }
+            row.extend([
                 opt(r.lost_after_capture_bytes, group_signed),
                 opt(r.loss_pct, |v| format!("{v:.2}")),
                 opt(r.duration_s, |v| format!("{v:.3}")),
@@ -126,7 +138,7 @@ pub fn write_clients(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                     opt(r.throughput_mb_s, |v| format!("{v:.1}")),
                     opt(r.goodput_mb_s, |v| format!("{v:.1}"))
                 ),
-            ];
+            ]);
             if repairs {
                 row.push(match (resent(r), r.repair_rounds) {
                     (Some(n), Some(k)) => format!("{} ({k})", group(n)),

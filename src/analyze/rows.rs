@@ -41,10 +41,18 @@ pub struct ClientRow {
     pub received_source: Option<Source>,
     pub kernel_drops: Option<u64>,
     pub kernel_drops_source: Option<Source>,
-    /// Null when the capture cannot place the loss (it dropped or missed
-    /// packets, or a damaged file cuts the flow off).
+    /// Sent less the first capture point's data bytes. Null when the
+    /// capture cannot place the loss (it dropped or missed packets, or a
+    /// damaged file cuts the flow off).
     pub lost_before_capture_bytes: Option<i64>,
+    /// The first capture point's data bytes less the last's: the network.
+    /// Null with one capture point.
+    pub lost_between_captures_bytes: Option<i64>,
+    /// The last capture point's data bytes less what the client kept.
     pub lost_after_capture_bytes: Option<i64>,
+    /// The flow at each capture point, in path order (nearest the sender
+    /// first).
+    pub path: Vec<PathPoint>,
     pub loss_pct: Option<f64>,
     /// First to last data datagram on the wire.
     pub duration_s: Option<f64>,
@@ -105,6 +113,18 @@ pub struct ClientRow {
     pub account: AccountRow,
     /// The account rendered as one line.
     pub verdict: String,
+}
+
+/// One capture point on a client's path.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathPoint {
+    /// The capture file.
+    pub capture: String,
+    pub data_frames: u64,
+    pub data_bytes: u64,
+    /// Packets its capturer dropped, by its statistics; null when the file
+    /// does not say.
+    pub dropped: Option<u64>,
 }
 
 /// A control connection as the report shows it.
@@ -278,13 +298,15 @@ pub fn client_row(t: &Transfer, points: &[CapturePoint]) -> ClientRow {
     let verdict = Verdict::of(&facts);
     let places_loss = verdict.capture_places_loss();
     let diff = |a: Option<u64>, b: Option<u64>| Some(account::signed_diff(a?, b?));
-    let (lost_before, lost_after) = if places_loss {
+    let several = t.flows.len() > 1;
+    let (lost_before, lost_between, lost_after) = if places_loss {
         (
-            diff(fig.sent.map(|s| s.value), fig.wire.map(|w| w.bytes)),
+            diff(fig.sent.map(|s| s.value), fig.first_wire.map(|w| w.bytes)),
+            diff(fig.first_wire.map(|w| w.bytes), fig.wire.map(|w| w.bytes)).filter(|_| several),
             diff(fig.wire.map(|w| w.bytes), fig.received.map(|r| r.value)),
         )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let capture_whole = facts.capture_dropped.is_none_or(|n| n == 0);
     let throughput = first([
@@ -339,7 +361,21 @@ pub fn client_row(t: &Transfer, points: &[CapturePoint]) -> ClientRow {
         kernel_drops: fig.kernel_drops.map(|f| f.value),
         kernel_drops_source: fig.kernel_drops.map(|f| f.source),
         lost_before_capture_bytes: lost_before,
+        lost_between_captures_bytes: lost_between,
         lost_after_capture_bytes: lost_after,
+        path: t
+            .flows
+            .iter()
+            .map(|f| PathPoint {
+                capture: points
+                    .get(f.point)
+                    .map(|p| p.label.clone())
+                    .unwrap_or_default(),
+                data_frames: f.data.frames,
+                data_bytes: f.data.bytes,
+                dropped: points.get(f.point).and_then(|p| p.dropped),
+            })
+            .collect(),
         loss_pct: fig.loss_pct(),
         duration_s: flow.and_then(|f| f.data.duration_s()).map(|d| round(d, 6)),
         rate_mb_s: fig.wire_rate,
@@ -386,12 +422,35 @@ fn log_value<T>(
 
 use super::logs::LoadedLog;
 
-/// What the capture point nearest the receiver holds of the data.
+/// What a capture point holds of the data.
 #[derive(Debug, Clone, Copy)]
 struct Wire {
     frames: u64,
     full_frames: u64,
     bytes: u64,
+}
+
+impl Wire {
+    fn of(f: &Flow) -> Wire {
+        Wire {
+            frames: f.data.frames,
+            full_frames: f.data.full_frames,
+            bytes: f.data.bytes,
+        }
+    }
+}
+
+/// Datagrams a point nearer the sender missed, at least: every one a point
+/// further along the path saw crossed it first.
+fn upstream_missed(path: &[&Flow]) -> Option<u64> {
+    path.iter()
+        .enumerate()
+        .flat_map(|(i, up)| {
+            path.iter()
+                .skip(i + 1)
+                .map(move |down| down.data.frames.saturating_sub(up.data.frames))
+        })
+        .max()
 }
 
 /// A transfer's figures, each from the best input that tells it.
@@ -404,7 +463,10 @@ struct Figures {
     received: Option<Figure<u64>>,
     kernel_drops: Option<Figure<u64>>,
     success: Option<Figure<bool>>,
+    /// At the point nearest the receiver.
     wire: Option<Wire>,
+    /// At the point nearest the sender.
+    first_wire: Option<Wire>,
     wire_rate: Option<f64>,
     wire_retransmitted: Option<u64>,
     wire_distinct: Option<u64>,
@@ -447,12 +509,8 @@ impl Figures {
         ]);
         // When the registration was captured but no data was, the wire
         // carried none: zero is what the capture tells.
-        let wire = match flow {
-            Some(f) => Some(Wire {
-                frames: f.data.frames,
-                full_frames: f.data.full_frames,
-                bytes: f.data.bytes,
-            }),
+        let at = |f: Option<&Flow>| match f {
+            Some(f) => Some(Wire::of(f)),
             None if reg.is_some() => Some(Wire {
                 frames: 0,
                 full_frames: 0,
@@ -460,6 +518,8 @@ impl Figures {
             }),
             None => None,
         };
+        let wire = at(flow);
+        let first_wire = at(t.nearest_sender());
         // The v1 sequence numbers: copies resent, and distinct datagrams
         // (not told when some were beyond what could be tracked).
         let (wire_retransmitted, wire_distinct) = match (flow, flow.and_then(|f| f.seq.as_ref())) {
@@ -503,6 +563,7 @@ impl Figures {
             kernel_drops,
             success,
             wire,
+            first_wire,
             wire_rate: flow.and_then(|f| rate(f.data.bytes, f.data.duration_s())),
             wire_retransmitted,
             wire_distinct,
@@ -554,7 +615,6 @@ impl Figures {
         let (slog, clog) = (t.server_log, t.client_log);
         let report = t.registration.and_then(|r| r.report.as_ref());
         let done = t.registration.and_then(|r| r.done);
-        let point = flow.and_then(|f| points.get(f.point)).copied();
         let received_datagrams =
             log_value(clog, |l| l.datagrams_received).or(report.map(|r| r.datagrams_received));
         let duplicates = log_value(clog, |l| l.duplicates).or(report.map(|r| r.duplicates));
@@ -566,13 +626,20 @@ impl Figures {
         let sent_datagrams =
             log_value(slog, |l| l.datagrams_sent).or(done.map(|d| d.datagrams_sent));
         let kernel_drops = self.kernel_drops.map(|f| f.value);
-        let capture_dropped = point.and_then(|p| p.dropped);
+        // A capture point anywhere on the path that dropped packets blinds
+        // the account of the whole path.
+        let capture_dropped = t
+            .flows
+            .iter()
+            .filter_map(|f| points.get(f.point).and_then(|p| p.dropped))
+            .reduce(u64::saturating_add);
         let capture_whole = capture_dropped.is_none_or(|n| n == 0);
         let repair = self.reliable().then(|| Repair {
             rounds: self.repair_rounds,
             resent: log_value(slog, |l| l.datagrams_retransmitted)
                 .or(self.wire_retransmitted.filter(|_| capture_whole)),
             wire_datagrams: self.wire.map(|w| w.frames),
+            first_wire_datagrams: self.first_wire.map(|w| w.frames),
             total: self.datagrams_total,
             client_extra,
             // The server's log relays the client's last report.
@@ -601,14 +668,22 @@ impl Figures {
             file_size: self.file_size,
             wire: self.wire.map(|w| w.bytes),
             wire_frames: self.wire.map(|w| w.frames),
+            first_wire: self.first_wire.map(|w| w.bytes),
+            first_wire_frames: self.first_wire.map(|w| w.frames),
+            points: t.flows.len(),
             received: self.received.map(|f| f.value),
             kernel_drops,
             capture_dropped,
             capture_missed: evidence
                 .missed()
+                .max(upstream_missed(&t.flows))
                 .max(flow.and_then(|f| missed_by_sequence(f, t, self.datagrams_total)))
                 .filter(|&n| n > 0),
-            cut_short: point.is_some_and(|p| p.damaged) && !self.wire_is_complete(flow),
+            cut_short: t
+                .flows
+                .iter()
+                .any(|f| points.get(f.point).is_some_and(|p| p.damaged))
+                && !self.wire_is_complete(flow),
             // Each capture point counts the ICMP errors it saw; take the most.
             icmp: t
                 .flows
