@@ -25,6 +25,7 @@
 //!   PB) and Interface Statistics Blocks.
 //! - `clock`: a pcapng interface's timestamp units -> Unix nanoseconds.
 //! - `merge`: several files' packets in timestamp order.
+//! - `testing` (tests only): byte sources and pcap/pcapng image writers.
 
 mod clock;
 mod input;
