@@ -18,6 +18,9 @@
 //!   report.
 //! - [`wire`]: views of captured frames: link layers (Ethernet, loopback,
 //!   Linux cooked), IPv4, IPv6, TCP, UDP, ICMP; no I/O.
+//! - [`pcapng`]: pcapng's block types, block layout and option codes,
+//!   written once for the analyzer's reader and the capture's writer; no
+//!   I/O.
 //! - [`capture`]: live capture through libpcap (cargo feature `capture`)
 //!   into pcapng with the capture's own drop counts.
 //! - [`lab`]: the whole experiment on loopback: test file, server, capture,
@@ -31,6 +34,7 @@ pub mod control;
 pub mod engine;
 pub mod lab;
 pub mod net;
+pub mod pcapng;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;

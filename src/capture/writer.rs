@@ -7,19 +7,23 @@
 //! serializer; packets take a hand-written path (28 bytes of header, the
 //! data, padding, the trailing length) that the tests check against
 //! pcap-parser's `EnhancedPacketBlock` byte for byte. Timestamps are in
-//! nanoseconds (`if_tsresol` = 9). Blocks are little-endian.
+//! nanoseconds (`if_tsresol` = 9). Blocks are little-endian. The format's
+//! block types, layout and option codes come from [`crate::pcapng`].
 
 use std::borrow::Cow;
 use std::io::{self, Write};
 
 use pcap_parser::{
-    InterfaceDescriptionBlock, InterfaceStatisticsBlock, Linktype, OptionCode, PcapNGOption,
+    InterfaceDescriptionBlock, InterfaceStatisticsBlock, Linktype, PcapNGOption,
     SectionHeaderBlock, ToVec,
 };
 
-const EPB_TYPE: u32 = 0x0000_0006;
-/// Enhanced Packet Block bytes besides the data and its padding.
-const EPB_OVERHEAD: usize = 32;
+use crate::pcapng::{
+    BLOCK_TRAILER_LEN, EPB_DATA_OFFSET, EPB_MAGIC, EPB_MIN_LEN, IF_DESCRIPTION, IF_FILTER,
+    IF_FILTER_LIBPCAP, IF_NAME, ISB_ENDTIME, ISB_IFDROP, ISB_IFRECV, ISB_STARTTIME, ISB_USRDELIV,
+    OPT_COMMENT, OptionCode, SECTION_LEN_UNSPECIFIED, SHB_USERAPPL, TSRESOL_NS, VERSION_MAJOR,
+    VERSION_MINOR,
+};
 
 /// `PATH.part`: where a file is written until it is complete, so that a
 /// file under its final name is never cut short.
@@ -65,9 +69,9 @@ pub struct PcapngWriter<W: Write> {
     bytes: u64,
 }
 
-fn option(code: u16, value: Vec<u8>) -> PcapNGOption<'static> {
+fn option(code: OptionCode, value: Vec<u8>) -> PcapNGOption<'static> {
     PcapNGOption {
-        code: OptionCode(code),
+        code,
         // Lengths are checked by the callers: names and comments are short.
         len: u16::try_from(value.len()).unwrap_or(u16::MAX),
         value: Cow::Owned(value),
@@ -92,7 +96,7 @@ fn ts_words(ts: u64) -> (u32, u32) {
     ((ts >> 32) as u32, ts as u32)
 }
 
-fn ts_option(code: u16, ts: u64) -> PcapNGOption<'static> {
+fn ts_option(code: OptionCode, ts: u64) -> PcapNGOption<'static> {
     let (high, low) = ts_words(ts);
     let mut v = high.to_le_bytes().to_vec();
     v.extend_from_slice(&low.to_le_bytes());
@@ -106,25 +110,24 @@ impl<W: Write> PcapngWriter<W> {
             block_type: 0,
             block_len1: 0,
             bom: 0,
-            major_version: 1,
-            minor_version: 0,
-            section_len: -1,
-            // shb_userappl
-            options: vec![option(4, text(application))],
+            major_version: VERSION_MAJOR,
+            minor_version: VERSION_MINOR,
+            section_len: SECTION_LEN_UNSPECIFIED,
+            options: vec![option(SHB_USERAPPL, text(application))],
             block_len2: 0,
         };
         out.write_all(&shb.to_vec().map_err(to_io)?)?;
 
-        let mut options = vec![option(2, text(&iface.name))];
+        let mut options = vec![option(IF_NAME, text(&iface.name))];
         if let Some(d) = &iface.description {
-            options.push(option(3, text(d)));
+            options.push(option(IF_DESCRIPTION, text(d)));
         }
         if let Some(f) = &iface.filter {
-            // if_filter: the first byte says the syntax, 0 = libpcap's.
-            let mut v = vec![0u8];
+            // The first byte says the filter's syntax.
+            let mut v = vec![IF_FILTER_LIBPCAP];
             v.extend(text(f));
             v.truncate(u16::MAX as usize - 3);
-            options.push(option(11, v));
+            options.push(option(IF_FILTER, v));
         }
         let mut idb = InterfaceDescriptionBlock {
             block_type: 0,
@@ -134,7 +137,7 @@ impl<W: Write> PcapngWriter<W> {
             snaplen: iface.snaplen,
             options,
             block_len2: 0,
-            if_tsresol: 9,
+            if_tsresol: TSRESOL_NS,
             if_tsoffset: 0,
         };
         out.write_all(&idb.to_vec().map_err(to_io)?)?;
@@ -153,11 +156,11 @@ impl<W: Write> PcapngWriter<W> {
             .filter(|&l| l <= u32::MAX - 64)
             .ok_or_else(|| io::Error::other("a captured packet of more than 4 GiB"))?;
         let pad = (4 - data.len() % 4) % 4;
-        let block_len = EPB_OVERHEAD as u32 + caplen + pad as u32;
+        let block_len = EPB_MIN_LEN as u32 + caplen + pad as u32;
         let (high, low) = ts_words(ts_ns);
-        let mut head = [0u8; 28];
+        let mut head = [0u8; EPB_DATA_OFFSET];
         for (i, word) in [
-            EPB_TYPE,
+            EPB_MAGIC,
             block_len,
             0,
             high,
@@ -172,9 +175,9 @@ impl<W: Write> PcapngWriter<W> {
         }
         self.out.write_all(&head)?;
         self.out.write_all(data)?;
-        let mut tail = [0u8; 7];
-        tail[pad..pad + 4].copy_from_slice(&block_len.to_le_bytes());
-        self.out.write_all(&tail[..pad + 4])?;
+        let mut tail = [0u8; 3 + BLOCK_TRAILER_LEN];
+        tail[pad..pad + BLOCK_TRAILER_LEN].copy_from_slice(&block_len.to_le_bytes());
+        self.out.write_all(&tail[..pad + BLOCK_TRAILER_LEN])?;
         self.packets += 1;
         self.bytes += u64::from(block_len);
         Ok(())
@@ -195,13 +198,13 @@ impl<W: Write> PcapngWriter<W> {
         let (high, low) = ts_words(stats.end_ns);
         let mut options = Vec::new();
         if let Some(c) = comment {
-            options.push(option(1, text(c)));
+            options.push(option(OPT_COMMENT, text(c)));
         }
-        options.push(ts_option(2, stats.start_ns));
-        options.push(ts_option(3, stats.end_ns));
-        options.push(option(4, stats.received.to_le_bytes().to_vec()));
-        options.push(option(5, stats.dropped.to_le_bytes().to_vec()));
-        options.push(option(8, stats.delivered.to_le_bytes().to_vec()));
+        options.push(ts_option(ISB_STARTTIME, stats.start_ns));
+        options.push(ts_option(ISB_ENDTIME, stats.end_ns));
+        options.push(option(ISB_IFRECV, stats.received.to_le_bytes().to_vec()));
+        options.push(option(ISB_IFDROP, stats.dropped.to_le_bytes().to_vec()));
+        options.push(option(ISB_USRDELIV, stats.delivered.to_le_bytes().to_vec()));
         let mut isb = InterfaceStatisticsBlock {
             block_type: 0,
             block_len1: 0,
