@@ -796,7 +796,7 @@ fn a_capture_that_missed_frames_cannot_place_the_loss() {
         );
         assert_eq!(
             r["account"]["capture_blind"]["why"], "capture_missed",
-            "{what}: {r:#}"
+            "{what}: account.capture_blind: {r:#}"
         );
         let v = verdict(r);
         assert!(v.starts_with("cannot tell"), "{what}: {v}");
@@ -888,13 +888,25 @@ fn a_capture_cut_short_cannot_place_the_loss_of_the_flows_it_cuts() {
     );
     for k in cut_ends {
         let r = row(&report, k);
-        let what = format!("client {k}: cut.pcap ends before its flow does");
-        assert_eq!(r["lost_before_capture_bytes"], Value::Null, "{what}: {r:#}");
-        assert_eq!(r["lost_after_capture_bytes"], Value::Null, "{what}: {r:#}");
+        let what = format!(
+            "client {k}: cut.pcap ends at byte {CUT}, before its flow does (its last frame \
+             ends at byte {} of run.pcap)",
+            last_end[&(run.port + k)]
+        );
+        assert_eq!(
+            r["lost_before_capture_bytes"],
+            Value::Null,
+            "{what}, so no loss can be placed before the capture point: {r:#}"
+        );
+        assert_eq!(
+            r["lost_after_capture_bytes"],
+            Value::Null,
+            "{what}, so no loss can be placed after the capture point: {r:#}"
+        );
         assert_eq!(r["capture_cut_short"], true, "{what}: {r:#}");
         assert_eq!(
             r["account"]["capture_blind"]["why"], "cut_short",
-            "{what}: {r:#}"
+            "{what}: account.capture_blind: {r:#}"
         );
         let v = verdict(r);
         assert!(v.starts_with("cannot tell"), "{what}: {v}");
