@@ -368,65 +368,53 @@ pub struct Assignment {
 }
 
 /// The facts a log agrees on with a transfer (the more, the surer), or
-/// the first it contradicts.
+/// the first it contradicts: the run's own facts (client number,
+/// concurrency, file, protocol) before the ports, which differ between any
+/// two runs and so say least of why.
 fn compare(w: &Wanted, l: &LoadedLog, offset: FixedOffset) -> Result<(u32, i64), Conflict> {
-    let mut agree = 0u32;
-    let mut check =
-        |log: Option<u64>, capture: Option<u64>, conflict: &dyn Fn(u64, u64) -> Conflict| match (
-            log, capture,
-        ) {
-            (Some(a), Some(b)) if a != b => Err(conflict(a, b)),
-            (Some(_), Some(_)) => {
-                agree += 1;
-                Ok(())
-            }
-            _ => Ok(()),
-        };
     let narrow = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
     let wide = |v: Option<u16>| v.map(u64::from);
-    check(wide(l.client_id()), wide(w.client_id), &|a, b| {
-        Conflict::ClientId {
-            log: narrow(a),
-            capture: narrow(b),
-        }
-    })?;
-    check(wide(l.log.server_port), wide(w.server_port), &|a, b| {
-        Conflict::ServerPort {
-            log: narrow(a),
-            capture: narrow(b),
-        }
-    })?;
-    check(wide(l.log.client_port), wide(w.client_port), &|a, b| {
-        Conflict::ClientPort {
-            log: narrow(a),
-            capture: narrow(b),
-        }
-    })?;
-    check(wide(l.clients()), wide(w.clients), &|a, b| {
-        Conflict::Clients {
-            log: narrow(a),
-            capture: narrow(b),
-        }
-    })?;
-    check(l.log.file_size, w.file_size, &|a, b| Conflict::FileSize {
-        log: a,
-        capture: b,
-    })?;
-    if let (Some(a), Some(b)) = (l.file_name(), w.file_name.as_deref()) {
-        if a != b {
-            return Err(Conflict::FileName {
+    let facts = [
+        agree(wide(l.client_id()), wide(w.client_id), |a, b| {
+            Conflict::ClientId {
+                log: narrow(a),
+                capture: narrow(b),
+            }
+        })?,
+        agree(wide(l.clients()), wide(w.clients), |a, b| {
+            Conflict::Clients {
+                log: narrow(a),
+                capture: narrow(b),
+            }
+        })?,
+        agree(l.log.file_size, w.file_size, |a, b| Conflict::FileSize {
+            log: a,
+            capture: b,
+        })?,
+        agree(l.file_name(), w.file_name.as_deref(), |a, b| {
+            Conflict::FileName {
                 log: a.to_owned(),
                 capture: b.to_owned(),
-            });
-        }
-        agree += 1;
-    }
-    if let (Some(a), Some(b)) = (l.log.protocol, w.protocol) {
-        if a != b {
-            return Err(Conflict::Protocol { log: a, capture: b });
-        }
-        agree += 1;
-    }
+            }
+        })?,
+        agree(l.log.protocol, w.protocol, |a, b| Conflict::Protocol {
+            log: a,
+            capture: b,
+        })?,
+        agree(wide(l.log.server_port), wide(w.server_port), |a, b| {
+            Conflict::ServerPort {
+                log: narrow(a),
+                capture: narrow(b),
+            }
+        })?,
+        agree(wide(l.log.client_port), wide(w.client_port), |a, b| {
+            Conflict::ClientPort {
+                log: narrow(a),
+                capture: narrow(b),
+            }
+        })?,
+    ];
+    let agree = facts.iter().filter(|&&a| a).count() as u32;
     let distance = match (l.window(offset), w.window_ns) {
         (Some((from, to)), Some((first, last))) => {
             let apart = if to < first {
@@ -446,6 +434,20 @@ fn compare(w: &Wanted, l: &LoadedLog, offset: FixedOffset) -> Result<(u32, i64),
         _ => i64::MAX,
     };
     Ok((agree, distance))
+}
+
+/// Whether a fact both sides tell agrees (`true`), is told by one side
+/// only (`false`), or differs (the conflict).
+fn agree<T: PartialEq + Copy>(
+    log: Option<T>,
+    capture: Option<T>,
+    conflict: impl FnOnce(T, T) -> Conflict,
+) -> Result<bool, Conflict> {
+    match (log, capture) {
+        (Some(a), Some(b)) if a != b => Err(conflict(a, b)),
+        (Some(_), Some(_)) => Ok(true),
+        _ => Ok(false),
+    }
 }
 
 fn utc(hours: i32) -> FixedOffset {
