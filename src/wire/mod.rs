@@ -24,6 +24,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipv6_fragment;
 pub mod link;
 pub mod loopback;
 pub mod sll;
