@@ -16,8 +16,9 @@
 //! - [`analyze`]: captures of a run (pcap/pcapng) and its logs -> where each
 //!   client's bytes went: reader, decoder, TCP and UDP tables, correlation,
 //!   report.
-//! - [`wire`]: views of captured frames: link layers (Ethernet, loopback,
-//!   Linux cooked), IPv4, IPv6, TCP, UDP, ICMP; no I/O.
+//! - [`wire`]: views of captured bytes that etherparse has no slice for:
+//!   the BSD loopback and Linux cooked link layers, the IPv6 fragment
+//!   header; no I/O.
 //! - [`capture`]: live capture through libpcap (cargo feature `capture`)
 //!   into pcapng with the capture's own drop counts.
 //! - [`lab`]: the whole experiment on loopback: test file, server, capture,

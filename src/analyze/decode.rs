@@ -4,12 +4,16 @@
 //! and UDP length fields, never from the captured length, so that
 //! snap-length-cut frames (tcpdump -s 96) still count in full; payload
 //! slices hold only what was captured. This module decides what to believe
-//! and what to skip; the bytes are read by etherparse's slices, one layer at
-//! a time: Ethernet II and its VLAN tags, IPv4 and IPv6 with their extension
-//! headers (the lax slicers, which keep a payload cut by the snap length and
-//! still give a first fragment's payload, flagged `fragmented`), TCP with its
-//! options, UDP, ICMPv4 and ICMPv6. The link layers etherparse has no slice
-//! for are views in [`crate::wire`].
+//! and what to skip.
+//!
+//! The bytes are read by etherparse's slices, one layer at a time: Ethernet
+//! II and its VLAN tags; IPv4 and IPv6 with their extension headers,
+//! through the lax slicers, which keep a payload cut by the snap length and
+//! still give the payload of a fragment, so that a first fragment's UDP
+//! header is read from it; TCP with its options, UDP, ICMPv4 and ICMPv6.
+//! What etherparse 0.19 lacks or misreads (the BSD loopback and Linux
+//! cooked link layers, the IPv6 fragment header) is read by the views in
+//! [`crate::wire`].
 //!
 //! etherparse's whole-packet `LaxSlicedPacket` is not used: it picks IPv4 or
 //! IPv6 by the version nibble rather than by what the link layer says, and
@@ -190,7 +194,6 @@ impl From<wire::Error> for Error {
     fn from(e: wire::Error) -> Error {
         match e {
             wire::Error::Truncated { layer, need, got } => Error::Truncated { layer, need, got },
-            wire::Error::Malformed { layer, what } => Error::Malformed { layer, what },
         }
     }
 }
@@ -838,6 +841,9 @@ fn quoted_udp(quote: &IpPayload) -> Option<QuotedUdp> {
         dst_port: udp.destination_port(),
     })
 }
+
+#[cfg(test)]
+mod layer_tests;
 
 #[cfg(test)]
 mod tests {
