@@ -461,7 +461,7 @@ fn ip_v6(data: &[u8]) -> Result<IpPayload<'_>, Error> {
     })?;
     let header = ip.header();
     let exts = ip.extensions();
-    let fragment = ipv6_fragment(header.next_header(), exts);
+    let fragment = fragment_header(header.next_header(), exts);
     if let Some(f) = fragment
         && f.offset() > 0
     {
@@ -501,7 +501,7 @@ fn ip_v6(data: &[u8]) -> Result<IpPayload<'_>, Error> {
 /// in etherparse 0.19 that iterator reads past the walked headers when the
 /// lax walk stopped at one it could not read (an out-of-bounds read, which
 /// the standard library's debug checks abort on).
-fn ipv6_fragment<'a>(
+fn fragment_header<'a>(
     first: IpNumber,
     exts: &Ipv6ExtensionsSlice<'a>,
 ) -> Option<ipv6_fragment::Header<'a>> {
