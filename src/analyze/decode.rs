@@ -799,7 +799,8 @@ fn decode_icmp_v4(ip: &IpPayload) -> Result<Icmp, Error> {
     })
 }
 
-/// An ICMPv4 timestamp (reply), which etherparse only reads with code 0.
+/// An ICMPv4 timestamp request or reply (code 0) that etherparse would not
+/// slice; neither quotes a packet.
 fn icmp_without_quote(icmp_type: u8) -> Icmp {
     Icmp {
         port_unreachable: false,
