@@ -16,8 +16,9 @@
 //! - [`analyze`]: captures of a run (pcap/pcapng) and its logs -> where each
 //!   client's bytes went: reader, decoder, TCP and UDP tables, correlation,
 //!   report.
-//! - [`wire`]: views of captured frames: link layers (Ethernet, loopback,
-//!   Linux cooked), IPv4, IPv6, TCP, UDP, ICMP; no I/O.
+//! - [`wire`]: views of captured bytes that etherparse has no slice for:
+//!   the BSD loopback and Linux cooked link layers, the IPv6 fragment
+//!   header; no I/O.
 //! - [`pcapng`]: pcapng's block types, block layout and option codes,
 //!   written once for the analyzer's reader and the capture's writer; no
 //!   I/O.

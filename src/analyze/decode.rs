@@ -3,18 +3,42 @@
 //! A pure function of (link type, captured bytes). Sizes come from the IP
 //! and UDP length fields, never from the captured length, so that
 //! snap-length-cut frames (tcpdump -s 96) still count in full; payload
-//! slices hold only what was captured. The byte-level views are in
-//! [`crate::wire`]; this module decides what to believe and what to skip.
+//! slices hold only what was captured. This module decides what to believe
+//! and what to skip.
+//!
+//! The bytes are read by etherparse's slices, one layer at a time: Ethernet
+//! II and its VLAN tags; IPv4 and IPv6 with their extension headers,
+//! through the lax slicers, which keep a payload cut by the snap length and
+//! still give the payload of a fragment, so that a first fragment's UDP
+//! header is read from it; TCP with its options, UDP, ICMPv4 and ICMPv6.
+//! What etherparse 0.19 lacks or misreads (the BSD loopback and Linux
+//! cooked link layers, the IPv6 fragment header) is read by the views in
+//! [`crate::wire`].
+//!
+//! etherparse's whole-packet `LaxSlicedPacket` is not used: it picks IPv4 or
+//! IPv6 by the version nibble rather than by what the link layer says, and
+//! it slices no transport header out of a fragmented payload or out of a TCP
+//! header whose options were cut, which are frames this module still reads.
+//! Where etherparse's rules differ from the analyzer's, the difference is
+//! handled where it arises: an IPv4 total length below the header length
+//! and an IPv6 payload length of zero are taken as sent, not replaced by the
+//! captured length; TCP options etherparse does not know are stepped over
+//! by their length, as Linux does; an ICMPv4 timestamp message of another
+//! length than 20 bytes is still an ICMP message.
 
 use std::net::IpAddr;
 
+use etherparse::{
+    EtherType, Ethernet2Slice, Icmpv4Header, Icmpv4Slice, Icmpv6Header, Icmpv6Slice,
+    IpAuthHeaderSlice, IpNumber, Ipv4Header, Ipv6ExtensionsSlice, Ipv6RawExtHeaderSlice,
+    LaxIpv4Slice, LaxIpv6Slice, SingleVlanSlice, TcpHeader, TcpOptionElement, TcpOptionsIterator,
+    TcpSlice, UdpHeader, UdpSlice,
+    err::{self as ep, LenError},
+    icmpv4, icmpv6, ip_number,
+};
 use pcap_parser::Linktype;
 
-use crate::wire::{
-    self, icmp, ipv4, ipv6,
-    link::{self, LinkType, Protocol},
-    tcp, udp,
-};
+use crate::wire::{self, ipv6_fragment, loopback, sll};
 
 /// What one frame carried, as far as the analyzer cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,50 +178,93 @@ impl Error {
             | Error::OtherProtocol(_) => self.to_string(),
         }
     }
+
+    /// `layer` was cut: etherparse's account of the bytes it needed and got,
+    /// both counted from the start of `layer`.
+    fn truncated(layer: &'static str, e: &LenError) -> Error {
+        Error::Truncated {
+            layer,
+            need: e.required_len,
+            got: e.len,
+        }
+    }
 }
 
 impl From<wire::Error> for Error {
     fn from(e: wire::Error) -> Error {
         match e {
             wire::Error::Truncated { layer, need, got } => Error::Truncated { layer, need, got },
-            wire::Error::Malformed { layer, what } => Error::Malformed { layer, what },
         }
     }
 }
 
-/// IP protocol numbers.
-mod ip_protocol {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ICMPV6: u8 = 58;
+/// The link layers this module decodes. The numbers are tcpdump.org's
+/// LINKTYPE_ values (<https://www.tcpdump.org/linktypes.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1), with any VLAN tags.
+    Ethernet,
+    /// LINKTYPE_NULL (0): a 4-byte address family in the capturing host's
+    /// byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): the same, big-endian.
+    Loop,
+    /// LINKTYPE_RAW (101, and the DLT values 12 and 14 that some systems
+    /// wrote for it): an IPv4 or IPv6 packet, the version nibble says which.
+    Raw,
+    /// LINKTYPE_IPV4 (228).
+    Ipv4,
+    /// LINKTYPE_IPV6 (229).
+    Ipv6,
+    /// LINKTYPE_LINUX_SLL (113).
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276).
+    LinuxSll2,
 }
+
+impl LinkType {
+    /// The link layer of a pcap link type, or `None` for one not decoded.
+    pub fn from_pcap(link_type: Linktype) -> Option<LinkType> {
+        Some(match link_type {
+            Linktype::ETHERNET => LinkType::Ethernet,
+            Linktype::NULL => LinkType::Null,
+            Linktype::LOOP => LinkType::Loop,
+            Linktype::RAW | Linktype(12) | Linktype(14) => LinkType::Raw,
+            Linktype::IPV4 => LinkType::Ipv4,
+            Linktype::IPV6 => LinkType::Ipv6,
+            Linktype::LINUX_SLL => LinkType::LinuxSll,
+            Linktype::LINUX_SLL2 => LinkType::LinuxSll2,
+            _ => return None,
+        })
+    }
+}
+
+/// EtherType values up to this one are IEEE 802.3 lengths, not EtherTypes
+/// (IEEE 802.3 clause 3.2.6).
+const MAX_802_3_LEN: u16 = 1500;
 
 /// Decodes one captured frame of a capture whose link type is `link_type`.
 pub fn decode(link_type: Linktype, data: &[u8]) -> Result<Decoded<'_>, Error> {
     let link_type =
         LinkType::from_pcap(link_type).ok_or(Error::UnsupportedLinkType(link_type.0))?;
-    let net = link::parse(link_type, data)?;
-    let ip = match net.protocol {
-        Protocol::Ipv4 => ip_v4(net.data)?,
-        Protocol::Ipv6 => ip_v6(net.data)?,
-        Protocol::EtherType(ether_type) => return Err(Error::NotIp { ether_type }),
-        Protocol::Ieee8023 => return Err(Error::Ieee8023),
-        Protocol::AddressFamily(family) => return Err(Error::NotIpFamily { family }),
-        Protocol::IpVersion(version) => return Err(Error::NotIpVersion { version }),
+    let ip = match network(link_type, data)? {
+        (IpVersion::V4, packet) => ip_v4(packet)?,
+        (IpVersion::V6, packet) => ip_v6(packet)?,
     };
     let transport = match ip.protocol {
-        ip_protocol::UDP => Transport::Udp(decode_udp(&ip)?),
-        ip_protocol::TCP if ip.first_fragment => {
+        ip_number::UDP => Transport::Udp(decode_udp(&ip)?),
+        ip_number::TCP if ip.first_fragment => {
             return Err(Error::Fragment {
                 ip: ip.version.name(),
                 offset: 0,
             });
         }
-        ip_protocol::TCP => Transport::Tcp(decode_tcp(&ip)?),
-        ip_protocol::ICMP if ip.version == IpVersion::V4 => Transport::Icmp(decode_icmp_v4(&ip)?),
-        ip_protocol::ICMPV6 if ip.version == IpVersion::V6 => Transport::Icmp(decode_icmp_v6(&ip)?),
-        other => return Err(Error::OtherProtocol(other)),
+        ip_number::TCP => Transport::Tcp(decode_tcp(&ip)?),
+        ip_number::ICMP if ip.version == IpVersion::V4 => Transport::Icmp(decode_icmp_v4(&ip)?),
+        ip_number::IPV6_ICMP if ip.version == IpVersion::V6 => {
+            Transport::Icmp(decode_icmp_v6(&ip)?)
+        }
+        _ => return Err(Error::OtherProtocol(ip.protocol.0)),
     };
     Ok(Decoded {
         src: ip.src,
@@ -221,12 +288,80 @@ impl IpVersion {
     }
 }
 
+/// Strips the link-layer header of `frame`: which IP it carries, and the
+/// bytes after the header.
+fn network(link_type: LinkType, frame: &[u8]) -> Result<(IpVersion, &[u8]), Error> {
+    match link_type {
+        LinkType::Ethernet => ethernet(frame),
+        LinkType::Null | LinkType::Loop => {
+            let f = loopback::Frame::parse(frame)?;
+            match f.family() {
+                loopback::Family::Ipv4 => Ok((IpVersion::V4, f.payload())),
+                loopback::Family::Ipv6 => Ok((IpVersion::V6, f.payload())),
+                loopback::Family::Other(family) => Err(Error::NotIpFamily { family }),
+            }
+        }
+        LinkType::Raw => match frame.first().map(|b| b >> 4) {
+            None => Err(Error::Truncated {
+                layer: "IP header",
+                need: 1,
+                got: 0,
+            }),
+            Some(4) => Ok((IpVersion::V4, frame)),
+            Some(6) => Ok((IpVersion::V6, frame)),
+            Some(version) => Err(Error::NotIpVersion { version }),
+        },
+        LinkType::Ipv4 => Ok((IpVersion::V4, frame)),
+        LinkType::Ipv6 => Ok((IpVersion::V6, frame)),
+        LinkType::LinuxSll => {
+            let f = sll::Frame::parse(frame)?;
+            by_ether_type(f.protocol(), f.payload())
+        }
+        LinkType::LinuxSll2 => {
+            let f = sll::FrameV2::parse(frame)?;
+            by_ether_type(f.protocol(), f.payload())
+        }
+    }
+}
+
+/// An Ethernet II frame, after its VLAN tags (802.1Q, 802.1ad and the
+/// pre-standard 0x9100 outer tag), however many there are.
+fn ethernet(frame: &[u8]) -> Result<(IpVersion, &[u8]), Error> {
+    let eth = Ethernet2Slice::from_slice_without_fcs(frame)
+        .map_err(|e| Error::truncated("Ethernet header", &e))?;
+    let mut ether_type = eth.ether_type();
+    let mut payload = eth.payload_slice();
+    // Each tag takes four bytes, so the loop ends.
+    while matches!(
+        ether_type,
+        EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+    ) {
+        let tag =
+            SingleVlanSlice::from_slice(payload).map_err(|e| Error::truncated("VLAN tag", &e))?;
+        ether_type = tag.ether_type();
+        payload = tag.payload_slice();
+    }
+    by_ether_type(ether_type.0, payload)
+}
+
+/// What an EtherType (or a Linux cooked protocol field) says follows.
+fn by_ether_type(ether_type: u16, payload: &[u8]) -> Result<(IpVersion, &[u8]), Error> {
+    match EtherType(ether_type) {
+        EtherType::IPV4 => Ok((IpVersion::V4, payload)),
+        EtherType::IPV6 => Ok((IpVersion::V6, payload)),
+        _ if ether_type <= MAX_802_3_LEN => Err(Error::Ieee8023),
+        _ => Err(Error::NotIp { ether_type }),
+    }
+}
+
 /// The upper-layer part of an IP packet.
 struct IpPayload<'a> {
     version: IpVersion,
     src: IpAddr,
     dst: IpAddr,
-    protocol: u8,
+    protocol: IpNumber,
     /// The captured bytes, at most `len`.
     data: &'a [u8],
     /// The bytes the IP header announces.
@@ -236,45 +371,207 @@ struct IpPayload<'a> {
     first_fragment: bool,
 }
 
+const IPV4_LAYER: &str = "IPv4 header";
+const IPV6_LAYER: &str = "IPv6 header";
+const IPV6_EXT_LAYER: &str = "IPv6 extension header";
+
+/// An IPv4 packet (RFC 791). The header checksum is not verified: captures
+/// taken on the sending host often hold it unfilled (checksum offload). An
+/// authentication header (RFC 4302) is stepped over by etherparse; one it
+/// cannot read leaves the packet as IP protocol 51.
 fn ip_v4(data: &[u8]) -> Result<IpPayload<'_>, Error> {
-    let p = ipv4::Packet::parse(data)?;
-    if p.frag_offset() > 0 {
+    let (ip, _) = LaxIpv4Slice::from_slice(data).map_err(|e| match e {
+        ep::ipv4::HeaderSliceError::Len(e)
+            if e.required_len > Ipv4Header::MIN_LEN && ipv4_total_len_below_header(data) =>
+        {
+            ipv4_total_len_error()
+        }
+        ep::ipv4::HeaderSliceError::Len(e) => Error::truncated(IPV4_LAYER, &e),
+        ep::ipv4::HeaderSliceError::Content(e) => Error::Malformed {
+            layer: IPV4_LAYER,
+            what: match e {
+                ep::ipv4::HeaderError::UnexpectedVersion { .. } => "version is not 4",
+                ep::ipv4::HeaderError::HeaderLengthSmallerThanHeader { .. } => {
+                    "header length below 20"
+                }
+            },
+        },
+    })?;
+    let header = ip.header();
+    let header_len = header.slice().len();
+    let total_len = usize::from(header.total_len());
+    // etherparse's lax slicer takes the captured bytes for such a packet.
+    if total_len < header_len {
+        return Err(ipv4_total_len_error());
+    }
+    let offset = usize::from(header.fragments_offset().byte_offset());
+    if offset > 0 {
         return Err(Error::Fragment {
             ip: IpVersion::V4.name(),
-            offset: p.frag_offset(),
+            offset,
         });
     }
+    let auth_len = ip.extensions().auth.map_or(0, |a| a.slice().len());
+    let payload = ip.payload();
     Ok(IpPayload {
         version: IpVersion::V4,
-        src: p.src().into(),
-        dst: p.dst().into(),
-        protocol: p.protocol(),
-        data: p.payload(),
-        len: p.payload_len(),
-        first_fragment: p.more_fragments(),
+        src: header.source_addr().into(),
+        dst: header.destination_addr().into(),
+        protocol: payload.ip_number,
+        data: payload.payload,
+        len: total_len.saturating_sub(header_len + auth_len),
+        first_fragment: header.more_fragments(),
     })
 }
 
+fn ipv4_total_len_error() -> Error {
+    Error::Malformed {
+        layer: IPV4_LAYER,
+        what: "total length shorter than the header",
+    }
+}
+
+/// Whether the first bytes of an IPv4 header whose options were cut
+/// announce a total length below the header length. etherparse checks that
+/// the options were captured before anything reads the total length; a
+/// packet contradicting itself is malformed however much of it was
+/// captured.
+fn ipv4_total_len_below_header(data: &[u8]) -> bool {
+    match data.first_chunk::<4>() {
+        Some(&[version_ihl, _, hi, lo]) => {
+            usize::from(u16::from_be_bytes([hi, lo])) < usize::from(version_ihl & 0x0f) * 4
+        }
+        None => false,
+    }
+}
+
+/// An IPv6 packet (RFC 8200) and its extension headers (hop-by-hop,
+/// routing, fragment, destination options, authentication), walked by
+/// etherparse. A later fragment is told apart first, since what follows
+/// its fragment header is the middle of a datagram, not a header.
 fn ip_v6(data: &[u8]) -> Result<IpPayload<'_>, Error> {
-    let p = ipv6::Packet::parse(data)?;
-    let up = p.upper_layer()?;
-    if let Some(f) = up.fragment
-        && f.offset > 0
+    let (ip, stop) = LaxIpv6Slice::from_slice(data).map_err(|e| match e {
+        ep::ipv6::HeaderSliceError::Len(e) => Error::truncated(IPV6_LAYER, &e),
+        ep::ipv6::HeaderSliceError::Content(ep::ipv6::HeaderError::UnexpectedVersion {
+            ..
+        }) => Error::Malformed {
+            layer: IPV6_LAYER,
+            what: "version is not 6",
+        },
+    })?;
+    let header = ip.header();
+    let exts = ip.extensions();
+    let fragment = fragment_header(header.next_header(), exts);
+    if let Some(f) = fragment
+        && f.offset() > 0
     {
         return Err(Error::Fragment {
             ip: IpVersion::V6.name(),
-            offset: f.offset,
+            offset: f.offset(),
         });
     }
+    // The payload length as sent: etherparse's lax slicer takes the
+    // captured bytes when it is 0 (a jumbogram), which the analyzer does not
+    // read.
+    let announced = usize::from(header.payload_length());
+    if let Some((e, _)) = stop {
+        return Err(ipv6_ext_error(e, announced));
+    }
+    let len = announced
+        .checked_sub(exts.slice().len())
+        .ok_or_else(ipv6_ext_beyond_error)?;
+    let payload = ip.payload();
     Ok(IpPayload {
         version: IpVersion::V6,
-        src: p.src().into(),
-        dst: p.dst().into(),
-        protocol: up.protocol,
-        data: up.payload,
-        len: up.payload_len,
-        first_fragment: up.fragment.is_some_and(|f| f.more),
+        src: header.source_addr().into(),
+        dst: header.destination_addr().into(),
+        protocol: payload.ip_number,
+        data: payload.payload.get(..len).unwrap_or(payload.payload),
+        len,
+        first_fragment: fragment.is_some_and(|f| f.more_fragments()),
     })
+}
+
+/// The fragment header among the extension headers etherparse walked: the
+/// first one that is not at offset 0, or else the last one. Its fields are
+/// read by [`ipv6_fragment`], the headers' lengths by etherparse's checked
+/// slices.
+///
+/// The headers are not walked with the iterator of `Ipv6ExtensionsSlice`:
+/// in etherparse 0.19 that iterator reads past the walked headers when the
+/// lax walk stopped at one it could not read (an out-of-bounds read, which
+/// the standard library's debug checks abort on).
+fn fragment_header<'a>(
+    first: IpNumber,
+    exts: &Ipv6ExtensionsSlice<'a>,
+) -> Option<ipv6_fragment::Header<'a>> {
+    let mut next = first;
+    let mut rest = exts.slice();
+    let mut fragment = None;
+    while !rest.is_empty() {
+        let len = match next {
+            ip_number::IPV6_FRAG => {
+                let f = ipv6_fragment::Header::parse(rest).ok()?;
+                fragment = Some(f);
+                if f.offset() > 0 {
+                    break;
+                }
+                next = IpNumber(f.next_header());
+                ipv6_fragment::HEADER_LEN
+            }
+            ip_number::AUTH => {
+                let a = IpAuthHeaderSlice::from_slice(rest).ok()?;
+                next = a.next_header();
+                a.slice().len()
+            }
+            _ => {
+                let h = Ipv6RawExtHeaderSlice::from_slice(rest).ok()?;
+                next = h.next_header();
+                h.slice().len()
+            }
+        };
+        rest = rest.get(len..)?;
+    }
+    fragment
+}
+
+fn ipv6_ext_beyond_error() -> Error {
+    Error::Malformed {
+        layer: IPV6_EXT_LAYER,
+        what: "extension header beyond the payload length",
+    }
+}
+
+/// Why the extension headers could not be walked. A header that the
+/// payload length cannot hold is malformed, whatever was captured; one the
+/// capture cut is truncated, its lengths counted from the start of the IPv6
+/// header.
+fn ipv6_ext_error(e: ep::ipv6_exts::HeaderSliceError, announced: usize) -> Error {
+    match e {
+        ep::ipv6_exts::HeaderSliceError::Len(e) => {
+            let walked = e
+                .layer_start_offset
+                .saturating_sub(etherparse::Ipv6Header::LEN);
+            if announced.saturating_sub(walked) < e.required_len {
+                ipv6_ext_beyond_error()
+            } else {
+                Error::Truncated {
+                    layer: IPV6_EXT_LAYER,
+                    need: e.layer_start_offset + e.required_len,
+                    got: e.layer_start_offset + e.len,
+                }
+            }
+        }
+        ep::ipv6_exts::HeaderSliceError::Content(e) => Error::Malformed {
+            layer: IPV6_EXT_LAYER,
+            what: match e {
+                ep::ipv6_exts::HeaderError::HopByHopNotAtStart => {
+                    "hop-by-hop options header not first"
+                }
+                ep::ipv6_exts::HeaderError::IpAuth(_) => "authentication header length 0",
+            },
+        },
+    }
 }
 
 /// Fails when the IP length fields leave less than `need` bytes for the
@@ -289,149 +586,265 @@ fn check_room(ip: &IpPayload, layer: &'static str, need: usize) -> Result<(), Er
     Ok(())
 }
 
+/// A UDP datagram (RFC 768). Its length field is checked against the IP
+/// length here, since only the IP layer tells whether it is a fragment.
 fn decode_udp<'a>(ip: &IpPayload<'a>) -> Result<Udp<'a>, Error> {
     const LAYER: &str = "UDP header";
-    check_room(ip, LAYER, udp::HEADER_LEN)?;
-    let d = udp::Datagram::parse(ip.data)?;
-    let Some(payload_len) = usize::from(d.length()).checked_sub(udp::HEADER_LEN) else {
+    check_room(ip, LAYER, UdpHeader::LEN)?;
+    let d = UdpSlice::from_slice_lax(ip.data).map_err(|e| Error::truncated(LAYER, &e))?;
+    let Some(payload_len) = usize::from(d.length()).checked_sub(UdpHeader::LEN) else {
         return Err(Error::Malformed {
             layer: LAYER,
             what: "length below 8",
         });
     };
     // A first fragment holds only part of the datagram its length tells.
-    if !ip.first_fragment && udp::HEADER_LEN + payload_len > ip.len {
+    if !ip.first_fragment && UdpHeader::LEN + payload_len > ip.len {
         return Err(Error::Malformed {
             layer: LAYER,
             what: "length beyond the IP payload",
         });
     }
-    let payload = d.payload();
+    // With a length from 8 to what was captured, etherparse cuts the
+    // payload there; with a longer one it gives all that was captured.
     Ok(Udp {
-        src_port: d.src_port(),
-        dst_port: d.dst_port(),
+        src_port: d.source_port(),
+        dst_port: d.destination_port(),
         payload_len,
-        payload: payload.get(..payload_len).unwrap_or(payload),
+        payload: d.payload(),
     })
 }
 
+const TCP_LAYER: &str = "TCP header";
+
+/// A TCP segment (RFC 9293) and the options the analyzer reads: MSS,
+/// window scale (RFC 7323), SACK-permitted (RFC 2018).
 fn decode_tcp<'a>(ip: &IpPayload<'a>) -> Result<Tcp<'a>, Error> {
-    const LAYER: &str = "TCP header";
-    check_room(ip, LAYER, tcp::MIN_HEADER_LEN)?;
+    check_room(ip, TCP_LAYER, TcpHeader::MIN_LEN)?;
     let beyond = Error::Malformed {
-        layer: LAYER,
+        layer: TCP_LAYER,
         what: "data offset beyond the IP payload",
     };
-    // The captured bytes stop at the IP length, so options that run past
-    // it look cut; they are missing from the packet, not the capture.
-    let s = tcp::Segment::parse(ip.data).map_err(|e| match e {
-        wire::Error::Truncated { need, .. } if need > ip.len => beyond.clone(),
-        e => e.into(),
-    });
-    // Options cut by the snap length: ports, sequence numbers and flags
-    // are whole, which is what the control connection needs.
-    let s = match s {
-        Err(Error::Truncated { .. }) => tcp::Segment::parse_cut(ip.data)?,
-        other => other?,
+    match TcpSlice::from_slice(ip.data) {
+        Ok(s) => {
+            let payload_len = ip.len.checked_sub(s.header_len()).ok_or(beyond)?;
+            Ok(tcp_of(&s, s.options(), payload_len, s.payload()))
+        }
+        Err(ep::tcp::HeaderSliceError::Content(ep::tcp::HeaderError::DataOffsetTooSmall {
+            ..
+        })) => Err(Error::Malformed {
+            layer: TCP_LAYER,
+            what: "data offset below 20 bytes",
+        }),
+        // The captured bytes stop at the IP length, so options that run
+        // past it look cut; they are missing from the packet, not the
+        // capture.
+        Err(ep::tcp::HeaderSliceError::Len(e)) if e.required_len > ip.len => Err(beyond),
+        Err(ep::tcp::HeaderSliceError::Len(e)) if e.required_len > TcpHeader::MIN_LEN => {
+            tcp_cut(ip, e.required_len)
+        }
+        Err(ep::tcp::HeaderSliceError::Len(e)) => Err(Error::truncated(TCP_LAYER, &e)),
+    }
+}
+
+/// Where the data offset is in a TCP header, in its high nibble.
+const TCP_DATA_OFFSET_AT: usize = 12;
+
+/// A TCP segment whose options the snap length cut (`-s 64` keeps the 20
+/// fixed bytes after Ethernet and IPv4, not the 12 bytes of timestamps):
+/// ports, sequence numbers and flags are whole, which is what the control
+/// connection needs; the options are what was captured of them, and no
+/// payload was. etherparse slices a TCP header only with all its options,
+/// so the fixed part is read from a copy whose data offset says it has
+/// none.
+fn tcp_cut<'a>(ip: &IpPayload<'a>, header_len: usize) -> Result<Tcp<'a>, Error> {
+    let cut = |got| Error::Truncated {
+        layer: TCP_LAYER,
+        need: header_len,
+        got,
     };
-    let payload_len = ip.len.checked_sub(s.header_len()).ok_or(beyond)?;
-    let (mut mss, mut window_scale, mut sack_permitted) = (None, None, false);
-    for option in s.options() {
-        match option {
-            tcp::TcpOption::Mss(v) => mss = Some(v),
-            tcp::TcpOption::WindowScale(v) => window_scale = Some(v),
-            tcp::TcpOption::SackPermitted => sack_permitted = true,
-            _ => {}
+    let Some((fixed, options)) = ip.data.split_first_chunk::<{ TcpHeader::MIN_LEN }>() else {
+        return Err(cut(ip.data.len()));
+    };
+    let mut fixed = *fixed;
+    if let Some(offset) = fixed.get_mut(TCP_DATA_OFFSET_AT) {
+        *offset = (5 << 4) | (*offset & 0x0f);
+    }
+    let s = TcpSlice::from_slice(&fixed).map_err(|_| cut(ip.data.len()))?;
+    Ok(tcp_of(&s, options, ip.len.saturating_sub(header_len), &[]))
+}
+
+fn tcp_of<'a>(s: &TcpSlice<'_>, options: &[u8], payload_len: usize, payload: &'a [u8]) -> Tcp<'a> {
+    let options = TcpOptions::read(options);
+    Tcp {
+        src_port: s.source_port(),
+        dst_port: s.destination_port(),
+        seq: s.sequence_number(),
+        ack: s.acknowledgment_number(),
+        flags: TcpFlags {
+            syn: s.syn(),
+            ack: s.ack(),
+            fin: s.fin(),
+            rst: s.rst(),
+            psh: s.psh(),
+        },
+        window: s.window_size(),
+        mss: options.mss,
+        window_scale: options.window_scale,
+        sack_permitted: options.sack_permitted,
+        payload_len,
+        payload,
+    }
+}
+
+/// The TCP options the analyzer reads.
+#[derive(Debug, Default)]
+struct TcpOptions {
+    mss: Option<u16>,
+    /// The shift count as sent; receivers use at most 14 (RFC 7323 2.3).
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+}
+
+impl TcpOptions {
+    /// Walks an option list with etherparse's iterator. That iterator ends
+    /// at the first option it does not know (MD5 signature, TCP-AO, MPTCP,
+    /// Fast Open...) or whose length it does not expect; like Linux's
+    /// `tcp_parse_options`, such an option is stepped over by its length
+    /// byte and the walk goes on. It ends at the end-of-list option, or at
+    /// an option whose length is below 2 or runs past the header: the
+    /// segment itself stays good.
+    fn read(options: &[u8]) -> TcpOptions {
+        let mut found = TcpOptions::default();
+        let mut options = TcpOptionsIterator::from_slice(options);
+        loop {
+            let at = options.rest();
+            match options.next() {
+                None => return found,
+                Some(Ok(TcpOptionElement::MaximumSegmentSize(v))) => found.mss = Some(v),
+                Some(Ok(TcpOptionElement::WindowScale(v))) => found.window_scale = Some(v),
+                Some(Ok(TcpOptionElement::SelectiveAcknowledgementPermitted)) => {
+                    found.sack_permitted = true;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) => match after_option(at) {
+                    Some(rest) => options = TcpOptionsIterator::from_slice(rest),
+                    None => return found,
+                },
+            }
         }
     }
-    let flags = s.flags();
-    let has = |bit: u8| flags & bit != 0;
-    Ok(Tcp {
-        src_port: s.src_port(),
-        dst_port: s.dst_port(),
-        seq: s.seq(),
-        ack: s.ack(),
-        flags: TcpFlags {
-            syn: has(tcp::flag::SYN),
-            ack: has(tcp::flag::ACK),
-            fin: has(tcp::flag::FIN),
-            rst: has(tcp::flag::RST),
-            psh: has(tcp::flag::PSH),
-        },
-        window: s.window(),
-        mss,
-        window_scale,
-        sack_permitted,
-        payload_len,
-        payload: s.payload(),
-    })
+}
+
+/// What follows the option at the start of `options`, by its length byte
+/// (which counts the kind and length bytes), if that length is at least 2
+/// and the option fits.
+fn after_option(options: &[u8]) -> Option<&[u8]> {
+    let &[_, len, ..] = options else {
+        return None;
+    };
+    let len = usize::from(len);
+    if len < 2 {
+        return None;
+    }
+    options.get(len..)
+}
+
+/// ICMPv4 (RFC 792): whether the type is an error that quotes the
+/// offending packet (destination unreachable, source quench, redirect,
+/// time exceeded, parameter problem).
+fn icmpv4_is_error(icmp_type: u8) -> bool {
+    matches!(
+        icmp_type,
+        icmpv4::TYPE_DEST_UNREACH
+            | icmpv4::TYPE_SOURCE_QUENCH
+            | icmpv4::TYPE_REDIRECT
+            | icmpv4::TYPE_TIME_EXCEEDED
+            | icmpv4::TYPE_PARAMETER_PROBLEM
+    )
+}
+
+/// ICMPv6 (RFC 4443 2.1): error types are those below 128; they quote the
+/// offending packet.
+fn icmpv6_is_error(icmp_type: u8) -> bool {
+    icmp_type < 128
 }
 
 fn decode_icmp_v4(ip: &IpPayload) -> Result<Icmp, Error> {
-    check_room(ip, "ICMPv4 header", icmp::HEADER_LEN)?;
-    let m = icmp::Message::parse_v4(ip.data)?;
-    let (icmp_type, code) = (m.icmp_type(), m.code());
+    const LAYER: &str = "ICMPv4 header";
+    check_room(ip, LAYER, Icmpv4Header::MIN_LEN)?;
+    let m = match Icmpv4Slice::from_slice(ip.data) {
+        Ok(m) => m,
+        // etherparse reads a timestamp (reply) message only when it is
+        // exactly 20 bytes; cut or longer, it is still that message.
+        Err(e) if e.layer == ep::Layer::Icmpv4Timestamp => {
+            return Ok(icmp_without_quote(icmpv4::TYPE_TIMESTAMP));
+        }
+        Err(e) if e.layer == ep::Layer::Icmpv4TimestampReply => {
+            return Ok(icmp_without_quote(icmpv4::TYPE_TIMESTAMP_REPLY));
+        }
+        Err(e) => return Err(Error::truncated(LAYER, &e)),
+    };
+    let (icmp_type, code) = (m.type_u8(), m.code_u8());
     Ok(Icmp {
-        port_unreachable: icmp_type == icmp::v4::DEST_UNREACHABLE
-            && code == icmp::v4::PORT_UNREACHABLE,
+        port_unreachable: icmp_type == icmpv4::TYPE_DEST_UNREACH
+            && code == icmpv4::CODE_DST_UNREACH_PORT,
         icmp_type,
         code,
-        quoted: if icmp::v4::is_error(icmp_type) {
-            quoted_udp_v4(m.body())
+        quoted: if icmpv4_is_error(icmp_type) {
+            ip_v4(m.payload()).ok().and_then(|q| quoted_udp(&q))
         } else {
             None
         },
     })
+}
+
+/// An ICMPv4 timestamp request or reply (code 0) that etherparse would not
+/// slice; neither quotes a packet.
+fn icmp_without_quote(icmp_type: u8) -> Icmp {
+    Icmp {
+        port_unreachable: false,
+        icmp_type,
+        code: 0,
+        quoted: None,
+    }
 }
 
 fn decode_icmp_v6(ip: &IpPayload) -> Result<Icmp, Error> {
-    check_room(ip, "ICMPv6 header", icmp::HEADER_LEN)?;
-    let m = icmp::Message::parse_v6(ip.data)?;
-    let (icmp_type, code) = (m.icmp_type(), m.code());
+    const LAYER: &str = "ICMPv6 header";
+    check_room(ip, LAYER, Icmpv6Header::MIN_LEN)?;
+    let m = Icmpv6Slice::from_slice(ip.data).map_err(|e| Error::truncated(LAYER, &e))?;
+    let (icmp_type, code) = (m.type_u8(), m.code_u8());
     Ok(Icmp {
-        port_unreachable: icmp_type == icmp::v6::DEST_UNREACHABLE
-            && code == icmp::v6::PORT_UNREACHABLE,
+        port_unreachable: icmp_type == icmpv6::TYPE_DST_UNREACH
+            && code == icmpv6::CODE_DST_UNREACH_PORT,
         icmp_type,
         code,
-        quoted: if icmp::v6::is_error(icmp_type) {
-            quoted_udp_v6(m.body())
+        quoted: if icmpv6_is_error(icmp_type) {
+            ip_v6(m.payload()).ok().and_then(|q| quoted_udp(&q))
         } else {
             None
         },
     })
 }
 
-/// The UDP datagram an ICMPv4 error quotes, if it quotes the start of one.
+/// The UDP datagram an ICMP error quotes, if it quotes the start of one.
 /// The quote is cut by design, so only its headers need to be there.
-fn quoted_udp_v4(quote: &[u8]) -> Option<QuotedUdp> {
-    let ip = ipv4::Packet::parse(quote).ok()?;
-    if ip.protocol() != ip_protocol::UDP || ip.frag_offset() > 0 {
+fn quoted_udp(quote: &IpPayload) -> Option<QuotedUdp> {
+    if quote.protocol != ip_number::UDP {
         return None;
     }
-    let udp = udp::Datagram::parse(ip.payload()).ok()?;
+    let udp = UdpSlice::from_slice_lax(quote.data).ok()?;
     Some(QuotedUdp {
-        src: ip.src().into(),
-        dst: ip.dst().into(),
-        src_port: udp.src_port(),
-        dst_port: udp.dst_port(),
+        src: quote.src,
+        dst: quote.dst,
+        src_port: udp.source_port(),
+        dst_port: udp.destination_port(),
     })
 }
 
-/// The UDP datagram an ICMPv6 error quotes, if it quotes the start of one.
-fn quoted_udp_v6(quote: &[u8]) -> Option<QuotedUdp> {
-    let ip = ipv6::Packet::parse(quote).ok()?;
-    let up = ip.upper_layer().ok()?;
-    if up.protocol != ip_protocol::UDP || up.fragment.is_some_and(|f| f.offset > 0) {
-        return None;
-    }
-    let udp = udp::Datagram::parse(up.payload).ok()?;
-    Some(QuotedUdp {
-        src: ip.src().into(),
-        dst: ip.dst().into(),
-        src_port: udp.src_port(),
-        dst_port: udp.dst_port(),
-    })
-}
+#[cfg(test)]
+mod layer_tests;
 
 #[cfg(test)]
 mod tests {

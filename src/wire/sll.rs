@@ -7,6 +7,11 @@
 //! The protocol field holds an EtherType for the link types the lab uses
 //! (Ethernet, loopback); for some others it holds a Linux-specific value,
 //! which is returned as is.
+//!
+//! etherparse 0.19 has no SLL2, and its SLL v1 slice refuses every ARPHRD
+//! type but the five whose protocol field it interprets (Ethernet,
+//! netlink, GRE, FRAD, radiotap): a capture of `lo` (ARPHRD_LOOPBACK), a
+//! tunnel or a PPP link would not decode.
 
 use super::{At, Result, be_u16, be_u32, byte, split_header};
 
