@@ -1099,42 +1099,18 @@ fn lab_scripts_in(dir: &Path, scripts: &Path) {
     common::write_file(&dir.join("ArchivosEnvio"), "100MB.bin", 4 << 20, 5);
 }
 
-#[test]
-fn the_lab_s_logs_are_read_at_their_own_utc_offset_whatever_the_machine_s_zone() {
-    require_capture!();
-    let Some(python) = python_with_tqdm() else {
-        skip_or_fail("no python3 with tqdm (scripts/test installs python3-tqdm)");
-        return;
-    };
-    // Beside the lab's samples (common::lab_samples), outside this
-    // repository.
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab-scripts");
-    if !scripts.join("servidor.py").is_file() || !scripts.join("cliente.py").is_file() {
-        skip_or_fail(format_args!(
-            "the original lab's scripts are not at {}",
-            scripts.display()
-        ));
-        return;
-    }
-    for zone in ["America/Bogota", "Asia/Tokyo"] {
-        if !Path::new("/usr/share/zoneinfo").join(zone).is_file() {
-            skip_or_fail(format_args!(
-                "no time zone data for {zone} (package tzdata)"
-            ));
-            return;
-        }
-    }
-    let _turn = one_at_a_time();
-    if let Err(why) = lab_ports_free() {
-        skip_or_fail(why);
-        return;
-    }
+const BOGOTA: &str = "America/Bogota";
+
+/// One run of the lab's server and two clients under Bogota's zone,
+/// captured: the run's folder, its capture and its logs; `None` when a
+/// client lost the lab's own race (its name datagram sent before it bound
+/// its port), a run to make again.
+fn lab_scripts_run(python: &str, scripts: &Path) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
     let tmp = tempfile::tempdir().expect("temp dir");
     let lab = tmp.path().join("lab");
     fs::create_dir_all(&lab).expect("lab dir");
-    lab_scripts_in(&lab, &scripts);
+    lab_scripts_in(&lab, scripts);
 
-    const BOGOTA: &str = "America/Bogota";
     let tcpdump = Tcpdump::start(
         tmp.path(),
         "run.pcap",
@@ -1173,9 +1149,21 @@ fn the_lab_s_logs_are_read_at_their_own_utc_offset_whatever_the_machine_s_zone()
             )
         })
         .collect();
+    let mut raced = false;
     for c in procs {
         let name = c.name.clone();
         let done = c.wait(Duration::from_secs(30));
+        // The lab's client binds its UDP port only after the registration:
+        // the last to register can miss the name datagram the server sends
+        // at once, and then fails to decode a data chunk as the name.
+        if !done.status.success() && done.stderr.contains("UnicodeDecodeError") {
+            eprintln!(
+                "NOTE: {name} lost the lab's race for its name datagram: {}",
+                done.stderr.trim()
+            );
+            raced = true;
+            continue;
+        }
         assert!(
             done.status.success(),
             "{name}: {:?} {}{}",
@@ -1192,9 +1180,49 @@ fn the_lab_s_logs_are_read_at_their_own_utc_offset_whatever_the_machine_s_zone()
     if dropped > 0 {
         eprintln!("NOTE: tcpdump dropped {dropped} packets");
     }
+    (!raced).then(|| (tmp, pcap, lab.join("Logs")))
+}
+
+#[test]
+fn the_lab_s_logs_are_read_at_their_own_utc_offset_whatever_the_machine_s_zone() {
+    require_capture!();
+    let Some(python) = python_with_tqdm() else {
+        skip_or_fail("no python3 with tqdm (scripts/test installs python3-tqdm)");
+        return;
+    };
+    // Beside the lab's samples (common::lab_samples), outside this
+    // repository.
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab-scripts");
+    if !scripts.join("servidor.py").is_file() || !scripts.join("cliente.py").is_file() {
+        skip_or_fail(format_args!(
+            "the original lab's scripts are not at {}",
+            scripts.display()
+        ));
+        return;
+    }
+    for zone in ["America/Bogota", "Asia/Tokyo"] {
+        if !Path::new("/usr/share/zoneinfo").join(zone).is_file() {
+            skip_or_fail(format_args!(
+                "no time zone data for {zone} (package tzdata)"
+            ));
+            return;
+        }
+    }
+    let _turn = one_at_a_time();
+    let mut run = None;
+    for _ in 0..4 {
+        if let Err(why) = lab_ports_free() {
+            skip_or_fail(why);
+            return;
+        }
+        run = lab_scripts_run(python, &scripts);
+        if run.is_some() {
+            break;
+        }
+    }
+    let (tmp, pcap, logs) = run.expect("a run of the lab's scripts in four tries");
 
     // Their names carry Bogota's local time (UTC-5).
-    let logs = lab.join("Logs");
     let bogota_now = chrono::Utc::now().naive_utc() - chrono::Duration::hours(5);
     for k in 1..=2 {
         for role in ["S", "C"] {

@@ -433,33 +433,46 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 40000))
     }
 
-    /// The data flow as the capture saw it: a datagram every millisecond.
-    fn reliable_flow() -> Vec<Flow> {
+    /// Datagram `seq` of the 10-datagram file, from the server to the
+    /// client, at capture point `point` and time `at_ns`.
+    fn ingest_data(
+        t: &mut super::super::flows::FlowTable,
+        point: usize,
+        at_ns: i64,
+        seq: u32,
+        flags: u8,
+    ) {
         use super::super::decode::Udp;
-        use super::super::flows::{FlowKey, FlowTable};
-        let mut t = FlowTable::new(1024);
+        use super::super::flows::FlowKey;
         let key = FlowKey {
             src: server_addr(),
             dst: client_addr(),
         };
+        let mut d = v1::DataHeader {
+            flags,
+            seq,
+            send_time_us: 0,
+        }
+        .emit()
+        .to_vec();
+        d.resize(v1::HEADER_LEN + if seq == 9 { 580 } else { 1008 }, 0xAB);
+        let udp = Udp {
+            src_port: 5006,
+            dst_port: 40000,
+            payload_len: d.len(),
+            payload: &d,
+        };
+        t.ingest_udp(point, key, at_ns, 42 + d.len() as u32, &udp);
+    }
+
+    /// The data flow as the capture saw it: a datagram every millisecond.
+    fn reliable_flow() -> Vec<Flow> {
+        use super::super::flows::FlowTable;
+        let mut t = FlowTable::new(1024);
         let first_pass = (0..10).filter(|&s| s != 7).map(|s| (s, 0));
         let repair = [3, 4, 7].map(|s| (s, v1::FLAG_RETRANSMIT));
         for (i, (seq, flags)) in first_pass.chain(repair).enumerate() {
-            let mut d = v1::DataHeader {
-                flags,
-                seq,
-                send_time_us: 0,
-            }
-            .emit()
-            .to_vec();
-            d.resize(v1::HEADER_LEN + if seq == 9 { 580 } else { 1008 }, 0xAB);
-            let udp = Udp {
-                src_port: 5006,
-                dst_port: 40000,
-                payload_len: d.len(),
-                payload: &d,
-            };
-            t.ingest_udp(0, key, i as i64 * 1_000_000, 42 + d.len() as u32, &udp);
+            ingest_data(&mut t, 0, i as i64 * 1_000_000, seq, flags);
         }
         t.finish()
     }
@@ -853,30 +866,10 @@ mod tests {
 
     /// The same at capture point `point`, each datagram `delay_ns` later.
     fn blast_flow_at(point: usize, delay_ns: i64, seqs: &[u32]) -> Vec<Flow> {
-        use super::super::decode::Udp;
-        use super::super::flows::{FlowKey, FlowTable};
+        use super::super::flows::FlowTable;
         let mut t = FlowTable::new(1024);
-        let key = FlowKey {
-            src: server_addr(),
-            dst: client_addr(),
-        };
         for &seq in seqs {
-            let mut d = v1::DataHeader {
-                flags: 0,
-                seq,
-                send_time_us: 0,
-            }
-            .emit()
-            .to_vec();
-            d.resize(v1::HEADER_LEN + if seq == 9 { 580 } else { 1008 }, 0xAB);
-            let udp = Udp {
-                src_port: 5006,
-                dst_port: 40000,
-                payload_len: d.len(),
-                payload: &d,
-            };
-            let at = seq as i64 * 1_000_000 + delay_ns;
-            t.ingest_udp(point, key, at, 42 + d.len() as u32, &udp);
+            ingest_data(&mut t, point, i64::from(seq) * 1_000_000 + delay_ns, seq, 0);
         }
         t.finish()
     }
