@@ -52,6 +52,41 @@ impl fmt::Display for Role {
     }
 }
 
+/// What the writer of a log knows of the file's delivery, when `success`
+/// alone would say more than it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// `unknown`: the server's log of a lab-protocol client. The lab's
+    /// protocol brings nothing back (the control connection closes at the
+    /// barrier, no report follows the data), so the server cannot know what
+    /// arrived: its `success` is left out when everything was sent, and
+    /// `false` only when sending failed. The client's own log tells.
+    Unknown,
+}
+
+impl Delivery {
+    /// `unknown`, as logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Unknown => "unknown",
+        }
+    }
+
+    /// The one a log names.
+    pub fn parse(text: &str) -> Option<Delivery> {
+        match text {
+            "unknown" => Some(Delivery::Unknown),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which program wrote a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -146,7 +181,13 @@ pub struct TransferLog {
     /// File bytes per second to a complete file, MB (10^6 bytes) per second:
     /// the file's size over the time from the first datagram to the end.
     pub goodput_mb_s: Option<f64>,
+    /// The file arrived whole (the client's log; the server's log of a v1
+    /// client, from its report). `None` where the writer cannot know: see
+    /// `delivery`.
     pub success: Option<bool>,
+    /// Set where the writer cannot know whether the file arrived: then
+    /// `success` makes no claim of delivery.
+    pub delivery: Option<Delivery>,
     /// Why a transfer did not succeed, in a few words.
     pub error: Option<String>,
     /// Where the client stored the file (complete or marked incomplete).
@@ -381,6 +422,7 @@ impl TransferLog {
         put("rate_mb_s", float(self.rate_mb_s, 3));
         put("goodput_mb_s", float(self.goodput_mb_s, 3));
         put("success", shown(self.success.as_ref()));
+        put("delivery", shown(self.delivery.as_ref()));
         put("error", text(&self.error));
         put("output", text(&self.output));
         out
@@ -477,6 +519,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "duration_s" => field!(duration_s, float(value)),
         "rate_mb_s" => field!(rate_mb_s, float(value)),
         "success" => field!(success, boolean(value)),
+        "delivery" => field!(delivery, Delivery::parse(value)),
         "error" => field!(error, Some(value.to_owned())),
         "output" => field!(output, Some(value.to_owned())),
         _ => Ok(()),
@@ -854,6 +897,7 @@ mod tests {
             rate_mb_s: Some(16.771),
             goodput_mb_s: Some(16.5),
             success: Some(false),
+            delivery: Some(Delivery::Unknown),
             error: Some("6 datagrams missing".into()),
             output: Some("/tmp/out/data-set 7.bin.incomplete".into()),
         }
@@ -877,10 +921,32 @@ mod tests {
             .skip(1)
             .filter_map(|l| l.split_once(':').map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 41);
+        assert_eq!(keys.len(), 42);
         assert_eq!(keys.first(), Some(&"role"));
         assert_eq!(keys.last(), Some(&"output"));
         assert_eq!(parse(&text).expect("parses"), log);
+    }
+
+    #[test]
+    fn delivery_unknown_leaves_success_out_and_old_logs_read_as_before() {
+        // The server's log of a lab client that was sent everything.
+        let log = TransferLog {
+            role: Some(Role::Server),
+            format: Some(LogFormat::Udplab),
+            protocol: Some(Protocol::Lab),
+            delivery: Some(Delivery::Unknown),
+            ..TransferLog::default()
+        };
+        let text = log.render();
+        assert_eq!(
+            text,
+            "log: udplab 1\nrole: server\nprotocol: lab\ndelivery: unknown\n"
+        );
+        assert_eq!(parse(&text).expect("parses"), log);
+        // Logs written before the key existed read as they always did.
+        let old =
+            parse("log: udplab 1\nrole: server\nprotocol: lab\nsuccess: true\n").expect("parses");
+        assert_eq!((old.success, old.delivery), (Some(true), None));
     }
 
     #[test]
@@ -956,6 +1022,7 @@ mod tests {
             ("log: udplab 1\nserver_ip: 300.1.1.1", "server_ip"),
             ("log: udplab 1\nsha256: xyz", "sha256"),
             ("log: udplab 1\nprotocol: ", "protocol"),
+            ("log: udplab 1\ndelivery: maybe", "delivery"),
         ] {
             match parse(text) {
                 Err(Error::BadValue {
