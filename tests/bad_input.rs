@@ -78,6 +78,72 @@ fn port_in_use_is_a_one_line_error() {
     assert!(err.contains("in use"), "{err}");
 }
 
+/// The port is held by connections in TIME_WAIT of a server that did not
+/// set SO_REUSEADDR (as the lab's servidor.py does not, and it closes
+/// first when it is stopped mid-round). No option of ours can share the
+/// port with those (Linux wants SO_REUSEADDR on both sides, and
+/// SO_REUSEPORT is not for servers that must refuse a second one), so the
+/// one-line error says what holds the port and when it is freed.
+#[test]
+fn time_wait_of_a_server_without_reuseaddr_is_explained() {
+    use socket2::{Domain, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "f.bin", 10, 1);
+    let port = listener_with_free_data_ports(2)
+        .local_addr()
+        .unwrap()
+        .port();
+    // The lab's server: a plain socket, bound and listening, no options.
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    sock.listen(8).unwrap();
+    let lab: TcpListener = sock.into();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (accepted, _) = lab.accept().unwrap();
+    // The server closes first; the client sees its FIN, then closes too.
+    drop(accepted);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+    drop(client);
+    drop(lab);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match time_wait_on(port) {
+            None => {
+                skip_or_fail("`ss -tan` cannot run here (iproute2 is not installed)");
+                return;
+            }
+            Some((n, _)) if n > 0 => break,
+            Some(_) => {
+                assert!(Instant::now() < deadline, "no TIME_WAIT on port {port}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["-q", "server", "--bind", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains(&format!("binding the control port 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("connection(s) on port {port} are in TIME_WAIT")),
+        "{err}"
+    );
+    assert!(err.contains("did not set SO_REUSEADDR"), "{err}");
+    assert!(err.contains("within 60 s"), "{err}");
+}
+
 #[test]
 fn unreachable_server_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();

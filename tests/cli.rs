@@ -269,3 +269,59 @@ fn server_claims_no_delivery_to_legacy_clients() {
         assert_eq!(row.success, own.success, "client {id}");
     }
 }
+
+/// A server that closes its connections first leaves them in TIME_WAIT
+/// for 60 s (the lab's protocol closes the control connection at the
+/// barrier); the next server binds the port at once all the same, because
+/// the listener has SO_REUSEADDR (and so its connections). Still passes
+/// with std's `TcpListener::bind`, which sets the option too: it guards
+/// the listener against losing it.
+#[test]
+fn a_new_server_binds_at_once_while_the_last_ones_connections_are_in_time_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "tw.bin", 100_000, 35);
+    let port_n = free_port(3);
+    let port = port_n.to_string();
+    let logs = dir.path().join("logs");
+    let legacy_round = |server: &mut Proc| {
+        let clients: Vec<Proc> = (0..2)
+            .map(|_| {
+                client_command(&port, &dir.path().join("out"), &logs)
+                    .args([
+                        "--legacy",
+                        "--recv-buffer",
+                        "32MiB",
+                        "--start-timeout",
+                        "20s",
+                    ])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .map(Proc)
+                    .unwrap()
+            })
+            .collect();
+        for mut c in clients {
+            assert_eq!(
+                wait_with_timeout(&mut c.0, Duration::from_secs(20)).code(),
+                Some(0)
+            );
+        }
+        let status = wait_with_timeout(&mut server.0, Duration::from_secs(20));
+        let err = stderr_of(&mut server.0);
+        assert_eq!(status.code(), Some(0), "{err}");
+        err
+    };
+    let mut first = spawn_server(&port, &file, &logs, &["--rounds", "1"]);
+    legacy_round(&mut first);
+    let Some((waiting, lines)) = time_wait_on(port_n) else {
+        skip_or_fail("`ss -tan` cannot run here (iproute2 is not installed)");
+        return;
+    };
+    assert!(
+        waiting >= 1,
+        "the server closed first: its side should be in TIME_WAIT\n{lines}"
+    );
+    let mut second = spawn_server(&port, &file, &logs, &["--rounds", "1"]);
+    let err = legacy_round(&mut second);
+    assert!(err.contains(&format!("on port {port}")), "{err}");
+}

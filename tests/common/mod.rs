@@ -140,6 +140,26 @@ impl StderrLines {
     }
 }
 
+/// Connections in TIME_WAIT whose local port is `port`, as `ss -tan` lists
+/// them (its lines, for a failure message); `None` where `ss` cannot run.
+pub fn time_wait_on(port: u16) -> Option<(usize, String)> {
+    let out = std::process::Command::new("ss").arg("-tan").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let local = format!(":{port}");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.first() == Some(&"TIME-WAIT")
+                && fields.get(3).is_some_and(|a| a.ends_with(&local))
+        })
+        .map(str::to_owned)
+        .collect();
+    Some((lines.len(), lines.join("\n")))
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), so a failure repeats.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
