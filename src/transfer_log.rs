@@ -256,6 +256,11 @@ fn bad_value(line: usize, key: &str, value: &str) -> Error {
 
 // ---------------------------------------------------------------- file names
 
+/// What a log's file name holds in place of the file's name when its
+/// writer never learned it (a client that gave up before the name came).
+/// [`read_log`] does not take it for a file name.
+pub const UNKNOWN_FILE_NAME: &str = "unknown";
+
 /// The lab's log file name: `S1-2026-11-21-11-46-19-100MB.bin-2-log.txt`.
 pub fn log_file_name(
     role: Role,
@@ -777,7 +782,8 @@ pub fn parse(text: &str) -> Result<TransferLog, Error> {
 
 /// Reads the log file at `path`; `role`, `client_id`, `clients` and
 /// `file_name` that the content does not tell are taken from the file name
-/// when it follows the lab's pattern. Bytes that are not UTF-8 are read as
+/// when it follows the lab's pattern (`file_name` unless the name holds
+/// [`UNKNOWN_FILE_NAME`]). Bytes that are not UTF-8 are read as
 /// U+FFFD.
 pub fn read_log(path: &Path) -> Result<TransferLog, Error> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
@@ -798,7 +804,9 @@ pub fn read_log(path: &Path) -> Result<TransferLog, Error> {
         log.role.get_or_insert(name.role);
         log.client_id.get_or_insert(name.client_id);
         log.clients.get_or_insert(name.clients);
-        log.file_name.get_or_insert(name.file_name);
+        if name.file_name != UNKNOWN_FILE_NAME {
+            log.file_name.get_or_insert(name.file_name);
+        }
     }
     Ok(parsed.finish())
 }
@@ -1324,6 +1332,14 @@ mod tests {
         assert_eq!(back.clients, Some(4));
         assert_eq!(back.file_name.as_deref(), Some("data-set 7.bin"));
         assert_eq!(back.success, Some(true));
+
+        // A client that never learned the file's name says so in the
+        // log's name, and that is no file name.
+        let unnamed = log_file_name(Role::Client, 3, stamp(), UNKNOWN_FILE_NAME, 4);
+        let path = write_log(&sub, &unnamed, &sparse).expect("writes");
+        let back = read_log(&path).expect("reads");
+        assert_eq!((back.client_id, back.clients), (Some(3), Some(4)));
+        assert_eq!(back.file_name, None);
 
         assert!(write_log(&sub, "../escape", &sparse).is_err());
         assert!(write_log(&sub, "", &sparse).is_err());

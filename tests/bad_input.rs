@@ -442,6 +442,62 @@ fn hostile_server_with_an_oversized_message_is_refused() {
     );
 }
 
+/// A v1 client registered by a server that then sends no announce (as the
+/// lab's servidor.py does: it knows no v1), or that aborts before it,
+/// gives up with an error naming its log, and leaves that log saying why.
+/// (It used to leave none: before the announce it had no file name.)
+#[test]
+fn v1_client_without_an_announce_leaves_its_log() {
+    for abort in [None, Some("the server is going away")] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let fake = thread::spawn(move || {
+            let mut client = accept_raw(&listener);
+            assert_eq!(client.tag, v1::VERSION);
+            if let Some(reason) = abort {
+                let abort = Message::Abort {
+                    reason: reason.into(),
+                };
+                udplab::control::send(&mut client.tcp, &abort, Duration::from_secs(1)).unwrap();
+            }
+            // Hold the connection open until the client is done.
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
+        });
+        let logs = dir.path().join("logs");
+        let mut cfg = client_config(addr, &dir.path().join("out"), &logs);
+        cfg.register_timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        let r = client::run(cfg, Shutdown::new());
+        let _ = done_tx.send(());
+        fake.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let err = format!("{:#}", r.unwrap_err());
+        let why = match abort {
+            None => "no announce within 500ms".to_string(),
+            Some(reason) => format!("the server aborted: {reason}"),
+        };
+        assert!(err.contains(&why), "{err}");
+        let paths = files_with_prefix(&logs, "C1-");
+        assert_eq!(paths.len(), 1, "{err}");
+        assert!(err.contains(&paths[0].display().to_string()), "{err}");
+        let log = transfer_log::read_log(&paths[0]).unwrap();
+        assert_eq!(log.protocol, Some(udplab::protocol::Protocol::V1));
+        assert_eq!((log.client_id, log.clients), (Some(1), Some(1)));
+        assert_eq!(log.success, Some(false));
+        assert!(
+            log.error.as_deref().unwrap().contains(&why),
+            "{:?}",
+            log.error
+        );
+        assert!(
+            !dir.path().join("out").exists()
+                || files_with_prefix(&dir.path().join("out"), "").is_empty()
+        );
+    }
+}
+
 #[test]
 fn hostile_server_name_cannot_escape_the_output_directory() {
     let dir = tempfile::tempdir().unwrap();

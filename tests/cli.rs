@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -324,4 +324,58 @@ fn a_new_server_binds_at_once_while_the_last_ones_connections_are_in_time_wait()
     let mut second = spawn_server(&port, &file, &logs, &["--rounds", "1"]);
     let err = legacy_round(&mut second);
     assert!(err.contains(&format!("on port {port}")), "{err}");
+}
+
+/// A legacy client that gets no data within `--start-timeout` is an error
+/// (exit status 1, one line naming the log), and leaves its log saying so:
+/// every client that registered does. (It used to leave none: without the
+/// name datagram it had no file name to log under; the log's name now
+/// says `unknown` there.)
+#[test]
+fn legacy_client_without_data_in_time_leaves_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "never.bin", 1000, 36);
+    let port = free_port(3).to_string();
+    let logs = dir.path().join("logs");
+    // Two per round: the round never fills.
+    let _server = spawn_server(&port, &file, &logs, &[]);
+    let started = Instant::now();
+    let mut client = client_command(&port, &dir.path().join("out"), &logs)
+        .args(["--legacy", "--start-timeout", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Proc)
+        .unwrap();
+    let status = wait_with_timeout(&mut client.0, Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let err = stderr_of(&mut client.0);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no data within the start timeout (1s) of registering"),
+        "{err}"
+    );
+    let log_path = files_with_prefix(&logs, "C1-");
+    assert_eq!(log_path.len(), 1, "{err}");
+    assert!(err.contains(&log_path[0].display().to_string()), "{err}");
+    let name = log_path[0].file_name().unwrap().to_str().unwrap();
+    assert!(name.ends_with("-unknown-2-log.txt"), "{name}");
+    let log = udplab::transfer_log::read_log(&log_path[0]).unwrap();
+    assert_eq!(log.role, Some(udplab::transfer_log::Role::Client));
+    assert_eq!(log.protocol, Some(udplab::protocol::Protocol::Lab));
+    assert_eq!(log.client_id, Some(1));
+    assert_eq!(log.clients, Some(2));
+    assert_eq!(log.file_name, None);
+    assert_eq!(log.success, Some(false));
+    assert!(
+        log.error
+            .as_deref()
+            .unwrap()
+            .contains("no data within the start timeout"),
+        "{:?}",
+        log.error
+    );
+    assert_eq!(log.bytes_received, None);
+    assert!(files_with_prefix(&dir.path().join("out"), "").is_empty());
 }
