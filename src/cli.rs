@@ -346,10 +346,7 @@ impl ServerArgs {
 /// connections in TIME_WAIT hold it (no SO_REUSEADDR can share the port
 /// with those of a server that had none), what they are and when they go.
 fn control_port_error(ip: IpAddr, port: u16, e: std::io::Error) -> anyhow::Error {
-    let hint = (e.kind() == std::io::ErrorKind::AddrInUse)
-        .then(|| net::PortHolders::of(port).time_wait_hint(port))
-        .flatten();
-    match hint {
+    match net::time_wait_hint(port, &e) {
         Some(hint) => anyhow::anyhow!("binding the control port {ip}:{port}: {e}: {hint}"),
         None => anyhow::anyhow!("binding the control port {ip}:{port}: {e}"),
     }

@@ -180,10 +180,7 @@ fn check_ports(port: u16, clients: u16) -> anyhow::Result<TcpListener> {
         format!("control port {port} + {clients} clients goes past port 65535: pass a lower --port")
     })?;
     let listener = net::listen_tcp((Ipv4Addr::LOCALHOST, port).into()).map_err(|e| {
-        let held = (e.kind() == io::ErrorKind::AddrInUse)
-            .then(|| net::PortHolders::of(port).time_wait_hint(port))
-            .flatten();
-        match held {
+        match net::time_wait_hint(port, &e) {
             Some(hint) => anyhow::anyhow!("control port 127.0.0.1:{port} is not free ({e}): {hint}"),
             None => anyhow::anyhow!(
                 "control port 127.0.0.1:{port} is not free ({e}): another server may be running; pass --port"

@@ -181,6 +181,16 @@ pub struct PortHolders {
     pub time_wait: usize,
 }
 
+/// What holds `port`, when `err` (from binding it with [`listen_tcp`])
+/// says it is in use and connections in TIME_WAIT explain it: see
+/// [`PortHolders::time_wait_hint`].
+pub fn time_wait_hint(port: u16, err: &io::Error) -> Option<String> {
+    if err.kind() != io::ErrorKind::AddrInUse {
+        return None;
+    }
+    PortHolders::of(port).time_wait_hint(port)
+}
+
 /// `st` of /proc/net/tcp: TCP_TIME_WAIT and TCP_LISTEN (include/net/tcp_states.h).
 const TCP_TIME_WAIT: &str = "06";
 const TCP_LISTEN: &str = "0A";
