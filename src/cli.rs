@@ -1,7 +1,7 @@
 //! Command-line arguments (clap derive): one struct per subcommand, turned
 //! into the validated configurations of the library.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use udplab::analyze::report::Format;
 use udplab::protocol::{DEFAULT_PORT, Mode, Protocol};
-use udplab::{client, lab, server};
+use udplab::{client, lab, net, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -324,8 +324,8 @@ impl ServerArgs {
         if self.rounds == Some(0) {
             bail!("--rounds must be at least 1");
         }
-        let listener = TcpListener::bind((self.bind, self.port))
-            .with_context(|| format!("binding the control port {}:{}", self.bind, self.port))?;
+        let listener = net::listen_tcp(SocketAddr::new(self.bind, self.port))
+            .map_err(|e| control_port_error(self.bind, self.port, e))?;
         let mut cfg = server::Config::new(self.file, self.clients);
         cfg.bind_ip = self.bind;
         cfg.log_dir = self.log_dir;
@@ -339,6 +339,16 @@ impl ServerArgs {
         cfg.rate = self.rate;
         cfg.deadline = self.deadline;
         Ok((listener, cfg))
+    }
+}
+
+/// The control port could not be bound: the OS's reason, and when
+/// connections in TIME_WAIT hold it (no SO_REUSEADDR can share the port
+/// with those of a server that had none), what they are and when they go.
+fn control_port_error(ip: IpAddr, port: u16, e: std::io::Error) -> anyhow::Error {
+    match net::time_wait_hint(port, &e) {
+        Some(hint) => anyhow::anyhow!("binding the control port {ip}:{port}: {e}: {hint}"),
+        None => anyhow::anyhow!("binding the control port {ip}:{port}: {e}"),
     }
 }
 

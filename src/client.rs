@@ -5,7 +5,8 @@
 //! its real name when the transfer has ended: complete files get the name
 //! the server sent (stripped of any directories), incomplete ones the same
 //! name with `.incomplete` appended. Nothing is ever overwritten: a name
-//! that exists gets `.1`, `.2` ... appended.
+//! that exists gets `.1`, `.2` ... appended. Every client that registered
+//! leaves its log, whatever ended it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -113,7 +114,11 @@ pub fn resolve_server(spec: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
-/// Register with the server and receive one file.
+/// Register with the server and receive one file. Once registered, the
+/// client always writes its log: an error before the file's name is known
+/// (nothing within the start timeout, no announce, bad data from the
+/// server) is returned after it, naming the log; a later one ends the
+/// transfer as incomplete, its log saying why.
 pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     let server = resolve_server(&cfg.server)?;
     let mut stream = TcpStream::connect_timeout(&server, cfg.connect_timeout)
@@ -179,16 +184,19 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     } else {
         session.receive_v1(stream, &mut log)
     };
-    let (output, complete) = match result {
-        Ok(r) => r,
+    // Every way out from here leaves the log. An error before the file's
+    // name is known (no data in time, no announce, bad data) means no
+    // transfer began: it stays an error, after the log is written.
+    let (output, complete, before_transfer) = match result {
+        Ok((output, complete)) => (output, complete, None),
         Err(e) => {
-            // Before a file name is known there is nothing to log under.
-            if log.file_name.is_none() {
-                return Err(e);
-            }
-            warn!("{e:#}");
             log.error = Some(format!("{e:#}"));
-            (None, false)
+            if log.file_name.is_some() {
+                warn!("{e:#}");
+                (None, false, None)
+            } else {
+                (None, false, Some(e))
+            }
         }
     };
     let output = output.or_else(|| log.output.as_ref().map(PathBuf::from));
@@ -201,7 +209,9 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
         Role::Client,
         id,
         stamp.naive_local(),
-        log.file_name.as_deref().unwrap_or("unknown"),
+        log.file_name
+            .as_deref()
+            .unwrap_or(transfer_log::UNKNOWN_FILE_NAME),
         clients,
     );
     let log_path = match transfer_log::write_log(&cfg.log_dir, &name, &log) {
@@ -211,6 +221,12 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
             None
         }
     };
+    if let Some(e) = before_transfer {
+        return Err(match &log_path {
+            Some(path) => e.context(format!("client {id} (log: {})", path.display())),
+            None => e,
+        });
+    }
     Ok(Outcome {
         log,
         log_path,
@@ -270,7 +286,7 @@ impl Session<'_> {
             self.check_shutdown()?;
             if waiting.elapsed() >= cfg.start_timeout {
                 bail!(
-                    "no data within {} of registering",
+                    "no data within the start timeout ({}) of registering",
                     humantime::format_duration(cfg.start_timeout)
                 );
             }

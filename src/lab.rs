@@ -22,7 +22,7 @@ use log::{info, warn};
 use crate::analyze::{self, Analysis};
 use crate::protocol::{self, Mode, Protocol};
 use crate::shutdown::Shutdown;
-use crate::{client, server};
+use crate::{client, net, server};
 
 /// The file a run sends.
 #[derive(Debug, Clone)]
@@ -179,10 +179,13 @@ fn check_ports(port: u16, clients: u16) -> anyhow::Result<TcpListener> {
     let last = port.checked_add(clients).with_context(|| {
         format!("control port {port} + {clients} clients goes past port 65535: pass a lower --port")
     })?;
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|e| {
-        anyhow::anyhow!(
-            "control port 127.0.0.1:{port} is not free ({e}): another server may be running; pass --port"
-        )
+    let listener = net::listen_tcp((Ipv4Addr::LOCALHOST, port).into()).map_err(|e| {
+        match net::time_wait_hint(port, &e) {
+            Some(hint) => anyhow::anyhow!("control port 127.0.0.1:{port} is not free ({e}): {hint}"),
+            None => anyhow::anyhow!(
+                "control port 127.0.0.1:{port} is not free ({e}): another server may be running; pass --port"
+            ),
+        }
     })?;
     for p in port + 1..=last {
         if let Err(e) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p)) {

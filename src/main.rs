@@ -4,8 +4,11 @@
 //! Exit status: 0 success; 1 error (for `lab`: a client or the server
 //! failed, or Ctrl-C; loss is a result, not an error); 2 the transfer ran to its end but the
 //! file is incomplete (the client) or some client did not get all of it
-//! (the server). `analyze` exits with 1 when a capture could not be read
-//! to its end (after printing the report of what was read).
+//! (the server). The server's 0 says that nothing failed on its side and
+//! that every v1 client confirmed its file; of lab clients, which send
+//! nothing back, it says only that they were sent everything. `analyze`
+//! exits with 1 when a capture could not be read to its end (after
+//! printing the report of what was read).
 
 mod cli;
 
@@ -46,17 +49,10 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         Command::Server(args) => {
             let (listener, cfg) = args.into_config(cli.quiet)?;
             let summary = server::run(listener, cfg, shutdown)?;
-            let failed = summary
-                .outcomes
-                .iter()
-                .filter(|o| o.log.success != Some(true))
-                .count();
-            info!(
-                "{} round(s), {} transfer(s), {failed} incomplete",
-                summary.rounds,
-                summary.outcomes.len()
-            );
-            Ok(if failed == 0 {
+            info!("{summary}");
+            // Lab clients' delivery is unknown: it counts neither way, and
+            // the summary says so.
+            Ok(if summary.tally().failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)

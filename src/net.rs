@@ -1,5 +1,7 @@
-//! Socket helpers beyond std: batched UDP send and receive (sendmmsg,
-//! recvmmsg), receive-buffer sizing, and the kernel's per-socket drop count.
+//! Socket helpers beyond std: the servers' control listener (SO_REUSEADDR,
+//! and what holds a port that cannot be bound), batched UDP send and
+//! receive (sendmmsg, recvmmsg), receive-buffer sizing, and the kernel's
+//! per-socket drop count.
 //!
 //! The drop count comes from two places (see `docs/PROTOCOL.md`): SO_RXQ_OVFL
 //! attaches the running count to datagrams that arrive *after* a drop, so it
@@ -9,7 +11,7 @@
 
 use std::io;
 use std::mem;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -145,6 +147,103 @@ fn drops_for_inode(table: &str, inode: &str) -> Option<u64> {
             None
         }
     })
+}
+
+/// Connections the control listener queues before they are accepted: a
+/// round of `udplab lab --clients 1000` connects at once.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A TCP listener on `addr` with SO_REUSEADDR, as servers have it: the
+/// side that closes a connection first keeps it in TIME_WAIT for 60 s, and
+/// the server closes first (the lab's protocol ends the control connection
+/// at the barrier), so without it a new server could not bind the port
+/// for a minute after the last one. Linux lets the port be shared only
+/// with connections whose sockets had SO_REUSEADDR too, never with a
+/// listener: a second server on the port is still refused (EADDRINUSE).
+/// (std's `TcpListener::bind` sets the option as well, but does not
+/// promise it.) Never SO_REUSEPORT, which would let two servers share it.
+pub fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    Ok(sock.into())
+}
+
+/// What holds a TCP port on this host, from /proc/net/tcp and tcp6: to
+/// say why it cannot be bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortHolders {
+    /// Sockets listening on the port.
+    pub listening: usize,
+    /// Connections whose local port it is, in TIME_WAIT.
+    pub time_wait: usize,
+}
+
+/// What holds `port`, when `err` (from binding it with [`listen_tcp`])
+/// says it is in use and connections in TIME_WAIT explain it: see
+/// [`PortHolders::time_wait_hint`].
+pub fn time_wait_hint(port: u16, err: &io::Error) -> Option<String> {
+    if err.kind() != io::ErrorKind::AddrInUse {
+        return None;
+    }
+    PortHolders::of(port).time_wait_hint(port)
+}
+
+/// `st` of /proc/net/tcp: TCP_TIME_WAIT and TCP_LISTEN (include/net/tcp_states.h).
+const TCP_TIME_WAIT: &str = "06";
+const TCP_LISTEN: &str = "0A";
+
+impl PortHolders {
+    /// Who holds TCP `port` now (rows the kernel moves while the table is
+    /// read may be missed: a diagnostic, not a census).
+    pub fn of(port: u16) -> PortHolders {
+        let mut holders = PortHolders::default();
+        for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Ok(table) = std::fs::read_to_string(path) {
+                holders.count(&table, port);
+            }
+        }
+        holders
+    }
+
+    /// Add the rows of one table whose local port is `port`.
+    fn count(&mut self, table: &str, port: u16) {
+        for line in table.lines().skip(1) {
+            // `sl local_address rem_address st ...`; addresses `HEX:PORT`.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if local_port != Some(port) {
+                continue;
+            }
+            match state {
+                TCP_LISTEN => self.listening += 1,
+                TCP_TIME_WAIT => self.time_wait += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Why a bind of `port` with SO_REUSEADDR failed, when these holders
+    /// tell: no listener, only connections in TIME_WAIT, whose sockets
+    /// lacked SO_REUSEADDR (else the kernel would have shared the port).
+    /// Nothing a new server can set frees them: they expire.
+    pub fn time_wait_hint(&self, port: u16) -> Option<String> {
+        (self.listening == 0 && self.time_wait > 0).then(|| {
+            format!(
+                "{} connection(s) on port {port} are in TIME_WAIT, left by a server that did \
+                 not set SO_REUSEADDR (the lab's servidor.py does not); the kernel frees \
+                 the port within 60 s: wait, or pass another --port",
+                self.time_wait
+            )
+        })
+    }
 }
 
 /// Wait until one of `fds` is readable, or `timeout` passes (to the
@@ -459,6 +558,61 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(&got[..5], &[0; 5]);
         assert_eq!(got[5..], data.concat());
+    }
+
+    #[test]
+    fn proc_net_tcp_holders_of_a_port() {
+        // Port 0x13AD = 5037: one listener on 127.0.0.1, two connections in
+        // TIME_WAIT (one over IPv6); 0x13AE's rows and a peer's port do not count.
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:13AD 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n\
+   1: 0100007F:13AD 0100007F:D2F0 06 00000000:00000000 03:00001234 00000000     0        0 0 3\n\
+   2: 0100007F:D2F1 0100007F:13AD 06 00000000:00000000 03:00001234 00000000     0        0 0 3\n\
+   3: 0100007F:13AE 0100007F:D2F2 06 00000000:00000000 03:00001234 00000000     0        0 0 3\n\
+   4: garbage\n\
+   5: 0100007F:ZZZZ 0100007F:D2F2 06\n";
+        let v6 = "  sl  local_address                         remote_address                        st\n\
+   0: 00000000000000000000000001000000:13AD 00000000000000000000000001000000:A000 06 0\n";
+        let mut h = PortHolders::default();
+        h.count(v4, 5037);
+        h.count(v6, 5037);
+        assert_eq!(
+            h,
+            PortHolders {
+                listening: 1,
+                time_wait: 2
+            }
+        );
+        // A listener is another server: no TIME_WAIT story to tell.
+        assert_eq!(h.time_wait_hint(5037), None);
+        let waiting = PortHolders {
+            listening: 0,
+            time_wait: 2,
+        };
+        let hint = waiting.time_wait_hint(5037).expect("a hint");
+        assert!(
+            hint.starts_with("2 connection(s) on port 5037 are in TIME_WAIT"),
+            "{hint}"
+        );
+        assert_eq!(PortHolders::default().time_wait_hint(5037), None);
+    }
+
+    #[test]
+    fn listener_reuses_the_address_and_still_refuses_a_second_server() {
+        let first = listen_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let fd = first.as_raw_fd();
+        assert_eq!(
+            getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap(),
+            1
+        );
+        assert_eq!(
+            getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT).unwrap(),
+            0
+        );
+        let second = listen_tcp(addr).unwrap_err();
+        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(PortHolders::of(addr.port()).listening, 1);
     }
 
     #[test]

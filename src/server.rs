@@ -5,11 +5,14 @@
 //! Clients that speak the lab's bytes (third byte of the port message 0) get
 //! exactly the lab's transfer: name datagram, size datagram, 1024-byte
 //! chunks, and their control connection closed at the barrier. v1 clients
-//! keep theirs open: announce, start, done, and their report.
+//! keep theirs open: announce, start, done, and their report. So the
+//! server knows whether a v1 client got the file, and never whether a lab
+//! client did: its [`Verdict`] and its log say "sent; delivery unknown".
 //!
 //! [`run`] takes a bound listener and a [`Shutdown`], so tests serve on
 //! port 0 and stop the server when they are done.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -36,7 +39,7 @@ use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
-use crate::transfer_log::{self, Role, TransferLog};
+use crate::transfer_log::{self, Delivery, Role, TransferLog};
 
 /// Validated server settings.
 #[derive(Debug, Clone)]
@@ -150,10 +153,24 @@ struct Registration {
 /// silent connections cannot exhaust threads while others wait to be served.
 pub const MAX_REGISTERING: usize = 256;
 
+/// What the server knows, at the end, of one client's transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The client confirmed the whole file: a v1 report whose SHA-256
+    /// matched.
+    Delivered,
+    /// Everything was sent, and the protocol brings nothing back (the
+    /// lab's): what arrived is unknown to the server.
+    SentDeliveryUnknown,
+    /// The transfer failed, or the client reported a file that is not whole.
+    Failed,
+}
+
 /// What became of one client's transfer.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub client_id: u16,
+    pub verdict: Verdict,
     pub log: TransferLog,
     /// Where the log was written (None if writing it failed).
     pub log_path: Option<PathBuf>,
@@ -164,6 +181,53 @@ pub struct Outcome {
 pub struct Summary {
     pub rounds: u32,
     pub outcomes: Vec<Outcome>,
+}
+
+/// How many transfers of a run ended with each [`Verdict`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub delivery_unknown: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for o in &self.outcomes {
+            match o.verdict {
+                Verdict::Delivered => t.delivered += 1,
+                Verdict::SentDeliveryUnknown => t.delivery_unknown += 1,
+                Verdict::Failed => t.failed += 1,
+            }
+        }
+        t
+    }
+}
+
+impl fmt::Display for Summary {
+    /// `2 round(s), 3 transfer(s): 1 complete, 1 incomplete, 1 sent;
+    /// delivery unknown (lab protocol)`; the last part only when some
+    /// client spoke the lab's protocol and was sent everything.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.tally();
+        write!(
+            f,
+            "{} round(s), {} transfer(s): {} complete, {} incomplete",
+            self.rounds,
+            self.outcomes.len(),
+            t.delivered,
+            t.failed
+        )?;
+        if t.delivery_unknown > 0 {
+            write!(
+                f,
+                ", {} sent; delivery unknown (lab protocol)",
+                t.delivery_unknown
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Serve `cfg.file` on `listener` until `cfg.rounds` rounds are done, the
@@ -534,15 +598,27 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
-    let result = send_to_client(&mut reg, ctx, chunk, &mut log, &bar);
-    if let Err(e) = &result {
-        warn!("client {}: {e:#}", reg.id);
-        log.error = Some(format!("{e:#}"));
-        abort_v1(&mut reg, &format!("{e:#}"));
-    }
+    let verdict = match send_to_client(&mut reg, ctx, chunk, &mut log, &bar) {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            warn!("client {}: {e:#}", reg.id);
+            log.error = Some(format!("{e:#}"));
+            abort_v1(&mut reg, &format!("{e:#}"));
+            Verdict::Failed
+        }
+    };
     bar.finish();
-    log.success = Some(result.unwrap_or(false));
-    info!("client {}: {}", reg.id, transfer_summary(&log));
+    // A lab client sends nothing back: whether all was sent is known,
+    // whether it arrived is not, and the log claims no more than that.
+    if reg.protocol == Protocol::Lab {
+        log.delivery = Some(Delivery::Unknown);
+    }
+    log.success = match verdict {
+        Verdict::Delivered => Some(true),
+        Verdict::SentDeliveryUnknown => None,
+        Verdict::Failed => Some(false),
+    };
+    info!("client {}: {}", reg.id, transfer_summary(&log, verdict));
     let name = transfer_log::log_file_name(
         Role::Server,
         log.client_id.unwrap_or(0),
@@ -559,21 +635,22 @@ fn serve_client(
     };
     Outcome {
         client_id: log.client_id.unwrap_or(0),
+        verdict,
         log,
         log_path,
     }
 }
 
-/// The transfer itself; fills `log` as it goes. Ok(true) when the client
-/// has everything (lab: everything was sent; v1: the client confirmed a
-/// byte-identical file).
+/// The transfer itself; fills `log` as it goes. v1: `Delivered` when the
+/// client confirmed a byte-identical file, `Failed` when its report says
+/// otherwise; lab: `SentDeliveryUnknown` once everything was sent.
 fn send_to_client(
     reg: &mut Registration,
     ctx: &RoundCtx,
     chunk: usize,
     log: &mut TransferLog,
     bar: &ProgressBar,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Verdict> {
     let cfg = &ctx.cfg;
     let offer = &ctx.offer;
     let data_port = ctx
@@ -652,13 +729,22 @@ fn send_to_client(
     }
     let mut repair = Repair::new(total);
     let outcome = sender.pass(&mut reg.stream, &mut repair);
+    let confirmed = |whole: bool| {
+        if whole {
+            Verdict::Delivered
+        } else {
+            Verdict::Failed
+        }
+    };
     let result = match (outcome, reg.protocol, reliable) {
         (Err(e), ..) => Err(e),
-        (Ok(()), Protocol::Lab, _) => Ok(true),
-        (Ok(()), Protocol::V1, false) => sender.finish_blast(&mut reg.stream, cfg, log),
-        (Ok(()), Protocol::V1, true) => {
-            sender.repair_rounds(&mut reg.stream, cfg, &mut repair, log)
-        }
+        (Ok(()), Protocol::Lab, _) => Ok(Verdict::SentDeliveryUnknown),
+        (Ok(()), Protocol::V1, false) => sender
+            .finish_blast(&mut reg.stream, cfg, log)
+            .map(confirmed),
+        (Ok(()), Protocol::V1, true) => sender
+            .repair_rounds(&mut reg.stream, cfg, &mut repair, log)
+            .map(confirmed),
     };
     let elapsed = started.elapsed();
     log.end = Some(Local::now().fixed_offset());
@@ -682,7 +768,7 @@ fn send_to_client(
     } else {
         log.final_rate_mbit_s = cfg.rate.map(|r| r / 1e6);
     }
-    if matches!(result, Ok(true)) {
+    if matches!(result, Ok(Verdict::Delivered)) {
         log.goodput_mb_s = rate_mb_s(offer.size, elapsed);
     }
     result
@@ -989,7 +1075,7 @@ fn log_report(log: &mut TransferLog, r: &v1::Report, size: u64) {
 }
 
 /// One line on what a transfer did, for the server's console.
-fn transfer_summary(log: &TransferLog) -> String {
+fn transfer_summary(log: &TransferLog, verdict: Verdict) -> String {
     let mut line = format!(
         "sent {} bytes in {} datagrams, {:.3} s, {:.1} MB/s",
         log.bytes_sent.unwrap_or(0),
@@ -1004,8 +1090,10 @@ fn transfer_summary(log: &TransferLog) -> String {
                 .map_or_else(|| "unknown".to_string(), |d| d.to_string())
         );
     }
-    if log.success != Some(true) {
-        line += " (incomplete)";
+    match verdict {
+        Verdict::Delivered => {}
+        Verdict::SentDeliveryUnknown => line += "; delivery unknown (lab protocol)",
+        Verdict::Failed => line += " (incomplete)",
     }
     line
 }

@@ -52,6 +52,41 @@ impl fmt::Display for Role {
     }
 }
 
+/// What the writer of a log knows of the file's delivery, when `success`
+/// alone would say more than it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// `unknown`: the server's log of a lab-protocol client. The lab's
+    /// protocol brings nothing back (the control connection closes at the
+    /// barrier, no report follows the data), so the server cannot know what
+    /// arrived: its `success` is left out when everything was sent, and
+    /// `false` only when sending failed. The client's own log tells.
+    Unknown,
+}
+
+impl Delivery {
+    /// `unknown`, as logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Unknown => "unknown",
+        }
+    }
+
+    /// The one a log names.
+    pub fn parse(text: &str) -> Option<Delivery> {
+        match text {
+            "unknown" => Some(Delivery::Unknown),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which program wrote a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -146,7 +181,13 @@ pub struct TransferLog {
     /// File bytes per second to a complete file, MB (10^6 bytes) per second:
     /// the file's size over the time from the first datagram to the end.
     pub goodput_mb_s: Option<f64>,
+    /// The file arrived whole (the client's log; the server's log of a v1
+    /// client, from its report). `None` where the writer cannot know: see
+    /// `delivery`.
     pub success: Option<bool>,
+    /// Set where the writer cannot know whether the file arrived: then
+    /// `success` makes no claim of delivery.
+    pub delivery: Option<Delivery>,
     /// Why a transfer did not succeed, in a few words.
     pub error: Option<String>,
     /// Where the client stored the file (complete or marked incomplete).
@@ -214,6 +255,11 @@ fn bad_value(line: usize, key: &str, value: &str) -> Error {
 }
 
 // ---------------------------------------------------------------- file names
+
+/// What a log's file name holds in place of the file's name when its
+/// writer never learned it (a client that gave up before the name came).
+/// [`read_log`] does not take it for a file name.
+pub const UNKNOWN_FILE_NAME: &str = "unknown";
 
 /// The lab's log file name: `S1-2026-11-21-11-46-19-100MB.bin-2-log.txt`.
 pub fn log_file_name(
@@ -381,6 +427,7 @@ impl TransferLog {
         put("rate_mb_s", float(self.rate_mb_s, 3));
         put("goodput_mb_s", float(self.goodput_mb_s, 3));
         put("success", shown(self.success.as_ref()));
+        put("delivery", shown(self.delivery.as_ref()));
         put("error", text(&self.error));
         put("output", text(&self.output));
         out
@@ -477,6 +524,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "duration_s" => field!(duration_s, float(value)),
         "rate_mb_s" => field!(rate_mb_s, float(value)),
         "success" => field!(success, boolean(value)),
+        "delivery" => field!(delivery, Delivery::parse(value)),
         "error" => field!(error, Some(value.to_owned())),
         "output" => field!(output, Some(value.to_owned())),
         _ => Ok(()),
@@ -734,7 +782,8 @@ pub fn parse(text: &str) -> Result<TransferLog, Error> {
 
 /// Reads the log file at `path`; `role`, `client_id`, `clients` and
 /// `file_name` that the content does not tell are taken from the file name
-/// when it follows the lab's pattern. Bytes that are not UTF-8 are read as
+/// when it follows the lab's pattern (`file_name` unless the name holds
+/// [`UNKNOWN_FILE_NAME`]). Bytes that are not UTF-8 are read as
 /// U+FFFD.
 pub fn read_log(path: &Path) -> Result<TransferLog, Error> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
@@ -755,7 +804,9 @@ pub fn read_log(path: &Path) -> Result<TransferLog, Error> {
         log.role.get_or_insert(name.role);
         log.client_id.get_or_insert(name.client_id);
         log.clients.get_or_insert(name.clients);
-        log.file_name.get_or_insert(name.file_name);
+        if name.file_name != UNKNOWN_FILE_NAME {
+            log.file_name.get_or_insert(name.file_name);
+        }
     }
     Ok(parsed.finish())
 }
@@ -854,6 +905,7 @@ mod tests {
             rate_mb_s: Some(16.771),
             goodput_mb_s: Some(16.5),
             success: Some(false),
+            delivery: Some(Delivery::Unknown),
             error: Some("6 datagrams missing".into()),
             output: Some("/tmp/out/data-set 7.bin.incomplete".into()),
         }
@@ -877,10 +929,32 @@ mod tests {
             .skip(1)
             .filter_map(|l| l.split_once(':').map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 41);
+        assert_eq!(keys.len(), 42);
         assert_eq!(keys.first(), Some(&"role"));
         assert_eq!(keys.last(), Some(&"output"));
         assert_eq!(parse(&text).expect("parses"), log);
+    }
+
+    #[test]
+    fn delivery_unknown_leaves_success_out_and_old_logs_read_as_before() {
+        // The server's log of a lab client that was sent everything.
+        let log = TransferLog {
+            role: Some(Role::Server),
+            format: Some(LogFormat::Udplab),
+            protocol: Some(Protocol::Lab),
+            delivery: Some(Delivery::Unknown),
+            ..TransferLog::default()
+        };
+        let text = log.render();
+        assert_eq!(
+            text,
+            "log: udplab 1\nrole: server\nprotocol: lab\ndelivery: unknown\n"
+        );
+        assert_eq!(parse(&text).expect("parses"), log);
+        // Logs written before the key existed read as they always did.
+        let old =
+            parse("log: udplab 1\nrole: server\nprotocol: lab\nsuccess: true\n").expect("parses");
+        assert_eq!((old.success, old.delivery), (Some(true), None));
     }
 
     #[test]
@@ -956,6 +1030,7 @@ mod tests {
             ("log: udplab 1\nserver_ip: 300.1.1.1", "server_ip"),
             ("log: udplab 1\nsha256: xyz", "sha256"),
             ("log: udplab 1\nprotocol: ", "protocol"),
+            ("log: udplab 1\ndelivery: maybe", "delivery"),
         ] {
             match parse(text) {
                 Err(Error::BadValue {
@@ -1257,6 +1332,14 @@ mod tests {
         assert_eq!(back.clients, Some(4));
         assert_eq!(back.file_name.as_deref(), Some("data-set 7.bin"));
         assert_eq!(back.success, Some(true));
+
+        // A client that never learned the file's name says so in the
+        // log's name, and that is no file name.
+        let unnamed = log_file_name(Role::Client, 3, stamp(), UNKNOWN_FILE_NAME, 4);
+        let path = write_log(&sub, &unnamed, &sparse).expect("writes");
+        let back = read_log(&path).expect("reads");
+        assert_eq!((back.client_id, back.clients), (Some(3), Some(4)));
+        assert_eq!(back.file_name, None);
 
         assert!(write_log(&sub, "../escape", &sparse).is_err());
         assert!(write_log(&sub, "", &sparse).is_err());

@@ -78,6 +78,72 @@ fn port_in_use_is_a_one_line_error() {
     assert!(err.contains("in use"), "{err}");
 }
 
+/// The port is held by connections in TIME_WAIT of a server that did not
+/// set SO_REUSEADDR (as the lab's servidor.py does not, and it closes
+/// first when it is stopped mid-round). No option of ours can share the
+/// port with those (Linux wants SO_REUSEADDR on both sides, and
+/// SO_REUSEPORT is not for servers that must refuse a second one), so the
+/// one-line error says what holds the port and when it is freed.
+#[test]
+fn time_wait_of_a_server_without_reuseaddr_is_explained() {
+    use socket2::{Domain, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = write_file(dir.path(), "f.bin", 10, 1);
+    let port = listener_with_free_data_ports(2)
+        .local_addr()
+        .unwrap()
+        .port();
+    // The lab's server: a plain socket, bound and listening, no options.
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    sock.listen(8).unwrap();
+    let lab: TcpListener = sock.into();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (accepted, _) = lab.accept().unwrap();
+    // The server closes first; the client sees its FIN, then closes too.
+    drop(accepted);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+    drop(client);
+    drop(lab);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match time_wait_on(port) {
+            None => {
+                skip_or_fail("`ss -tan` cannot run here (iproute2 is not installed)");
+                return;
+            }
+            Some((n, _)) if n > 0 => break,
+            Some(_) => {
+                assert!(Instant::now() < deadline, "no TIME_WAIT on port {port}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["-q", "server", "--bind", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains(&format!("binding the control port 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("connection(s) on port {port} are in TIME_WAIT")),
+        "{err}"
+    );
+    assert!(err.contains("did not set SO_REUSEADDR"), "{err}");
+    assert!(err.contains("within 60 s"), "{err}");
+}
+
 #[test]
 fn unreachable_server_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,6 +440,62 @@ fn hostile_server_with_an_oversized_message_is_refused() {
         !dir.path().join("out").exists()
             || files_with_prefix(&dir.path().join("out"), "").is_empty()
     );
+}
+
+/// A v1 client registered by a server that then sends no announce (as the
+/// lab's servidor.py does: it knows no v1), or that aborts before it,
+/// gives up with an error naming its log, and leaves that log saying why.
+/// (It used to leave none: before the announce it had no file name.)
+#[test]
+fn v1_client_without_an_announce_leaves_its_log() {
+    for abort in [None, Some("the server is going away")] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let fake = thread::spawn(move || {
+            let mut client = accept_raw(&listener);
+            assert_eq!(client.tag, v1::VERSION);
+            if let Some(reason) = abort {
+                let abort = Message::Abort {
+                    reason: reason.into(),
+                };
+                udplab::control::send(&mut client.tcp, &abort, Duration::from_secs(1)).unwrap();
+            }
+            // Hold the connection open until the client is done.
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
+        });
+        let logs = dir.path().join("logs");
+        let mut cfg = client_config(addr, &dir.path().join("out"), &logs);
+        cfg.register_timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        let r = client::run(cfg, Shutdown::new());
+        let _ = done_tx.send(());
+        fake.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let err = format!("{:#}", r.unwrap_err());
+        let why = match abort {
+            None => "no announce within 500ms".to_string(),
+            Some(reason) => format!("the server aborted: {reason}"),
+        };
+        assert!(err.contains(&why), "{err}");
+        let paths = files_with_prefix(&logs, "C1-");
+        assert_eq!(paths.len(), 1, "{err}");
+        assert!(err.contains(&paths[0].display().to_string()), "{err}");
+        let log = transfer_log::read_log(&paths[0]).unwrap();
+        assert_eq!(log.protocol, Some(udplab::protocol::Protocol::V1));
+        assert_eq!((log.client_id, log.clients), (Some(1), Some(1)));
+        assert_eq!(log.success, Some(false));
+        assert!(
+            log.error.as_deref().unwrap().contains(&why),
+            "{:?}",
+            log.error
+        );
+        assert!(
+            !dir.path().join("out").exists()
+                || files_with_prefix(&dir.path().join("out"), "").is_empty()
+        );
+    }
 }
 
 #[test]

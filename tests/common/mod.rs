@@ -6,10 +6,13 @@
 #![allow(dead_code)]
 
 use std::fmt::Display;
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use udplab::protocol::v1;
 use udplab::shutdown::Shutdown;
@@ -42,6 +45,119 @@ pub fn lab_samples() -> Option<PathBuf> {
         ));
         None
     }
+}
+
+/// The original lab's scripts, `<CARGO_MANIFEST_DIR>/../shared/lab-scripts`
+/// (`servidor.py`, `cliente.py`; not part of this repository, as the
+/// samples). `None`, through [`skip_or_fail`], where they are absent.
+#[track_caller]
+pub fn lab_scripts() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab-scripts");
+    if dir.join("cliente.py").is_file() {
+        Some(dir)
+    } else {
+        skip_or_fail(format_args!(
+            "the original lab's scripts are not at {}",
+            dir.display()
+        ));
+        None
+    }
+}
+
+/// A child process that is killed if the test ends before it does.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The child's exit status; killed, and the test failed, after `limit`.
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process still running after {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child's stderr, read on a thread of its own as it comes, so that a
+/// test can wait for a line while the child runs.
+pub struct StderrLines {
+    text: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl StderrLines {
+    /// Takes the child's stderr (it must have been piped).
+    pub fn of(child: &mut Child) -> StderrLines {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&text);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        StderrLines {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// Wait until `needle` has been written, at most `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.text.lock().unwrap().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Everything written, once the child has ended (its stderr closed).
+    pub fn all(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.text.lock().unwrap().clone()
+    }
+}
+
+/// Connections in TIME_WAIT whose local port is `port`, as `ss -tan` lists
+/// them (its lines, for a failure message); `None` where `ss` cannot run.
+pub fn time_wait_on(port: u16) -> Option<(usize, String)> {
+    let out = std::process::Command::new("ss").arg("-tan").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let local = format!(":{port}");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.first() == Some(&"TIME-WAIT")
+                && fields.get(3).is_some_and(|a| a.ends_with(&local))
+        })
+        .map(str::to_owned)
+        .collect();
+    Some((lines.len(), lines.join("\n")))
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so a failure repeats.
