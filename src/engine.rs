@@ -528,6 +528,9 @@ pub struct Reception {
     /// The pass the client is in: 0, then one more per repair request.
     pub round: u32,
     last_seq: Option<u32>,
+    /// The smallest one-way delay since the last feedback (see
+    /// [`v1::FeedbackTiming::min_delay_us`]).
+    min_delay_us: Option<i64>,
 }
 
 impl Reception {
@@ -544,6 +547,7 @@ impl Reception {
             lost: 0,
             round: 0,
             last_seq: None,
+            min_delay_us: None,
         }
     }
 
@@ -563,13 +567,15 @@ impl Reception {
         self.last_seq = None;
     }
 
-    /// Classify one datagram (`truncated`: the kernel cut it).
-    pub fn arrive(&mut self, datagram: &[u8], truncated: bool) -> Arrival {
+    /// Classify one datagram (`truncated`: the kernel cut it) taken in at
+    /// `at_us` (the client's clock, microseconds since the Unix epoch).
+    pub fn arrive(&mut self, datagram: &[u8], truncated: bool, at_us: u64) -> Arrival {
         self.arrived += 1;
         let Ok((header, payload)) = v1::DataHeader::parse(datagram) else {
             self.malformed += 1;
             return Arrival::Malformed;
         };
+        self.note_delay(header.send_time_us, at_us);
         if truncated || self.announce.payload_len(header.seq) != Some(payload.len()) {
             self.malformed += 1;
             return Arrival::Malformed;
@@ -610,13 +616,26 @@ impl Reception {
         u64::from(self.have.len()) - self.have.count()
     }
 
-    /// The running counts for the server's rate control.
-    pub fn feedback(&self, kernel_drops: Option<u64>) -> v1::Feedback {
+    /// Keep the smallest one-way delay of the feedback interval. Any
+    /// header counts, a duplicate's too: it crossed the same queue.
+    fn note_delay(&mut self, send_us: u64, at_us: u64) {
+        let delay = (i128::from(at_us) - i128::from(send_us))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        self.min_delay_us = Some(self.min_delay_us.map_or(delay, |d| d.min(delay)));
+    }
+
+    /// The running counts for the server's rate control, taken at `now_us`
+    /// (the client's clock); the interval's delay starts afresh.
+    pub fn feedback(&mut self, kernel_drops: Option<u64>, now_us: u64) -> v1::Feedback {
         v1::Feedback {
             round: self.round,
             arrived: self.arrived,
             lost: self.lost,
             kernel_drops,
+            timing: Some(v1::FeedbackTiming {
+                time_us: now_us,
+                min_delay_us: self.min_delay_us.take(),
+            }),
         }
     }
 }
@@ -689,6 +708,7 @@ mod tests {
             arrived,
             lost,
             kernel_drops: None,
+            timing: None,
         }
     }
 
@@ -922,7 +942,7 @@ mod tests {
         };
         let mut rx = Reception::new(&a);
         assert_eq!(
-            rx.arrive(&datagram(0, 0, 1008), false),
+            rx.arrive(&datagram(0, 0, 1008), false, 10),
             Arrival::New {
                 offset: 0,
                 payload: (16, 1024)
@@ -930,24 +950,33 @@ mod tests {
         );
         // 1 and 2 lost in the kernel: the jump to 3 counts them.
         assert!(matches!(
-            rx.arrive(&datagram(3, 0, 1008), false),
+            rx.arrive(&datagram(3, 0, 1008), false, 10),
             Arrival::New { offset: 3024, .. }
         ));
         assert_eq!(rx.lost, 2);
-        assert_eq!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::Duplicate);
-        assert_eq!(rx.arrive(&datagram(4, 0, 7), false), Arrival::Malformed);
-        assert_eq!(rx.arrive(&datagram(10, 0, 1008), false), Arrival::Malformed);
-        assert_eq!(rx.arrive(&datagram(4, 0, 1008), true), Arrival::Malformed);
-        assert_eq!(rx.arrive(b"UL\x01", false), Arrival::Malformed);
+        assert_eq!(
+            rx.arrive(&datagram(3, 0, 1008), false, 10),
+            Arrival::Duplicate
+        );
+        assert_eq!(rx.arrive(&datagram(4, 0, 7), false, 10), Arrival::Malformed);
+        assert_eq!(
+            rx.arrive(&datagram(10, 0, 1008), false, 10),
+            Arrival::Malformed
+        );
+        assert_eq!(
+            rx.arrive(&datagram(4, 0, 1008), true, 10),
+            Arrival::Malformed
+        );
+        assert_eq!(rx.arrive(b"UL\x01", false, 10), Arrival::Malformed);
         for seq in 4..9 {
             assert!(matches!(
-                rx.arrive(&datagram(seq, 0, 1008), false),
+                rx.arrive(&datagram(seq, 0, 1008), false, 10),
                 Arrival::New { .. }
             ));
         }
         // The last one is short: 1000 bytes.
         assert!(matches!(
-            rx.arrive(&datagram(9, 0, 1000), false),
+            rx.arrive(&datagram(9, 0, 1000), false, 10),
             Arrival::New { .. }
         ));
         assert_eq!(rx.missing().collect::<Vec<_>>(), [1, 2]);
@@ -956,17 +985,17 @@ mod tests {
         // count 1 again, as 1 is no longer missing.
         rx.next_round();
         assert!(matches!(
-            rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::New { .. }
         ));
         assert!(matches!(
-            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::New { .. }
         ));
         assert_eq!(rx.lost, 2, "a repair round jumps over nothing missing");
         assert!(rx.complete());
         assert_eq!(
-            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::Late
         );
         assert_eq!(
@@ -982,10 +1011,23 @@ mod tests {
             (10, a.file_size, 1, 1, 4, 2, 16)
         );
         assert_eq!(rx.missing_count(), 0);
-        let f = rx.feedback(Some(2));
+        let f = rx.feedback(Some(2), 77);
         assert_eq!(
             (f.round, f.arrived, f.lost, f.kernel_drops),
             (1, 16, 2, Some(2))
         );
+        // Every header was stamped at 1 and taken in at 10.
+        assert_eq!(
+            f.timing,
+            Some(v1::FeedbackTiming {
+                time_us: 77,
+                min_delay_us: Some(9)
+            })
+        );
+        // The next interval starts afresh: no datagram, no delay.
+        assert_eq!(rx.feedback(None, 80).timing.unwrap().min_delay_us, None);
+        rx.arrive(&datagram(2, 0, 1008), false, 4);
+        rx.arrive(&datagram(2, 0, 1008), false, 30);
+        assert_eq!(rx.feedback(None, 90).timing.unwrap().min_delay_us, Some(3));
     }
 }
