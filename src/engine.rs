@@ -10,10 +10,18 @@
 //!   datagrams the current pass sends, and which repair requests it refuses.
 //! - [`Reception`]: the client's book of which datagrams it has, and what
 //!   each arriving datagram is (new, duplicate, late, malformed).
+//! - [`Transfer`] (`transfer.rs`): the server's side of one client's
+//!   transfer, the passes, repair rounds, refusals, deadline and report
+//!   timeout, as a state machine fed events that returns actions.
 
 use std::time::{Duration, Instant};
 
 use crate::protocol::v1::{self, Report, SeqRange};
+
+mod transfer;
+pub use transfer::{
+    Abort, Action, Finish, MAX_REJECTED, Run, Service, Transfer, TransferConfig, Verdict,
+};
 
 /// Bits per second below which no rate goes: a transfer always moves.
 pub const MIN_RATE: f64 = 1e6;
