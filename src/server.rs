@@ -29,7 +29,7 @@ use log::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, PeerState};
-use crate::engine::{Action, Finish, Next, Run, Service, Transfer, TransferConfig, Verdict};
+use crate::engine::{Action, Finish, Next, Rule, Run, Service, Transfer, TransferConfig, Verdict};
 use crate::net::{self, SendBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
@@ -641,6 +641,7 @@ fn send_to_client(
             ceiling: cfg.rate,
             deadline: cfg.deadline,
             report_timeout: cfg.report_timeout,
+            rule: Rule::Delay,
         },
         started,
     );

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Next, Pacer, RateControl, Refusal, Repair};
+use super::{Next, Pacer, RateControl, Refusal, Repair, Rule};
 use crate::protocol::v1::{self, Report};
 
 /// Most refused repair requests a client may send before the server gives
@@ -43,6 +43,8 @@ pub struct TransferConfig {
     pub deadline: Duration,
     /// How long the client may take to report after `Done`.
     pub report_timeout: Duration,
+    /// Reliable: how the rate adapts ([`Rule::Delay`] unless comparing).
+    pub rule: Rule,
 }
 
 /// Consecutive datagrams to send now.
@@ -153,7 +155,8 @@ impl Transfer {
         Transfer {
             repair: Repair::new(cfg.datagrams),
             pacer: Pacer::new(cfg.ceiling),
-            rate: reliable.then(|| RateControl::new(cfg.ceiling, cfg.datagram_size)),
+            rate: reliable
+                .then(|| RateControl::with_rule(cfg.rule, cfg.ceiling, cfg.datagram_size)),
             deadline: reliable.then(|| now + cfg.deadline),
             state: State::Sending,
             cfg,
@@ -238,9 +241,10 @@ impl Transfer {
         }
     }
 
-    /// The client's feedback arrived at `now`.
+    /// The client's feedback arrived at `now`. Between passes it is passed
+    /// over: it tells of the pass's tail trickling in, not of the path.
     pub fn feedback(&mut self, now: Instant, f: &v1::Feedback) {
-        if let Some(rate) = &mut self.rate {
+        if let (Some(rate), State::Sending) = (&mut self.rate, &self.state) {
             rate.feedback(now, f);
         }
     }
@@ -320,6 +324,7 @@ mod tests {
             ceiling: None,
             deadline: Duration::from_secs(600),
             report_timeout: Duration::from_secs(30),
+            rule: Rule::Delay,
         }
     }
 
