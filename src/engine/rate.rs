@@ -295,3 +295,180 @@ impl RateControl {
         self.last_heard = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds intervals of 10 ms by both clocks: `sent` datagrams of 1000
+    /// bytes, `lost` of them lost, the interval's smallest delay `delay_us`
+    /// (the clocks' offset included).
+    struct Client {
+        now: Instant,
+        us: u64,
+        arrived: u64,
+        lost: u64,
+    }
+
+    impl Client {
+        fn new(rc: &mut RateControl) -> Client {
+            let mut c = Client {
+                now: Instant::now(),
+                us: 5_000_000,
+                arrived: 0,
+                lost: 0,
+            };
+            rc.feedback(c.now, &c.feedback(Some(1000)));
+            c
+        }
+
+        fn feedback(&self, delay_us: Option<i64>) -> v1::Feedback {
+            v1::Feedback {
+                round: 0,
+                arrived: self.arrived,
+                lost: self.lost,
+                kernel_drops: None,
+                timing: Some(v1::FeedbackTiming {
+                    time_us: self.us,
+                    min_delay_us: delay_us,
+                }),
+            }
+        }
+
+        fn interval(&mut self, rc: &mut RateControl, sent: u64, lost: u64, delay_us: i64) {
+            self.deliver(rc, sent, sent - lost, lost, delay_us);
+        }
+
+        /// `sent` datagrams left, `arrived` and `lost` came of them and of
+        /// those queued before.
+        fn deliver(
+            &mut self,
+            rc: &mut RateControl,
+            sent: u64,
+            arrived: u64,
+            lost: u64,
+            delay_us: i64,
+        ) {
+            rc.sent(self.now, sent * 1000);
+            self.now += FEEDBACK_INTERVAL;
+            self.us += 10_000;
+            self.arrived += arrived;
+            self.lost += lost;
+            rc.feedback(self.now, &self.feedback(Some(delay_us)));
+        }
+    }
+
+    /// Datagrams of 1000 bytes in 10 ms at `rate` bits/s.
+    fn per_interval(rate: f64) -> u64 {
+        (rate / 8e5).round() as u64
+    }
+
+    #[test]
+    fn slow_start_doubles_what_was_delivered_until_a_queue_shows() {
+        let mut rc = RateControl::new(None, 1000);
+        let mut c = Client::new(&mut rc);
+        // 100 Mbit/s delivered: 125 datagrams in 10 ms.
+        c.interval(&mut rc, 125, 0, 1000);
+        assert_eq!(rc.rate(), 200e6);
+        // The next feedback still tells of 100 Mbit/s: no second doubling.
+        c.interval(&mut rc, 250, 125, 1000);
+        assert_eq!((rc.rate(), rc.phase()), (200e6, Phase::SlowStart));
+        // Random loss with no queue is no reason to leave slow start.
+        c.interval(&mut rc, 250, 25, 1000);
+        assert!((rc.rate() - 2.0 * 225.0 * 8000.0 / 0.01).abs() < 1.0);
+        // 3 ms of queue (over the 1000 us base): the pipe is full; the rate
+        // is the delivery rate, a little above it as the queue is short.
+        let r = rc.rate();
+        c.interval(&mut rc, per_interval(r), 0, 4000);
+        assert_eq!(rc.phase(), Phase::Avoidance);
+        let delivered = per_interval(r) as f64 * 8e5;
+        let want = delivered * (1.0 + GAIN * (5.0 - 3.0) / 5.0);
+        assert!((rc.rate() - want).abs() < 1.0, "{} {want}", rc.rate());
+    }
+
+    fn steady(rate: f64) -> (RateControl, Client) {
+        let mut rc = RateControl::new(None, 1000);
+        let mut c = Client::new(&mut rc);
+        c.interval(&mut rc, 125, 0, 1000);
+        while rc.phase() == Phase::SlowStart && rc.rate() < rate {
+            let n = per_interval(rc.rate());
+            c.interval(&mut rc, n, 0, 1000);
+        }
+        c.interval(&mut rc, per_interval(rate), 0, 1000 + 5000);
+        assert_eq!(rc.phase(), Phase::Avoidance);
+        (rc, c)
+    }
+
+    #[test]
+    fn random_loss_without_a_queue_never_lowers_the_rate() {
+        let (mut rc, mut c) = steady(200e6);
+        for _ in 0..50 {
+            let before = rc.rate();
+            let n = per_interval(before);
+            // 20 % lost, no queue: the rate holds or climbs.
+            c.interval(&mut rc, n, n / 5, 1000);
+            assert!(rc.rate() >= before);
+        }
+        // The tail of a pass: little arrives, no queue: no cut either.
+        let before = rc.rate();
+        c.interval(&mut rc, 3, 0, 1000);
+        assert_eq!(rc.rate(), before);
+    }
+
+    #[test]
+    fn a_queue_past_the_target_brings_the_rate_below_the_delivery_rate() {
+        let (mut rc, mut c) = steady(200e6);
+        // The link delivers 100 Mbit/s whatever is sent; the queue grows.
+        let n = per_interval(100e6);
+        let sent = per_interval(rc.rate());
+        c.deliver(&mut rc, sent, n, 0, 1000 + 10_000);
+        // 10 ms of queue, twice the target: factor 1 - GAIN.
+        assert!((rc.rate() - 100e6 * (1.0 - GAIN)).abs() < 1.0, "{}", rc.rate());
+        // At the target, the rate is the delivery rate.
+        let sent = per_interval(rc.rate());
+        c.deliver(&mut rc, sent, n, 0, 1000 + 5000);
+        assert!((rc.rate() - 100e6).abs() < 1.0, "{}", rc.rate());
+        // However long the queue, one feedback at most halves it.
+        c.deliver(&mut rc, n, n, 0, 1000 + 500_000);
+        assert!((rc.rate() - 50e6).abs() < 1.0, "{}", rc.rate());
+        // A sender short of its rate learns only the queue's length.
+        c.deliver(&mut rc, n / 4, n, 0, 1000 + 10_000);
+        assert!((rc.rate() - 50e6 * (1.0 - GAIN)).abs() < 1.0, "{}", rc.rate());
+        // A smaller delay than ever seen is the new base: no queue.
+        let before = rc.rate();
+        c.interval(&mut rc, n, 0, 200);
+        assert!(rc.rate() >= before);
+    }
+
+    #[test]
+    fn kernel_drops_are_congestion_even_with_no_queue() {
+        let (mut rc, mut c) = steady(200e6);
+        rc.sent(c.now, 250_000);
+        c.now += FEEDBACK_INTERVAL;
+        c.us += 10_000;
+        c.arrived += 200;
+        let mut f = c.feedback(Some(1000));
+        f.kernel_drops = Some(50);
+        rc.feedback(c.now, &f);
+        // Delivered 160 Mbit/s; cut by 1/8 of it.
+        assert!((rc.rate() - 160e6 * 7.0 / 8.0).abs() < 1.0, "{}", rc.rate());
+    }
+
+    #[test]
+    fn a_client_that_measures_no_delay_gets_the_loss_rule() {
+        let mut rc = RateControl::new(None, 1000);
+        let mut c = Client::new(&mut rc);
+        rc.sent(c.now, 125_000);
+        c.now += FEEDBACK_INTERVAL;
+        c.arrived += 100;
+        c.lost += 25;
+        let old = v1::Feedback {
+            timing: None,
+            ..c.feedback(None)
+        };
+        rc.feedback(c.now, &old);
+        // 20 % loss in slow start: down to what the client took, 80 Mbit/s.
+        assert_eq!(rc.phase(), Phase::Avoidance);
+        assert!((rc.rate() - 80e6).abs() < 1.0, "{}", rc.rate());
+    }
+}
