@@ -474,8 +474,19 @@ fn table() {
     ];
     for (name, path) in scenarios {
         for rule in [Rule::Loss, Rule::Delay] {
-            let (o, _) = simulate(path, rule, 1);
+            let (o, rates) = simulate(path, rule, 1);
             println!("{}", describe(name, rule, &o, &path));
+            if let Some((at, rate)) = path.rate_change {
+                let new = payload_rate(rate);
+                let after = rates.iter().filter(|&&(t, _)| t >= at);
+                let followed = after.clone().find(|&&(_, r)| r <= 1.1 * new);
+                let lowest = after.map(|&(_, r)| r).fold(f64::INFINITY, f64::min);
+                println!(
+                    "    at or below 1.1 x the new rate after {:?}; lowest {:.2} x it",
+                    followed.map(|&(t, _)| t - at),
+                    lowest / new
+                );
+            }
         }
     }
 }

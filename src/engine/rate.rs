@@ -312,7 +312,7 @@ mod tests {
 
     impl Client {
         fn new(rc: &mut RateControl) -> Client {
-            let mut c = Client {
+            let c = Client {
                 now: Instant::now(),
                 us: 5_000_000,
                 arrived: 0,
@@ -423,7 +423,11 @@ mod tests {
         let sent = per_interval(rc.rate());
         c.deliver(&mut rc, sent, n, 0, 1000 + 10_000);
         // 10 ms of queue, twice the target: factor 1 - GAIN.
-        assert!((rc.rate() - 100e6 * (1.0 - GAIN)).abs() < 1.0, "{}", rc.rate());
+        assert!(
+            (rc.rate() - 100e6 * (1.0 - GAIN)).abs() < 1.0,
+            "{}",
+            rc.rate()
+        );
         // At the target, the rate is the delivery rate.
         let sent = per_interval(rc.rate());
         c.deliver(&mut rc, sent, n, 0, 1000 + 5000);
@@ -433,7 +437,11 @@ mod tests {
         assert!((rc.rate() - 50e6).abs() < 1.0, "{}", rc.rate());
         // A sender short of its rate learns only the queue's length.
         c.deliver(&mut rc, n / 4, n, 0, 1000 + 10_000);
-        assert!((rc.rate() - 50e6 * (1.0 - GAIN)).abs() < 1.0, "{}", rc.rate());
+        assert!(
+            (rc.rate() - 50e6 * (1.0 - GAIN)).abs() < 1.0,
+            "{}",
+            rc.rate()
+        );
         // A smaller delay than ever seen is the new base: no queue.
         let before = rc.rate();
         c.interval(&mut rc, n, 0, 200);
