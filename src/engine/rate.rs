@@ -14,6 +14,7 @@
 //!   simulation in `tests/rate_sim.rs`, which shows what it does on a
 //!   lossy path.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{FEEDBACK_INTERVAL, LOSS_THRESHOLD, MIN_RATE, SILENCE, START_RATE};
@@ -32,6 +33,11 @@ pub const GAIN: f64 = 0.125;
 /// Of the rate, what a sender must really have sent over an interval for it
 /// to say anything about the path (below that the sender was the limit).
 const BUSY: f64 = 0.8;
+/// The delivery rate the delay rule follows is the largest of this long
+/// (BBR's windowed maximum): a receiver that stalls a few milliseconds, as
+/// one sharing its cores does, delivers less for an interval and then
+/// catches up, and following each dip would lose what it could have taken.
+const DELIVERY_WINDOW: Duration = Duration::from_millis(100);
 
 /// Which rule adapts the rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +105,8 @@ pub struct RateControl {
     /// The smallest one-way delay seen in the transfer, microseconds: the
     /// path with an empty queue (and the clocks' offset).
     base_delay_us: Option<i64>,
+    /// Delivery rates of the last [`DELIVERY_WINDOW`], with their time.
+    delivered: VecDeque<(Instant, f64)>,
 }
 
 impl RateControl {
@@ -121,6 +129,7 @@ impl RateControl {
             sent_bytes: 0,
             last_heard: None,
             base_delay_us: None,
+            delivered: VecDeque::new(),
         }
     }
 
@@ -151,7 +160,7 @@ impl RateControl {
             return;
         };
         match (self.rule, interval.queueing) {
-            (Rule::Delay, Some(q)) => self.delay_rule(&interval, q),
+            (Rule::Delay, Some(q)) => self.delay_rule(now, &interval, q),
             // A client that measures no delay gets the loss rule.
             _ => self.loss_rule(now, &interval),
         }
@@ -202,10 +211,29 @@ impl RateControl {
         i.arrived as f64 * self.datagram_bits / i.elapsed
     }
 
+    /// The largest delivery rate of the last [`DELIVERY_WINDOW`], `rate`
+    /// the newest. When the path took less for sure (a queue of twice the
+    /// target or more, the client's socket overflowing), the window starts
+    /// again from `rate`.
+    fn windowed_delivery(&mut self, now: Instant, rate: f64, path_took_less: bool) -> f64 {
+        if path_took_less {
+            self.delivered.clear();
+        }
+        while self
+            .delivered
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > DELIVERY_WINDOW)
+        {
+            self.delivered.pop_front();
+        }
+        self.delivered.push_back((now, rate));
+        self.delivered.iter().map(|&(_, r)| r).fold(rate, f64::max)
+    }
+
     /// Queueing delay `q` against [`TARGET_DELAY`]; loss is not looked at,
     /// except the kernel's drops at the client, which no path loses at
     /// random.
-    fn delay_rule(&mut self, i: &Interval, q: Duration) {
+    fn delay_rule(&mut self, now: Instant, i: &Interval, q: Duration) {
         let busy = i.sent_rate >= BUSY * self.rate;
         let target = TARGET_DELAY.as_secs_f64();
         let off_target = (target - q.as_secs_f64()) / target;
@@ -228,7 +256,8 @@ impl RateControl {
             // What the path delivered is what it can take, whatever it
             // lost at random: the rate follows it, above while the queue
             // is short, below while it is long.
-            self.delivery_rate(i) * factor
+            let path_took_less = q >= 2 * TARGET_DELAY || i.kernel_drops > 0;
+            self.windowed_delivery(now, self.delivery_rate(i), path_took_less) * factor
         } else {
             // A sender below its rate learns only how long the queue is.
             self.rate * factor.min(1.0)
