@@ -28,7 +28,7 @@ use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
-use crate::server::rate_mb_s;
+use crate::server::{rate_mb_s, unix_us};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::transfer_log::{self, Role, TransferLog};
 
@@ -583,7 +583,9 @@ impl Session<'_> {
                     fed_back = state.rx.arrived;
                     control::send(
                         stream,
-                        &Message::Feedback(state.rx.feedback(state.ovfl)),
+                        &Message::Feedback(
+                            state.rx.feedback(state.ovfl, unix_us(SystemTime::now())),
+                        ),
                         Duration::from_secs(5),
                     )
                     .context("sending feedback")?;
@@ -673,6 +675,7 @@ impl State {
     /// buffers to the file, consecutive ones in one vectored write.
     fn take(&mut self, batch: &RecvBatch, n: usize) -> io::Result<()> {
         let now = SystemTime::now();
+        let now_us = unix_us(now);
         self.first_wall.get_or_insert(now);
         self.last_wall = Some(now);
         let mut run: Vec<&[u8]> = Vec::with_capacity(n);
@@ -681,7 +684,8 @@ impl State {
             let Some((datagram, truncated)) = batch.get(i) else {
                 continue;
             };
-            let Arrival::New { offset, payload } = self.rx.arrive(datagram, truncated) else {
+            let Arrival::New { offset, payload } = self.rx.arrive(datagram, truncated, now_us)
+            else {
                 continue;
             };
             let piece = &datagram[payload.0..payload.1];

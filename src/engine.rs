@@ -3,17 +3,27 @@
 //! on its own:
 //!
 //! - [`Pacer`]: when the next batch may leave, for a rate in bits/s.
-//! - [`RateControl`]: the reliable mode's adaptive rate (slow start, then
-//!   additive increase while the client reports no loss and a multiplicative
-//!   decrease when it does; `docs/PROTOCOL.md` says why).
+//! - [`RateControl`] (`rate.rs`): the reliable mode's adaptive rate (slow
+//!   start, then the rate the client takes in, scaled by how far the queue
+//!   it measures is from a target; `docs/PROTOCOL.md` says why).
 //! - [`Repair`]: the server's book of what the client has confirmed, which
 //!   datagrams the current pass sends, and which repair requests it refuses.
 //! - [`Reception`]: the client's book of which datagrams it has, and what
 //!   each arriving datagram is (new, duplicate, late, malformed).
+//! - [`Transfer`] (`transfer.rs`): the server's side of one client's
+//!   transfer, the passes, repair rounds, refusals, deadline and report
+//!   timeout, as a state machine fed events that returns actions.
 
 use std::time::{Duration, Instant};
 
 use crate::protocol::v1::{self, Report, SeqRange};
+
+mod rate;
+mod transfer;
+pub use rate::{GAIN, Phase, RateControl, Rule, TARGET_DELAY};
+pub use transfer::{
+    Abort, Action, Finish, MAX_REJECTED, ReportTaken, Run, Service, Transfer, TransferConfig,
+};
 
 /// Bits per second below which no rate goes: a transfer always moves.
 pub const MIN_RATE: f64 = 1e6;
@@ -21,7 +31,8 @@ pub const MIN_RATE: f64 = 1e6;
 pub const START_RATE: f64 = 100e6;
 /// How often the client sends its feedback while data arrives.
 pub const FEEDBACK_INTERVAL: Duration = Duration::from_millis(10);
-/// Loss fraction of one feedback interval above which the rate backs off.
+/// Loss fraction of one feedback interval above which [`Rule::Loss`]
+/// backs off.
 pub const LOSS_THRESHOLD: f64 = 0.01;
 /// With no feedback for this long while sending, the rate is halved.
 pub const SILENCE: Duration = Duration::from_millis(250);
@@ -170,147 +181,6 @@ impl Pacer {
                 ((burst_bytes / size.max(1) as f64) as usize).clamp(1, max)
             }
         }
-    }
-}
-
-/// The phase of [`RateControl`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Doubling every clean interval, until the first loss.
-    SlowStart,
-    /// Additive increase, multiplicative decrease.
-    Avoidance,
-}
-
-/// The reliable mode's sending rate, in bits per second, adapted to the
-/// client's [`v1::Feedback`]:
-///
-/// - slow start: x2 per clean feedback interval; at the first lossy one the
-///   rate drops to what the client actually took in over that interval;
-/// - then, per feedback interval: loss above [`LOSS_THRESHOLD`] multiplies
-///   the rate by 7/8, at most once per two intervals (the next report still
-///   describes datagrams sent before the cut); a clean interval adds 1/32 of
-///   the rate, but only if the sender really sent at 80 % of it (a sender
-///   that cannot reach its rate learns nothing from a clean report);
-/// - no feedback for [`SILENCE`] while sending halves the rate;
-/// - the rate stays within [`MIN_RATE`] and the `--rate` ceiling.
-#[derive(Debug, Clone)]
-pub struct RateControl {
-    rate: f64,
-    ceiling: Option<f64>,
-    phase: Phase,
-    datagram_bits: f64,
-    last_decrease: Option<Instant>,
-    /// The previous feedback: when, and its counts.
-    last: Option<(Instant, u64, u64)>,
-    /// Bytes sent since the previous feedback.
-    sent_bytes: u64,
-    last_heard: Option<Instant>,
-}
-
-impl RateControl {
-    /// `ceiling` in bits/s (`--rate`); datagrams of `datagram_size` bytes.
-    pub fn new(ceiling: Option<f64>, datagram_size: usize) -> RateControl {
-        let start = ceiling.map_or(START_RATE, |c| c.min(START_RATE));
-        RateControl {
-            rate: start.max(MIN_RATE),
-            ceiling,
-            phase: Phase::SlowStart,
-            datagram_bits: datagram_size as f64 * 8.0,
-            last_decrease: None,
-            last: None,
-            sent_bytes: 0,
-            last_heard: None,
-        }
-    }
-
-    /// Bits per second.
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    pub fn phase(&self) -> Phase {
-        self.phase
-    }
-
-    fn clamp(&mut self) {
-        let top = self.ceiling.unwrap_or(f64::INFINITY);
-        self.rate = self.rate.min(top).max(MIN_RATE);
-    }
-
-    /// `bytes` left at `now`.
-    pub fn sent(&mut self, now: Instant, bytes: u64) {
-        self.sent_bytes += bytes;
-        self.last_heard.get_or_insert(now);
-    }
-
-    /// The client's running counts arrived at `now`.
-    pub fn feedback(&mut self, now: Instant, f: &v1::Feedback) {
-        self.last_heard = Some(now);
-        let counts = (f.arrived, f.lost.max(f.kernel_drops.unwrap_or(0)));
-        let Some((then, arrived0, lost0)) = self.last.replace((now, counts.0, counts.1)) else {
-            self.sent_bytes = 0;
-            return;
-        };
-        let sent = std::mem::take(&mut self.sent_bytes);
-        let elapsed = now.saturating_duration_since(then).as_secs_f64();
-        let arrived = counts.0.saturating_sub(arrived0);
-        let lost = counts.1.saturating_sub(lost0);
-        if arrived + lost == 0 || elapsed <= 0.0 {
-            return;
-        }
-        let loss = lost as f64 / (arrived + lost) as f64;
-        if loss > LOSS_THRESHOLD {
-            match self.phase {
-                Phase::SlowStart => {
-                    self.phase = Phase::Avoidance;
-                    let taken = arrived as f64 * self.datagram_bits / elapsed;
-                    self.rate = self.rate.min(taken);
-                    self.last_decrease = Some(now);
-                }
-                Phase::Avoidance => {
-                    let epoch = FEEDBACK_INTERVAL * 2;
-                    if self
-                        .last_decrease
-                        .is_none_or(|t| now.saturating_duration_since(t) >= epoch)
-                    {
-                        self.rate *= 7.0 / 8.0;
-                        self.last_decrease = Some(now);
-                    }
-                }
-            }
-        } else {
-            let sent_rate = sent as f64 * 8.0 / elapsed;
-            if sent_rate >= 0.8 * self.rate {
-                match self.phase {
-                    Phase::SlowStart => self.rate *= 2.0,
-                    Phase::Avoidance => self.rate += self.rate / 32.0,
-                }
-            }
-        }
-        self.clamp();
-    }
-
-    /// Call while sending: halves the rate when the client has been silent
-    /// for [`SILENCE`]. Returns true when it did.
-    pub fn check_silence(&mut self, now: Instant) -> bool {
-        match self.last_heard {
-            Some(t) if now.saturating_duration_since(t) >= SILENCE => {
-                self.rate /= 2.0;
-                self.phase = Phase::Avoidance;
-                self.last_heard = Some(now);
-                self.clamp();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Forget the interval in progress (a new pass starts after a pause).
-    pub fn restart_interval(&mut self) {
-        self.last = None;
-        self.sent_bytes = 0;
-        self.last_heard = None;
     }
 }
 
@@ -528,6 +398,9 @@ pub struct Reception {
     /// The pass the client is in: 0, then one more per repair request.
     pub round: u32,
     last_seq: Option<u32>,
+    /// The smallest one-way delay since the last feedback (see
+    /// [`v1::FeedbackTiming::min_delay_us`]).
+    min_delay_us: Option<i64>,
 }
 
 impl Reception {
@@ -544,6 +417,7 @@ impl Reception {
             lost: 0,
             round: 0,
             last_seq: None,
+            min_delay_us: None,
         }
     }
 
@@ -563,13 +437,15 @@ impl Reception {
         self.last_seq = None;
     }
 
-    /// Classify one datagram (`truncated`: the kernel cut it).
-    pub fn arrive(&mut self, datagram: &[u8], truncated: bool) -> Arrival {
+    /// Classify one datagram (`truncated`: the kernel cut it) taken in at
+    /// `at_us` (the client's clock, microseconds since the Unix epoch).
+    pub fn arrive(&mut self, datagram: &[u8], truncated: bool, at_us: u64) -> Arrival {
         self.arrived += 1;
         let Ok((header, payload)) = v1::DataHeader::parse(datagram) else {
             self.malformed += 1;
             return Arrival::Malformed;
         };
+        self.note_delay(header.send_time_us, at_us);
         if truncated || self.announce.payload_len(header.seq) != Some(payload.len()) {
             self.malformed += 1;
             return Arrival::Malformed;
@@ -610,13 +486,26 @@ impl Reception {
         u64::from(self.have.len()) - self.have.count()
     }
 
-    /// The running counts for the server's rate control.
-    pub fn feedback(&self, kernel_drops: Option<u64>) -> v1::Feedback {
+    /// Keep the smallest one-way delay of the feedback interval. Any
+    /// header counts, a duplicate's too: it crossed the same queue.
+    fn note_delay(&mut self, send_us: u64, at_us: u64) {
+        let delay = (i128::from(at_us) - i128::from(send_us))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        self.min_delay_us = Some(self.min_delay_us.map_or(delay, |d| d.min(delay)));
+    }
+
+    /// The running counts for the server's rate control, taken at `now_us`
+    /// (the client's clock); the interval's delay starts afresh.
+    pub fn feedback(&mut self, kernel_drops: Option<u64>, now_us: u64) -> v1::Feedback {
         v1::Feedback {
             round: self.round,
             arrived: self.arrived,
             lost: self.lost,
             kernel_drops,
+            timing: Some(v1::FeedbackTiming {
+                time_us: now_us,
+                min_delay_us: self.min_delay_us.take(),
+            }),
         }
     }
 }
@@ -689,6 +578,7 @@ mod tests {
             arrived,
             lost,
             kernel_drops: None,
+            timing: None,
         }
     }
 
@@ -709,9 +599,9 @@ mod tests {
     }
 
     #[test]
-    fn rate_starts_slow_doubles_then_drops_to_what_the_client_took() {
+    fn loss_rule_starts_slow_doubles_then_drops_to_what_the_client_took() {
         let mut now = Instant::now();
-        let mut rc = RateControl::new(None, 1000);
+        let mut rc = RateControl::with_rule(Rule::Loss, None, 1000);
         assert_eq!(rc.rate(), START_RATE);
         let mut c = (0, 0);
         rc.feedback(now, &fb(0, 0));
@@ -728,9 +618,9 @@ mod tests {
     }
 
     #[test]
-    fn rate_backs_off_once_per_epoch_and_climbs_additively() {
+    fn loss_rule_backs_off_once_per_epoch_and_climbs_additively() {
         let mut now = Instant::now();
-        let mut rc = RateControl::new(Some(80e6), 1000);
+        let mut rc = RateControl::with_rule(Rule::Loss, Some(80e6), 1000);
         assert_eq!(rc.rate(), 80e6, "the ceiling is below the start rate");
         let mut c = (0, 0);
         rc.feedback(now, &fb(0, 0));
@@ -769,7 +659,7 @@ mod tests {
     #[test]
     fn rate_halves_when_the_client_goes_silent_and_never_stops() {
         let now = Instant::now();
-        let mut rc = RateControl::new(None, 1000);
+        let mut rc = RateControl::with_rule(Rule::Loss, None, 1000);
         assert!(!rc.check_silence(now), "nothing sent yet");
         rc.sent(now, 1000);
         assert!(!rc.check_silence(now + ms(100)));
@@ -922,7 +812,7 @@ mod tests {
         };
         let mut rx = Reception::new(&a);
         assert_eq!(
-            rx.arrive(&datagram(0, 0, 1008), false),
+            rx.arrive(&datagram(0, 0, 1008), false, 10),
             Arrival::New {
                 offset: 0,
                 payload: (16, 1024)
@@ -930,24 +820,33 @@ mod tests {
         );
         // 1 and 2 lost in the kernel: the jump to 3 counts them.
         assert!(matches!(
-            rx.arrive(&datagram(3, 0, 1008), false),
+            rx.arrive(&datagram(3, 0, 1008), false, 10),
             Arrival::New { offset: 3024, .. }
         ));
         assert_eq!(rx.lost, 2);
-        assert_eq!(rx.arrive(&datagram(3, 0, 1008), false), Arrival::Duplicate);
-        assert_eq!(rx.arrive(&datagram(4, 0, 7), false), Arrival::Malformed);
-        assert_eq!(rx.arrive(&datagram(10, 0, 1008), false), Arrival::Malformed);
-        assert_eq!(rx.arrive(&datagram(4, 0, 1008), true), Arrival::Malformed);
-        assert_eq!(rx.arrive(b"UL\x01", false), Arrival::Malformed);
+        assert_eq!(
+            rx.arrive(&datagram(3, 0, 1008), false, 10),
+            Arrival::Duplicate
+        );
+        assert_eq!(rx.arrive(&datagram(4, 0, 7), false, 10), Arrival::Malformed);
+        assert_eq!(
+            rx.arrive(&datagram(10, 0, 1008), false, 10),
+            Arrival::Malformed
+        );
+        assert_eq!(
+            rx.arrive(&datagram(4, 0, 1008), true, 10),
+            Arrival::Malformed
+        );
+        assert_eq!(rx.arrive(b"UL\x01", false, 10), Arrival::Malformed);
         for seq in 4..9 {
             assert!(matches!(
-                rx.arrive(&datagram(seq, 0, 1008), false),
+                rx.arrive(&datagram(seq, 0, 1008), false, 10),
                 Arrival::New { .. }
             ));
         }
         // The last one is short: 1000 bytes.
         assert!(matches!(
-            rx.arrive(&datagram(9, 0, 1000), false),
+            rx.arrive(&datagram(9, 0, 1000), false, 10),
             Arrival::New { .. }
         ));
         assert_eq!(rx.missing().collect::<Vec<_>>(), [1, 2]);
@@ -956,17 +855,17 @@ mod tests {
         // count 1 again, as 1 is no longer missing.
         rx.next_round();
         assert!(matches!(
-            rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(1, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::New { .. }
         ));
         assert!(matches!(
-            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::New { .. }
         ));
         assert_eq!(rx.lost, 2, "a repair round jumps over nothing missing");
         assert!(rx.complete());
         assert_eq!(
-            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false),
+            rx.arrive(&datagram(2, FLAG_RETRANSMIT, 1008), false, 10),
             Arrival::Late
         );
         assert_eq!(
@@ -982,10 +881,23 @@ mod tests {
             (10, a.file_size, 1, 1, 4, 2, 16)
         );
         assert_eq!(rx.missing_count(), 0);
-        let f = rx.feedback(Some(2));
+        let f = rx.feedback(Some(2), 77);
         assert_eq!(
             (f.round, f.arrived, f.lost, f.kernel_drops),
             (1, 16, 2, Some(2))
         );
+        // Every header was stamped at 1 and taken in at 10.
+        assert_eq!(
+            f.timing,
+            Some(v1::FeedbackTiming {
+                time_us: 77,
+                min_delay_us: Some(9)
+            })
+        );
+        // The next interval starts afresh: no datagram, no delay.
+        assert_eq!(rx.feedback(None, 80).timing.unwrap().min_delay_us, None);
+        rx.arrive(&datagram(2, 0, 1008), false, 4);
+        rx.arrive(&datagram(2, 0, 1008), false, 30);
+        assert_eq!(rx.feedback(None, 90).timing.unwrap().min_delay_us, Some(3));
     }
 }

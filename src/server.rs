@@ -7,7 +7,7 @@
 //! chunks, and their control connection closed at the barrier. v1 clients
 //! keep theirs open: announce, start, done, and their report. So the
 //! server knows whether a v1 client got the file, and never whether a lab
-//! client did: its [`Verdict`] and its log say "sent; delivery unknown".
+//! client did: its [`Ending`] and its log say "sent; delivery unknown".
 //!
 //! [`run`] takes a bound listener and a [`Shutdown`], so tests serve on
 //! port 0 and stop the server when they are done.
@@ -32,7 +32,9 @@ use log::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, PeerState};
-use crate::engine::{Next, Pacer, RateControl, Repair};
+use crate::engine::{
+    Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
+};
 use crate::net::{self, SendBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
@@ -155,7 +157,7 @@ pub const MAX_REGISTERING: usize = 256;
 
 /// What the server knows, at the end, of one client's transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Ending {
     /// The client confirmed the whole file: a v1 report whose SHA-256
     /// matched.
     Delivered,
@@ -170,7 +172,7 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub client_id: u16,
-    pub verdict: Verdict,
+    pub ending: Ending,
     pub log: TransferLog,
     /// Where the log was written (None if writing it failed).
     pub log_path: Option<PathBuf>,
@@ -183,7 +185,7 @@ pub struct Summary {
     pub outcomes: Vec<Outcome>,
 }
 
-/// How many transfers of a run ended with each [`Verdict`].
+/// How many transfers of a run ended with each [`Ending`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     pub delivered: usize,
@@ -195,10 +197,10 @@ impl Summary {
     pub fn tally(&self) -> Tally {
         let mut t = Tally::default();
         for o in &self.outcomes {
-            match o.verdict {
-                Verdict::Delivered => t.delivered += 1,
-                Verdict::SentDeliveryUnknown => t.delivery_unknown += 1,
-                Verdict::Failed => t.failed += 1,
+            match o.ending {
+                Ending::Delivered => t.delivered += 1,
+                Ending::SentDeliveryUnknown => t.delivery_unknown += 1,
+                Ending::Failed => t.failed += 1,
             }
         }
         t
@@ -598,13 +600,13 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
-    let verdict = match send_to_client(&mut reg, ctx, chunk, &mut log, &bar) {
-        Ok(verdict) => verdict,
+    let ending = match send_to_client(&mut reg, ctx, chunk, &mut log, &bar) {
+        Ok(ending) => ending,
         Err(e) => {
             warn!("client {}: {e:#}", reg.id);
             log.error = Some(format!("{e:#}"));
             abort_v1(&mut reg, &format!("{e:#}"));
-            Verdict::Failed
+            Ending::Failed
         }
     };
     bar.finish();
@@ -613,12 +615,12 @@ fn serve_client(
     if reg.protocol == Protocol::Lab {
         log.delivery = Some(Delivery::Unknown);
     }
-    log.success = match verdict {
-        Verdict::Delivered => Some(true),
-        Verdict::SentDeliveryUnknown => None,
-        Verdict::Failed => Some(false),
+    log.success = match ending {
+        Ending::Delivered => Some(true),
+        Ending::SentDeliveryUnknown => None,
+        Ending::Failed => Some(false),
     };
-    info!("client {}: {}", reg.id, transfer_summary(&log, verdict));
+    info!("client {}: {}", reg.id, transfer_summary(&log, ending));
     let name = transfer_log::log_file_name(
         Role::Server,
         log.client_id.unwrap_or(0),
@@ -635,7 +637,7 @@ fn serve_client(
     };
     Outcome {
         client_id: log.client_id.unwrap_or(0),
-        verdict,
+        ending,
         log,
         log_path,
     }
@@ -650,7 +652,7 @@ fn send_to_client(
     chunk: usize,
     log: &mut TransferLog,
     bar: &ProgressBar,
-) -> anyhow::Result<Verdict> {
+) -> anyhow::Result<Ending> {
     let cfg = &ctx.cfg;
     let offer = &ctx.offer;
     let data_port = ctx
@@ -700,11 +702,28 @@ fn send_to_client(
         File::open(&offer.path).with_context(|| format!("opening {}", offer.path.display()))?;
     let total = u32::try_from(lab::datagram_count(offer.size, chunk as u64))
         .context("the file needs more than 2^32 datagrams")?;
-    let reliable = reg.protocol == Protocol::V1 && cfg.mode == Mode::Reliable;
+    let service = match (reg.protocol, cfg.mode) {
+        (Protocol::Lab, _) => Service::Lab,
+        (Protocol::V1, Mode::Blast) => Service::Blast,
+        (Protocol::V1, Mode::Reliable) => Service::Reliable,
+    };
     let header_len = match reg.protocol {
         Protocol::Lab => 0,
         Protocol::V1 => v1::HEADER_LEN,
     };
+    let mut transfer = Transfer::new(
+        TransferConfig {
+            service,
+            datagrams: total,
+            datagram_size: chunk + header_len,
+            max_batch: net::BATCH,
+            ceiling: cfg.rate,
+            deadline: cfg.deadline,
+            report_timeout: cfg.report_timeout,
+            rule: Rule::Delay,
+        },
+        started,
+    );
     let mut sender = Sender {
         sock,
         file,
@@ -714,72 +733,54 @@ fn send_to_client(
         header_len,
         block: vec![0u8; chunk * net::BATCH],
         batch: SendBatch::new(),
-        pacer: Pacer::new(cfg.rate),
-        rate: reliable.then(|| RateControl::new(cfg.rate, chunk + header_len)),
         reader: control::Reader::new(),
         shutdown: &ctx.shutdown,
         bar,
+        log,
         started,
-        deadline: reliable.then(|| started + cfg.deadline),
+        last_check: started,
+        report_complete: false,
         datagrams: 0,
         bytes: 0,
     };
-    if cfg.rate.is_some() || reliable {
+    if cfg.rate.is_some() || service == Service::Reliable {
         net::fine_timer_slack();
     }
-    let mut repair = Repair::new(total);
-    let outcome = sender.pass(&mut reg.stream, &mut repair);
-    let confirmed = |whole: bool| {
-        if whole {
-            Verdict::Delivered
-        } else {
-            Verdict::Failed
-        }
-    };
-    let result = match (outcome, reg.protocol, reliable) {
-        (Err(e), ..) => Err(e),
-        (Ok(()), Protocol::Lab, _) => Ok(Verdict::SentDeliveryUnknown),
-        (Ok(()), Protocol::V1, false) => sender
-            .finish_blast(&mut reg.stream, cfg, log)
-            .map(confirmed),
-        (Ok(()), Protocol::V1, true) => sender
-            .repair_rounds(&mut reg.stream, cfg, &mut repair, log)
-            .map(confirmed),
-    };
+    let result = sender.run(&mut reg.stream, &mut transfer);
     let elapsed = started.elapsed();
+    let log = sender.log;
     log.end = Some(Local::now().fixed_offset());
     log.datagrams_sent = Some(sender.datagrams);
     log.bytes_sent = Some(sender.bytes);
     log.duration_s = Some(elapsed.as_secs_f64());
     log.rate_mb_s = rate_mb_s(sender.bytes, elapsed);
     log.rate_limit_mbit_s = cfg.rate.map(|r| r / 1e6);
+    log.final_rate_mbit_s = transfer.rate().map(|r| r / 1e6);
     if reg.protocol == Protocol::V1 {
-        log.mode = Some(if reliable {
-            Mode::Reliable
-        } else {
-            Mode::Blast
-        });
+        log.mode = Some(cfg.mode);
     }
-    if reliable {
+    if service == Service::Reliable {
+        let repair = transfer.repair();
         log.datagrams_retransmitted = Some(repair.retransmitted);
         log.repair_rounds = Some(repair.round);
         log.reports_rejected = Some(repair.rejected);
-        log.final_rate_mbit_s = sender.rate.as_ref().map(|r| r.rate() / 1e6);
-    } else {
-        log.final_rate_mbit_s = cfg.rate.map(|r| r / 1e6);
     }
-    if matches!(result, Ok(Verdict::Delivered)) {
+    let ending = result.map(|finish| match finish {
+        Finish::Sent => Ending::SentDeliveryUnknown,
+        Finish::Confirmed => Ending::Delivered,
+        Finish::Reported if sender.report_complete => Ending::Delivered,
+        Finish::Reported => Ending::Failed,
+    });
+    if matches!(ending, Ok(Ending::Delivered)) {
         log.goodput_mb_s = rate_mb_s(offer.size, elapsed);
     }
-    result
+    ending
 }
 
-/// Most refused repair requests a client may send before the server gives
-/// up on it.
-pub const MAX_REJECTED: u64 = 8;
+pub use crate::engine::MAX_REJECTED;
 
-/// One client's data socket, file and pacing: sends passes of datagrams
-/// that a [`Repair`] book chooses.
+/// One client's data socket, file and control connection: the I/O around
+/// a [`Transfer`], which decides what is sent when and how it ends.
 struct Sender<'a> {
     sock: UdpSocket,
     file: File,
@@ -790,137 +791,141 @@ struct Sender<'a> {
     header_len: usize,
     block: Vec<u8>,
     batch: SendBatch,
-    pacer: Pacer,
-    /// Reliable mode: the adaptive rate.
-    rate: Option<RateControl>,
     reader: control::Reader,
     shutdown: &'a Shutdown,
     bar: &'a ProgressBar,
+    log: &'a mut TransferLog,
     started: Instant,
-    deadline: Option<Instant>,
+    /// Blast: when the control connection was last looked at mid-pass.
+    last_check: Instant,
+    /// Blast: the client's report says it has the whole file.
+    report_complete: bool,
     datagrams: u64,
     bytes: u64,
 }
 
 impl Sender<'_> {
-    /// Send every datagram of the current pass of `repair`, paced; in the
-    /// reliable mode, take in the client's feedback as it comes.
-    fn pass(&mut self, stream: &mut TcpStream, repair: &mut Repair) -> anyhow::Result<()> {
-        let flags = if repair.round > 0 {
-            v1::FLAG_RETRANSMIT
-        } else {
-            0
-        };
-        let mut headers = [[0u8; v1::HEADER_LEN]; net::BATCH];
-        let mut last_check = Instant::now();
-        if let Some(rate) = &mut self.rate {
-            rate.restart_interval();
-        }
+    /// Do what `transfer` asks until it ends.
+    fn run(&mut self, stream: &mut TcpStream, transfer: &mut Transfer) -> anyhow::Result<Finish> {
         loop {
             if self.shutdown.is_triggered() {
                 bail!("stopped by the server's shutdown");
             }
-            self.check_deadline(repair)?;
-            let now = Instant::now();
-            if let Some(rate) = &mut self.rate {
-                rate.check_silence(now);
-                self.pacer.set_rate(Some(rate.rate()));
-            }
-            let wait = self.pacer.wait(now);
-            if !wait.is_zero() {
-                // Sleep until the batch may go, unless the client speaks.
-                if self.header_len > 0 {
-                    let ready = net::poll_readable([stream.as_raw_fd()], wait)?;
-                    if ready[0] {
-                        self.take_feedback(stream)?;
-                    }
-                } else {
-                    thread::sleep(wait);
+            match transfer.poll(Instant::now()) {
+                Action::Send(run) => {
+                    self.send_run(run, transfer)?;
+                    self.look_between_batches(stream, transfer)?;
                 }
-                continue;
-            }
-            let max = self
-                .pacer
-                .batch_len(self.chunk + self.header_len, net::BATCH) as u32;
-            let Some((first, count)) = repair.next_run(max) else {
-                return Ok(());
-            };
-            let offset = u64::from(first) * self.chunk as u64;
-            let len =
-                ((self.size - offset.min(self.size)) as usize).min(self.chunk * count as usize);
-            if let Err(e) = self.file.read_exact_at(&mut self.block[..len], offset) {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    bail!("{} shrank while being sent", self.path.display());
-                }
-                return Err(e).with_context(|| format!("reading {}", self.path.display()));
-            }
-            let now_us = unix_us(SystemTime::now());
-            let pieces = self.block[..len].chunks(self.chunk);
-            let n = pieces.len();
-            if self.header_len > 0 {
-                for (i, h) in headers.iter_mut().take(n).enumerate() {
-                    *h = v1::DataHeader {
-                        flags,
-                        seq: first + i as u32,
-                        send_time_us: now_us,
-                    }
-                    .emit();
-                }
-            }
-            let parts: Vec<(&[u8], &[u8])> = pieces
-                .enumerate()
-                .map(|(i, piece)| (&headers[i][..self.header_len], piece))
-                .collect();
-            let (sent, err) = self.batch.send_all(&self.sock, &parts);
-            let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
-            let wire_bytes = (sent_bytes + sent * self.header_len) as u64;
-            self.datagrams += sent as u64;
-            self.bytes += sent_bytes as u64;
-            if repair.round == 0 {
-                self.bar.inc(sent_bytes as u64);
-            }
-            self.pacer.sent(now, wire_bytes);
-            if let Some(rate) = &mut self.rate {
-                rate.sent(now, wire_bytes);
-            }
-            if let Some(e) = err {
-                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                    bail!(
-                        "the client's UDP port is unreachable (ICMP port unreachable): it has gone"
-                    );
-                }
-                return Err(anyhow::Error::new(e).context("sending data"));
-            }
-            if self.header_len > 0 {
-                if self.rate.is_some() {
-                    if net::poll_readable([stream.as_raw_fd()], Duration::ZERO)?[0] {
-                        self.take_feedback(stream)?;
-                    }
-                } else if last_check.elapsed() >= POLL_INTERVAL {
-                    last_check = Instant::now();
-                    if control::peek_state(stream) == PeerState::Closed {
-                        bail!("the client closed its control connection");
-                    }
-                }
+                Action::Wait(until) => self.wait(stream, transfer, until)?,
+                Action::SendDone => self.done(stream)?,
+                Action::Finish(finish) => return Ok(finish),
+                Action::Abort(why) => return Err(why.into()),
             }
         }
     }
 
-    fn check_deadline(&self, repair: &Repair) -> anyhow::Result<()> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            bail!(
-                "deadline passed: {} of {} datagrams confirmed after {} repair round(s)",
-                repair.confirmed(),
-                lab::datagram_count(self.size, self.chunk as u64),
-                repair.round
-            );
+    /// Read, stamp and send one run of datagrams.
+    fn send_run(&mut self, run: Run, transfer: &mut Transfer) -> anyhow::Result<()> {
+        let offset = u64::from(run.first) * self.chunk as u64;
+        let len =
+            ((self.size - offset.min(self.size)) as usize).min(self.chunk * run.count as usize);
+        if let Err(e) = self.file.read_exact_at(&mut self.block[..len], offset) {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                bail!("{} shrank while being sent", self.path.display());
+            }
+            return Err(e).with_context(|| format!("reading {}", self.path.display()));
+        }
+        let flags = if run.retransmit {
+            v1::FLAG_RETRANSMIT
+        } else {
+            0
+        };
+        let now = Instant::now();
+        let now_us = unix_us(SystemTime::now());
+        let mut headers = [[0u8; v1::HEADER_LEN]; net::BATCH];
+        let pieces = self.block[..len].chunks(self.chunk);
+        if self.header_len > 0 {
+            for (i, h) in headers.iter_mut().take(pieces.len()).enumerate() {
+                *h = v1::DataHeader {
+                    flags,
+                    seq: run.first + i as u32,
+                    send_time_us: now_us,
+                }
+                .emit();
+            }
+        }
+        let parts: Vec<(&[u8], &[u8])> = pieces
+            .enumerate()
+            .map(|(i, piece)| (&headers[i][..self.header_len], piece))
+            .collect();
+        let (sent, err) = self.batch.send_all(&self.sock, &parts);
+        let sent_bytes: usize = parts[..sent].iter().map(|(_, p)| p.len()).sum();
+        self.datagrams += sent as u64;
+        self.bytes += sent_bytes as u64;
+        if !run.retransmit {
+            self.bar.inc(sent_bytes as u64);
+        }
+        transfer.sent(now, (sent_bytes + sent * self.header_len) as u64);
+        match err {
+            None => Ok(()),
+            Some(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                bail!("the client's UDP port is unreachable (ICMP port unreachable): it has gone")
+            }
+            Some(e) => Err(anyhow::Error::new(e).context("sending data")),
+        }
+    }
+
+    /// Take in what the client said while the pass goes on: after every
+    /// batch when its feedback paces the pass, else now and then to see
+    /// whether it left.
+    fn look_between_batches(
+        &mut self,
+        stream: &mut TcpStream,
+        transfer: &mut Transfer,
+    ) -> anyhow::Result<()> {
+        if self.header_len == 0 {
+            return Ok(());
+        }
+        if transfer.service() != Service::Reliable {
+            if self.last_check.elapsed() < POLL_INTERVAL {
+                return Ok(());
+            }
+            self.last_check = Instant::now();
+        }
+        if net::poll_readable([stream.as_raw_fd()], Duration::ZERO)?[0] {
+            self.take_messages(stream, transfer)?;
         }
         Ok(())
     }
 
-    /// Read what the control connection holds (it is readable) and feed
-    /// the rate control with the feedback in it.
-    fn take_feedback(&mut self, stream: &mut TcpStream) -> anyhow::Result<()> {
+    /// Sleep until `until`, unless the client speaks first (the lab's
+    /// clients have no control connection to speak on).
+    fn wait(
+        &mut self,
+        stream: &mut TcpStream,
+        transfer: &mut Transfer,
+        until: Instant,
+    ) -> anyhow::Result<()> {
+        let left = until.saturating_duration_since(Instant::now());
+        if self.header_len == 0 {
+            thread::sleep(left);
+            return Ok(());
+        }
+        // Stay responsive to the server's shutdown while a report is due.
+        let left = left.min(POLL_INTERVAL);
+        if net::poll_readable([stream.as_raw_fd()], left)?[0] {
+            self.take_messages(stream, transfer)?;
+        }
+        Ok(())
+    }
+
+    /// Read what the control connection holds (it is readable) and hand
+    /// every message in it to `transfer`.
+    fn take_messages(
+        &mut self,
+        stream: &mut TcpStream,
+        transfer: &mut Transfer,
+    ) -> anyhow::Result<()> {
         match self.reader.fill_readable(stream) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -930,14 +935,30 @@ impl Sender<'_> {
         }
         while let Some(msg) = self.reader.next_message().map_err(anyhow::Error::new)? {
             match msg {
-                Message::Feedback(f) => {
-                    if let Some(rate) = &mut self.rate {
-                        rate.feedback(Instant::now(), &f);
-                    }
-                }
+                Message::Feedback(f) => transfer.feedback(Instant::now(), &f),
+                Message::Report(r) => self.take_report(&r, transfer)?,
                 Message::Abort { reason } => bail!("the client aborted: {reason}"),
-                other => bail!("unexpected control message while sending: {other:?}"),
+                other => bail!("unexpected control message: {other:?}"),
             }
+        }
+        Ok(())
+    }
+
+    /// A report: logged when valid, refused with a warning.
+    fn take_report(&mut self, r: &v1::Report, transfer: &mut Transfer) -> anyhow::Result<()> {
+        match transfer.report(Instant::now(), r) {
+            ReportTaken::Accepted(next) => {
+                log_report(self.log, r, self.size);
+                self.report_complete = r.sha256_match && r.bytes_received == self.size;
+                if let Next::Repair { datagrams } = next {
+                    info!(
+                        "repair round {}: resending {datagrams} datagram(s)",
+                        transfer.repair().round
+                    );
+                }
+            }
+            ReportTaken::Refused(refusal) => warn!("refused a repair request: {refusal}"),
+            ReportTaken::Unexpected => bail!("unexpected report while sending"),
         }
         Ok(())
     }
@@ -953,105 +974,6 @@ impl Sender<'_> {
             Duration::from_secs(5),
         )?;
         Ok(())
-    }
-
-    /// The next report, skipping late feedback; an error after `timeout`.
-    fn wait_report(
-        &mut self,
-        stream: &mut TcpStream,
-        timeout: Duration,
-        round: u32,
-    ) -> anyhow::Result<v1::Report> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let msg = match self.reader.read(stream, "report", left) {
-                Ok(msg) => msg,
-                Err(control::Error::Timeout { .. }) => bail!(
-                    "the client stopped answering: no report for {} after {}",
-                    humantime::format_duration(timeout),
-                    if round == 0 {
-                        "the first pass".to_string()
-                    } else {
-                        format!("repair round {round}")
-                    }
-                ),
-                Err(e) => return Err(e).context("waiting for the client's report"),
-            };
-            match msg {
-                Message::Report(r) => return Ok(r),
-                Message::Feedback(_) => {}
-                Message::Abort { reason } => bail!("the client aborted: {reason}"),
-                other => bail!("expected the client's report, got {other:?}"),
-            }
-        }
-    }
-
-    /// Blast: `Done`, then the client's one report.
-    fn finish_blast(
-        &mut self,
-        stream: &mut TcpStream,
-        cfg: &Config,
-        log: &mut TransferLog,
-    ) -> anyhow::Result<bool> {
-        self.done(stream)?;
-        let r = self.wait_report(stream, cfg.report_timeout, 0)?;
-        log_report(log, &r, self.size);
-        Ok(r.sha256_match && r.bytes_received == self.size)
-    }
-
-    /// Reliable: after each pass, `Done`; the client's report either
-    /// confirms the file or lists what to resend in the next round. A
-    /// refused report resends nothing: the server waits for another one.
-    fn repair_rounds(
-        &mut self,
-        stream: &mut TcpStream,
-        cfg: &Config,
-        repair: &mut Repair,
-        log: &mut TransferLog,
-    ) -> anyhow::Result<bool> {
-        self.done(stream)?;
-        loop {
-            let left = self.deadline.map_or(cfg.report_timeout, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            let wait = cfg.report_timeout.min(left).max(Duration::from_millis(1));
-            let r = match self.wait_report(stream, wait, repair.round) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.check_deadline(repair)?;
-                    return Err(e);
-                }
-            };
-            match repair.report(&r) {
-                Ok(next) => {
-                    log_report(log, &r, self.size);
-                    match next {
-                        Next::Complete => return Ok(true),
-                        Next::Corrupt => {
-                            bail!("the client holds every datagram but its file's SHA-256 differs")
-                        }
-                        Next::Repair { datagrams } => {
-                            info!(
-                                "repair round {}: resending {datagrams} datagram(s)",
-                                repair.round
-                            );
-                            self.pass(stream, repair)?;
-                            self.done(stream)?;
-                        }
-                    }
-                }
-                Err(refusal) => {
-                    warn!("refused a repair request: {refusal}");
-                    if repair.rejected >= MAX_REJECTED {
-                        bail!(
-                            "{} repair requests refused; the last {refusal}",
-                            repair.rejected
-                        );
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -1075,7 +997,7 @@ fn log_report(log: &mut TransferLog, r: &v1::Report, size: u64) {
 }
 
 /// One line on what a transfer did, for the server's console.
-fn transfer_summary(log: &TransferLog, verdict: Verdict) -> String {
+fn transfer_summary(log: &TransferLog, ending: Ending) -> String {
     let mut line = format!(
         "sent {} bytes in {} datagrams, {:.3} s, {:.1} MB/s",
         log.bytes_sent.unwrap_or(0),
@@ -1090,10 +1012,10 @@ fn transfer_summary(log: &TransferLog, verdict: Verdict) -> String {
                 .map_or_else(|| "unknown".to_string(), |d| d.to_string())
         );
     }
-    match verdict {
-        Verdict::Delivered => {}
-        Verdict::SentDeliveryUnknown => line += "; delivery unknown (lab protocol)",
-        Verdict::Failed => line += " (incomplete)",
+    match ending {
+        Ending::Delivered => {}
+        Ending::SentDeliveryUnknown => line += "; delivery unknown (lab protocol)",
+        Ending::Failed => line += " (incomplete)",
     }
     line
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use udplab::client;
 use udplab::protocol::Protocol;
-use udplab::server::Verdict;
+use udplab::server::Ending;
 use udplab::shutdown::Shutdown;
 use udplab::transfer_log::{self, Delivery, Role};
 
@@ -179,7 +179,7 @@ fn our_server_serves_a_raw_lab_client() {
     assert_eq!(log.bytes_sent, Some(size as u64));
     assert_eq!(log.client_port, Some(port));
     // Everything was sent; what arrived the lab's protocol never tells.
-    assert_eq!(summary.outcomes[0].verdict, Verdict::SentDeliveryUnknown);
+    assert_eq!(summary.outcomes[0].ending, Ending::SentDeliveryUnknown);
     assert_eq!(log.success, None);
     assert_eq!(log.delivery, Some(Delivery::Unknown));
 }

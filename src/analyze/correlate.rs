@@ -659,6 +659,7 @@ mod tests {
                 arrived,
                 lost,
                 kernel_drops: Some(2),
+                timing: None,
             };
             up.extend_from_slice(&v1::Message::Feedback(f).encode());
         }

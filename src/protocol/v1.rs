@@ -234,6 +234,24 @@ pub struct Feedback {
     pub lost: u64,
     /// The kernel's running drop count for the client's socket, if known.
     pub kernel_drops: Option<u64>,
+    /// When the counts were taken and the one-way delay seen since the
+    /// previous feedback; `None` in the 29-byte form of the first v1
+    /// clients, which the server still takes.
+    pub timing: Option<FeedbackTiming>,
+}
+
+/// The delay part of a [`Feedback`]: what the server's rate control needs
+/// to tell a queue building up from datagrams lost at random.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedbackTiming {
+    /// The client's clock when the counts were taken, microseconds since
+    /// the Unix epoch.
+    pub time_us: u64,
+    /// The smallest (client clock at receipt - `send time` of the data
+    /// header) over the datagrams taken in since the previous feedback, in
+    /// microseconds; `None` when none came. The two clocks need not agree:
+    /// only changes of this figure are used (relative one-way delay).
+    pub min_delay_us: Option<i64>,
 }
 
 mod kind {
@@ -246,6 +264,11 @@ mod kind {
 }
 
 const FEEDBACK_FLAG_DROPS_KNOWN: u8 = 0x01;
+const FEEDBACK_FLAG_DELAY_KNOWN: u8 = 0x02;
+/// The first form of the feedback body: counts only.
+const FEEDBACK_LEN: usize = 29;
+/// With [`FeedbackTiming`]: client time u64, minimum delay i64.
+const FEEDBACK_TIMED_LEN: usize = FEEDBACK_LEN + 16;
 
 const REPORT_FLAG_SHA_MATCH: u8 = 0x01;
 const REPORT_FLAG_TRUNCATED: u8 = 0x02;
@@ -315,11 +338,18 @@ impl Message {
                 body.extend_from_slice(&f.arrived.to_be_bytes());
                 body.extend_from_slice(&f.lost.to_be_bytes());
                 body.extend_from_slice(&f.kernel_drops.unwrap_or(0).to_be_bytes());
-                body.push(if f.kernel_drops.is_some() {
-                    FEEDBACK_FLAG_DROPS_KNOWN
-                } else {
-                    0
-                });
+                let mut flags = 0;
+                if f.kernel_drops.is_some() {
+                    flags |= FEEDBACK_FLAG_DROPS_KNOWN;
+                }
+                if f.timing.is_some_and(|t| t.min_delay_us.is_some()) {
+                    flags |= FEEDBACK_FLAG_DELAY_KNOWN;
+                }
+                body.push(flags);
+                if let Some(t) = f.timing {
+                    body.extend_from_slice(&t.time_us.to_be_bytes());
+                    body.extend_from_slice(&t.min_delay_us.unwrap_or(0).to_be_bytes());
+                }
                 kind::FEEDBACK
             }
             Message::Abort { reason } => {
@@ -468,11 +498,23 @@ impl Message {
                 let lost = r.u64()?;
                 let drops = r.u64()?;
                 let flags = r.u8()?;
+                // Both forms are valid: 29 bytes, or 45 with the timing.
+                let timing = if body.len() >= FEEDBACK_TIMED_LEN {
+                    let time_us = r.u64()?;
+                    let delay = i64::from_be_bytes(r.array()?);
+                    Some(FeedbackTiming {
+                        time_us,
+                        min_delay_us: (flags & FEEDBACK_FLAG_DELAY_KNOWN != 0).then_some(delay),
+                    })
+                } else {
+                    None
+                };
                 Message::Feedback(Feedback {
                     round,
                     arrived,
                     lost,
                     kernel_drops: (flags & FEEDBACK_FLAG_DROPS_KNOWN != 0).then_some(drops),
+                    timing,
                 })
             }
             other => return Err(Error::UnknownMessage(other)),
@@ -670,6 +712,7 @@ mod tests {
             arrived: 0x0102,
             lost: 5,
             kernel_drops: Some(4),
+            timing: None,
         })
         .encode();
         let mut want = vec![0x06, 0, 0, 0, 29, 0, 0, 0, 3];
@@ -677,7 +720,44 @@ mod tests {
         want.extend_from_slice(&5u64.to_be_bytes());
         want.extend_from_slice(&4u64.to_be_bytes());
         want.push(0x01);
+        assert_eq!(frame, want, "the first form, as captures hold it");
+        let timed = Feedback {
+            round: 3,
+            arrived: 0x0102,
+            lost: 5,
+            kernel_drops: None,
+            timing: Some(FeedbackTiming {
+                time_us: 0x0a0b,
+                min_delay_us: Some(-2),
+            }),
+        };
+        let frame = Message::Feedback(timed).encode();
+        let mut want = vec![0x06, 0, 0, 0, 45, 0, 0, 0, 3];
+        want.extend_from_slice(&0x0102u64.to_be_bytes());
+        want.extend_from_slice(&5u64.to_be_bytes());
+        want.extend_from_slice(&0u64.to_be_bytes());
+        want.push(0x02);
+        want.extend_from_slice(&0x0a0bu64.to_be_bytes());
+        want.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
         assert_eq!(frame, want);
+        assert_eq!(
+            Message::decode(&frame).unwrap().unwrap().0,
+            Message::Feedback(timed)
+        );
+        // Timing without a delay sample: the flag says the field is empty.
+        let mut no_delay = frame.clone();
+        no_delay[33] = 0;
+        let Message::Feedback(f) = Message::decode(&no_delay).unwrap().unwrap().0 else {
+            panic!("not feedback");
+        };
+        assert_eq!(f.timing.map(|t| t.min_delay_us), Some(None));
+        // A body between the two forms, or past the longer, is refused.
+        for len in [30u8, 44, 46] {
+            let mut odd = frame[..5].to_vec();
+            odd[4] = len;
+            odd.resize(5 + usize::from(len), 0);
+            assert!(Message::decode(&odd).is_err(), "{len}-byte feedback");
+        }
         let mut a = announce();
         a.mode = Mode::Reliable;
         let frame = Message::Announce(a.clone()).encode();
@@ -754,12 +834,17 @@ mod tests {
                 arrived: 1 << 40,
                 lost: 17,
                 kernel_drops: Some(9),
+                timing: Some(FeedbackTiming {
+                    time_us: 1 << 50,
+                    min_delay_us: Some(-7),
+                }),
             }),
             Message::Feedback(Feedback {
                 round: 0,
                 arrived: 0,
                 lost: 0,
                 kernel_drops: None,
+                timing: None,
             }),
         ];
         for msg in msgs {
