@@ -118,11 +118,32 @@ pub enum CaptureStatus {
     },
 }
 
+/// Where a capture point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureAt {
+    /// `lo`: the one point of a loopback run.
+    Loopback,
+    /// The server host's veth: what left the sender's host.
+    ServerHost,
+    /// The client host's veth: what reached the receivers' host.
+    ClientHost,
+}
+
+impl std::fmt::Display for CaptureAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureAt::Loopback => "loopback",
+            CaptureAt::ServerHost => "server",
+            CaptureAt::ClientHost => "client",
+        })
+    }
+}
+
 /// One capture point of a run: where, and what its capture gave.
 #[derive(Debug, Clone)]
 pub struct PointCapture {
-    /// `lo` on loopback; `server` or `client` on the path.
-    pub point: &'static str,
+    pub point: CaptureAt,
     pub interface: String,
     pub status: CaptureStatus,
 }
@@ -256,7 +277,7 @@ pub enum Venue<'a> {
 
 /// A capture point of a venue.
 struct Point {
-    name: &'static str,
+    at: CaptureAt,
     interface: String,
     file: &'static str,
     /// The namespace libpcap opens in (only a capturing build opens).
@@ -290,20 +311,20 @@ impl Venue<'_> {
     fn points(&self) -> Vec<Point> {
         match self {
             Venue::Loopback => vec![Point {
-                name: "lo",
+                at: CaptureAt::Loopback,
                 interface: "lo".into(),
                 file: "capture.pcapng",
                 ns: None,
             }],
             Venue::Link(net) => vec![
                 Point {
-                    name: "server",
+                    at: CaptureAt::ServerHost,
                     interface: net.names().server_if.clone(),
                     file: "server.pcapng",
                     ns: Some(net.server_ns()),
                 },
                 Point {
-                    name: "client",
+                    at: CaptureAt::ClientHost,
                     interface: net.names().client_if.clone(),
                     file: "client.pcapng",
                     ns: Some(net.client_ns()),
@@ -363,7 +384,7 @@ fn start_capture(cfg: &Config, point: &Point, path: &Path) -> Result<RunningCapt
     let stop = Shutdown::new();
     let s = stop.clone();
     let thread = thread::Builder::new()
-        .name(format!("capture-{}", point.name))
+        .name(format!("capture-{}", point.at))
         .spawn(move || {
             let open = || -> Result<live::Capture, String> {
                 if let Some(ns) = &ns {
@@ -462,7 +483,7 @@ fn stop_captures(running: Vec<(Point, Result<RunningCapture, String>)>) -> Vec<P
                 Err(reason) => CaptureStatus::Missing { reason },
             };
             PointCapture {
-                point: point.name,
+                point: point.at,
                 interface: point.interface,
                 status,
             }

@@ -251,7 +251,7 @@ fn write_kernel_check(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<
 fn write_lab_footer(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()> {
     for c in &o.captures {
         // On loopback the one point needs no name.
-        let at = if c.point == "lo" {
+        let at = if c.point == lab::CaptureAt::Loopback {
             String::new()
         } else {
             format!(" at the {} ({})", c.point, c.interface)

@@ -198,7 +198,7 @@ mod through_the_bottleneck {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["place"].as_str().unwrap().starts_with(place))
+            .find(|r| r["place"] == place)
             .unwrap_or_else(|| panic!("no check row {place}"))
     }
 
@@ -242,6 +242,16 @@ mod through_the_bottleneck {
         assert_eq!(caps.len(), 2, "{stdout}{stderr}");
         for c in caps {
             assert_eq!(c["dropped"], 0, "{c}");
+        }
+        let capture_rows: Vec<&Value> = counters["check"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["place"] == "capture")
+            .collect();
+        assert_eq!(capture_rows.len(), 2);
+        for r in capture_rows {
+            assert_eq!(r["agree"], true, "{r}");
         }
 
         // The network: every UDP datagram the server's capture holds and the
@@ -294,7 +304,7 @@ mod through_the_bottleneck {
         for r in rows {
             assert_eq!(r["lost_before_capture_bytes"], 0, "{}", r["verdict"]);
         }
-        assert_eq!(check_row(&counters, "sender host")["agree"], true);
+        assert_eq!(check_row(&counters, "sender_host")["agree"], true);
 
         // After the last point: each client's loss is its socket's drops.
         let mut failed = Vec::new();
@@ -317,7 +327,7 @@ mod through_the_bottleneck {
             socket_drops += drops;
         }
         let host = &k["receiver_host"];
-        let receiver = check_row(&counters, "receiver host");
+        let receiver = check_row(&counters, "receiver_host");
         if failed.is_empty() {
             assert!(out.status.success(), "{stdout}{stderr}");
             assert_eq!(receiver["agree"], true, "{receiver}");

@@ -30,6 +30,7 @@ use std::io::{self, Write};
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
+use super::CaptureAt;
 use super::link::{LOSS_RULE_COMMENT, Network, TBF_HANDLE};
 use super::netns::{self, command};
 use crate::analyze::Analysis;
@@ -400,8 +401,7 @@ pub fn read(net: &Network) -> anyhow::Result<Snapshot> {
 /// A capture point's own counts, as its capture returned them.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaptureCount {
-    /// `server` or `client`.
-    pub point: &'static str,
+    pub point: CaptureAt,
     pub path: String,
     pub interface: String,
     pub packets: u64,
@@ -417,10 +417,28 @@ pub struct SocketDrops {
     pub kernel_drops: Option<u64>,
 }
 
+/// A place on the path that the check compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    /// Before the server's capture point.
+    SenderHost,
+    /// Between the two capture points.
+    Network,
+    /// After the client's capture point.
+    ReceiverHost,
+    /// A capture's own drops.
+    Capture,
+}
+
 /// One place: the analyzer's figure beside the kernel's.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckRow {
-    pub place: String,
+    pub place: Place,
+    /// The capture point, for a capture's row.
+    pub point: Option<CaptureAt>,
+    /// The place as the table names it.
+    pub label: String,
     /// `datagrams` or `packets`.
     pub unit: &'static str,
     pub analyzer: Option<i64>,
@@ -435,13 +453,16 @@ pub struct CheckRow {
 
 impl CheckRow {
     fn new(
-        place: impl Into<String>,
+        place: Place,
+        label: impl Into<String>,
         unit: &'static str,
         analyzer: Option<i64>,
         kernel: Option<u64>,
     ) -> CheckRow {
         CheckRow {
-            place: place.into(),
+            place,
+            point: None,
+            label: label.into(),
             unit,
             analyzer,
             kernel,
@@ -509,8 +530,8 @@ fn who(row: &ClientRow) -> String {
 
 /// The analyzer's figures beside the kernel's, place by place.
 pub fn check(i: &CheckInputs) -> Vec<CheckRow> {
-    let server = i.captures.iter().find(|c| c.point == "server");
-    let client = i.captures.iter().find(|c| c.point == "client");
+    let server = i.captures.iter().find(|c| c.point == CaptureAt::ServerHost);
+    let client = i.captures.iter().find(|c| c.point == CaptureAt::ClientHost);
     let mut rows = vec![
         sender_row(i, server),
         network_row(i, server, client),
@@ -539,6 +560,7 @@ fn sender_row(i: &CheckInputs, server: Option<&CaptureCount>) -> CheckRow {
             .sum::<i64>()
     });
     let mut row = CheckRow::new(
+        Place::SenderHost,
         "sender host (before the server's capture)",
         "datagrams",
         analyzer.filter(|_| missing.is_empty()),
@@ -594,6 +616,7 @@ fn network_row(
         (data, other_at(&s.path) - other_at(&c.path))
     });
     let mut row = CheckRow::new(
+        Place::Network,
         "network (between the captures)",
         "datagrams",
         analyzer.map(|(d, o)| d + o),
@@ -648,6 +671,7 @@ fn receiver_row(i: &CheckInputs, client: Option<&CaptureCount>) -> CheckRow {
         }
     }
     let mut row = CheckRow::new(
+        Place::ReceiverHost,
         "receiver host (after the client's capture)",
         "datagrams",
         client.map(|_| lost),
@@ -686,11 +710,13 @@ fn capture_row(i: &CheckInputs, c: &CaptureCount) -> CheckRow {
         .find(|r| r.path == c.path)
         .and_then(|r| r.dropped);
     let mut row = CheckRow::new(
+        Place::Capture,
         format!("capture at the {} ({})", c.point, c.interface),
         "packets",
         isb.map(to_i64),
         Some(c.dropped),
     );
+    row.point = Some(c.point);
     row.analyzer_from = "dropped, by the file's statistics block".into();
     row.kernel_from = format!(
         "libpcap: {} received, {} dropped",
@@ -715,7 +741,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[CheckRow]) -> io::Result<()> {
         crate::analyze::report::table(&["place", "analyzer", "kernel", "agree", "kernel counters"]);
     for r in rows {
         t.add_row(vec![
-            r.place.clone(),
+            r.label.clone(),
             r.analyzer.map_or_else(|| "-".into(), group_i),
             r.kernel.map_or_else(|| "-".into(), group),
             match r.agree {
@@ -734,7 +760,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[CheckRow]) -> io::Result<()> {
     writeln!(out, "{t}")?;
     for r in rows {
         if let Some(n) = &r.note {
-            writeln!(out, "  {}: {n}", r.place)?;
+            writeln!(out, "  {}: {n}", r.label)?;
         }
     }
     Ok(())
