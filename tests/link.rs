@@ -522,6 +522,35 @@ fn a_killed_run_s_path_is_removed_by_cleanup_and_by_the_next_run() {
 }
 
 #[test]
+fn a_leftover_link_in_the_machine_s_namespace_is_removed_by_cleanup() {
+    require_link!();
+    let before = machine_names();
+    // A PID that has just ended, and a veth pair (down, no address) named
+    // as one of its runs would name its ends.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let pid = gone.id();
+    let (a, b) = (format!("udplab{pid}s"), format!("udplab{pid}c"));
+    let made = Command::new("ip")
+        .args(["link", "add", &a, "type", "veth", "peer", "name", &b])
+        .output()
+        .unwrap();
+    if !made.status.success() {
+        skip_or_fail(format_args!("no veth here: {}", text(&made.stderr)));
+        return;
+    }
+    let out = udplab(&["lab", "--cleanup"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("removed link udplab{pid}")) && said.contains("is gone"),
+        "{said}"
+    );
+    assert_eq!(machine_names(), before);
+}
+
+#[test]
 fn without_root_link_is_one_clear_line() {
     let _turn = one_at_a_time();
     // SAFETY: geteuid has no preconditions.

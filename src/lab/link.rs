@@ -263,11 +263,15 @@ fn remove_leftovers(own_live: bool) -> anyhow::Result<Vec<Removed>> {
             pid,
         });
     }
-    for name in list_links()? {
-        let Some(pid) = link_pid(&name) else { continue };
-        if owner_alive(pid, own_live) {
-            continue;
-        }
+    // Deleting one end of a veth deletes its peer: list again after each.
+    let mut tried = std::collections::HashSet::new();
+    loop {
+        let next = list_links()?.into_iter().find_map(|name| {
+            let pid = link_pid(&name)?;
+            (!owner_alive(pid, own_live) && !tried.contains(&name)).then_some((name, pid))
+        });
+        let Some((name, pid)) = next else { break };
+        tried.insert(name.clone());
         command("ip", &["link", "del", &name])
             .with_context(|| format!("removing the leftover link {name}"))?;
         removed.push(Removed {
