@@ -312,76 +312,81 @@ fn snmp_in(ns: &netns::Netns) -> anyhow::Result<BTreeMap<String, u64>> {
     netns::run_in(ns, netns::read_snmp).map(|s| parse_snmp_udp(&s))
 }
 
+/// A counter of an snmp table, 0 when absent.
+fn counter(m: &BTreeMap<String, u64>, name: &str) -> u64 {
+    m.get(name).copied().unwrap_or(0)
+}
+
 /// Every counter of `net`, now.
 pub fn read(net: &Network) -> anyhow::Result<Snapshot> {
-    let n = net.names();
-    let get = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    Ok(Snapshot {
+        sender_host: read_sender_host(net)?,
+        router: read_router(net)?,
+        receiver_host: read_receiver_host(net)?,
+        links: read_links(net)?,
+    })
+}
 
-    let srv_qdiscs = qdiscs(&n.server_ns, &n.server_if)?;
-    let srv_snmp = snmp_in(&net.server_ns())?;
-    let sender_host = SenderHost {
+fn read_sender_host(net: &Network) -> anyhow::Result<SenderHost> {
+    let n = net.names();
+    let qd = qdiscs(&n.server_ns, &n.server_if)?;
+    let snmp = snmp_in(&net.server_ns())?;
+    Ok(SenderHost {
         namespace: n.server_ns.clone(),
         interface: n.server_if.clone(),
-        qdisc: srv_qdiscs
-            .first()
-            .map(|q| q.kind.clone())
-            .unwrap_or_default(),
-        qdisc_drops: srv_qdiscs.iter().map(|q| q.drops).sum(),
-        udp_out_datagrams: get(&srv_snmp, "OutDatagrams"),
-        udp_sndbuf_errors: get(&srv_snmp, "SndbufErrors"),
-    };
+        qdisc: qd.first().map(|q| q.kind.clone()).unwrap_or_default(),
+        qdisc_drops: qd.iter().map(|q| q.drops).sum(),
+        udp_out_datagrams: counter(&snmp, "OutDatagrams"),
+        udp_sndbuf_errors: counter(&snmp, "SndbufErrors"),
+    })
+}
 
-    let rtr_qdiscs = qdiscs(&n.router_ns, &n.router_client_if)?;
-    let queue = rtr_qdiscs.iter().find(|q| q.handle == TBF_HANDLE).cloned();
+fn read_router(net: &Network) -> anyhow::Result<Router> {
+    let n = net.names();
+    let qd = qdiscs(&n.router_ns, &n.router_client_if)?;
     // htb's own count includes what its classes' qdiscs dropped.
-    let other_qdisc_drops = rtr_qdiscs
+    let other_qdisc_drops = qd
         .iter()
         .filter(|q| q.handle != TBF_HANDLE && q.kind != "htb")
         .map(|q| q.drops)
         .sum();
     let loss_rule = match net.iptables() {
         Some(ipt) => {
-            let out = command(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &n.router_ns,
-                    ipt,
-                    "-L",
-                    "FORWARD",
-                    "-v",
-                    "-x",
-                    "-n",
-                ],
-            )?;
-            Some(parse_iptables_rule(&out, LOSS_RULE_COMMENT).ok_or_else(|| {
-                anyhow!(
-                    "the random-loss rule is not in {}'s FORWARD chain",
-                    n.router_ns
-                )
-            })?)
+            let ns = n.router_ns.as_str();
+            let args = ["netns", "exec", ns, ipt, "-L", "FORWARD", "-v", "-x", "-n"];
+            let out = command("ip", &args)?;
+            let rule = parse_iptables_rule(&out, LOSS_RULE_COMMENT)
+                .ok_or_else(|| anyhow!("the random-loss rule is not in {ns}'s FORWARD chain"))?;
+            Some(rule)
         }
         None => None,
     };
-    let router = Router {
+    Ok(Router {
         namespace: n.router_ns.clone(),
         interface: n.router_client_if.clone(),
-        queue,
+        queue: qd.into_iter().find(|q| q.handle == TBF_HANDLE),
         other_qdisc_drops,
         loss_rule,
-    };
+    })
+}
 
-    let cli_snmp = snmp_in(&net.client_ns())?;
-    let receiver_host = ReceiverHost {
+fn read_receiver_host(net: &Network) -> anyhow::Result<ReceiverHost> {
+    let n = net.names();
+    let snmp = snmp_in(&net.client_ns())?;
+    Ok(ReceiverHost {
         namespace: n.client_ns.clone(),
         interface: n.client_if.clone(),
-        udp_in_datagrams: get(&cli_snmp, "InDatagrams"),
-        udp_rcvbuf_errors: get(&cli_snmp, "RcvbufErrors"),
-        udp_no_ports: get(&cli_snmp, "NoPorts"),
-        udp_in_errors: get(&cli_snmp, "InErrors"),
-    };
-    let links = [
+        udp_in_datagrams: counter(&snmp, "InDatagrams"),
+        udp_rcvbuf_errors: counter(&snmp, "RcvbufErrors"),
+        udp_no_ports: counter(&snmp, "NoPorts"),
+        udp_in_errors: counter(&snmp, "InErrors"),
+    })
+}
+
+/// The four veth ends, from the server's to the client's.
+fn read_links(net: &Network) -> anyhow::Result<Vec<LinkStats>> {
+    let n = net.names();
+    [
         (&n.server_ns, &n.server_if),
         (&n.router_ns, &n.router_server_if),
         (&n.router_ns, &n.router_client_if),
@@ -389,13 +394,7 @@ pub fn read(net: &Network) -> anyhow::Result<Snapshot> {
     ]
     .into_iter()
     .map(|(ns, dev)| link_stats(ns, dev))
-    .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Snapshot {
-        sender_host,
-        router,
-        receiver_host,
-        links,
-    })
+    .collect()
 }
 
 /// A capture point's own counts, as its capture returned them.

@@ -372,8 +372,18 @@ impl Network {
         Ok(net)
     }
 
-    /// Links, addresses, routes, shaping and loss, in that order.
+    /// Sysctls, links, addresses, routes, shaping and loss, in that order.
     fn configure(&mut self) -> anyhow::Result<()> {
+        self.sysctls()?;
+        self.links()?;
+        self.routes()?;
+        self.shape_bottleneck()?;
+        self.add_loss_rule()
+    }
+
+    /// IPv6 off everywhere (nothing but the run on the links), forwarding
+    /// on in the router alone.
+    fn sysctls(&self) -> anyhow::Result<()> {
         for ns in [
             &self.handles.server,
             &self.handles.router,
@@ -386,8 +396,12 @@ impl Network {
         }
         netns::run_in(&self.handles.router, || {
             netns::write_sysctl("net/ipv4/ip_forward", "1")
-        })?;
-        let n = self.names.clone();
+        })
+    }
+
+    /// The two veth pairs, their addresses, and every link up.
+    fn links(&self) -> anyhow::Result<()> {
+        let n = &self.names;
         self.veth(
             &n.server_if,
             &n.server_ns,
@@ -400,46 +414,33 @@ impl Network {
             &n.client_if,
             &n.client_ns,
         )?;
-        let addr = |ip: Ipv4Addr| format!("{ip}/{PREFIX_LEN}");
         for (ns, dev, ip) in [
             (&n.server_ns, &n.server_if, SERVER_IP),
             (&n.router_ns, &n.router_server_if, ROUTER_SERVER_SIDE_IP),
             (&n.router_ns, &n.router_client_if, ROUTER_CLIENT_SIDE_IP),
             (&n.client_ns, &n.client_if, CLIENT_IP),
         ] {
-            command("ip", &["-n", ns, "addr", "add", &addr(ip), "dev", dev])?;
+            let addr = format!("{ip}/{PREFIX_LEN}");
+            command("ip", &["-n", ns, "addr", "add", &addr, "dev", dev])?;
             command("ip", &["-n", ns, "link", "set", dev, "up"])?;
         }
         for ns in n.namespaces() {
             command("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
-        let via = |ip: Ipv4Addr| ip.to_string();
-        command(
-            "ip",
-            &[
-                "-n",
-                &n.server_ns,
-                "route",
-                "add",
-                CLIENT_NET,
-                "via",
-                &via(ROUTER_SERVER_SIDE_IP),
-            ],
-        )?;
-        command(
-            "ip",
-            &[
-                "-n",
-                &n.client_ns,
-                "route",
-                "add",
-                SERVER_NET,
-                "via",
-                &via(ROUTER_CLIENT_SIDE_IP),
-            ],
-        )?;
-        self.shape_bottleneck()?;
-        self.add_loss_rule()
+        Ok(())
+    }
+
+    /// Each host reaches the other's subnet through the router.
+    fn routes(&self) -> anyhow::Result<()> {
+        let n = &self.names;
+        for (ns, net, via) in [
+            (&n.server_ns, CLIENT_NET, ROUTER_SERVER_SIDE_IP),
+            (&n.client_ns, SERVER_NET, ROUTER_CLIENT_SIDE_IP),
+        ] {
+            let via = via.to_string();
+            command("ip", &["-n", ns, "route", "add", net, "via", &via])?;
+        }
+        Ok(())
     }
 
     /// A veth pair with each end made inside its namespace.
