@@ -45,11 +45,15 @@ pub enum Command {
     /// ports and ICMP; control packets are kept whole and data datagrams to
     /// --snaplen bytes. Stops on Ctrl-C, --duration or --count.
     Capture(CaptureArgs),
-    /// The whole experiment on loopback: server, N clients, capture, report.
+    /// The whole experiment on loopback (or with --link on a path of
+    /// network namespaces): server, N clients, capture, report.
     ///
     /// Makes a test file, starts the server, captures on lo, runs the
-    /// clients at once, and analyzes the capture with the logs. Everything
-    /// lands in a fresh directory under --dir.
+    /// clients at once, and analyzes the capture with the logs. With
+    /// --link, the server and the clients are on two hosts joined by a
+    /// router, captured at both, and each place's loss is checked against
+    /// the kernel's counters. Everything lands in a fresh directory under
+    /// --dir.
     Lab(LabArgs),
 }
 
@@ -108,8 +112,9 @@ pub struct LabArgs {
     /// by default).
     #[arg(long)]
     pub keep_files: bool,
-    /// The TCP control port on 127.0.0.1; client k's data comes from
-    /// port + k, so ports port..=port+clients must be free.
+    /// The TCP control port on 127.0.0.1 (with --link, on the server
+    /// host's address); client k's data comes from port + k, so ports
+    /// port..=port+clients must be free.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Each client's socket receive buffer (e.g. 64MiB); default: the
@@ -129,6 +134,27 @@ pub struct LabArgs {
     /// Ceiling of each client's sending rate (e.g. 200Mbit).
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
+    /// Run on a path instead of loopback: server host -> router -> client
+    /// host in network namespaces (root), captured at both hosts, each
+    /// place's loss checked against the kernel's own counters
+    /// (docs/LINK.md). Any --link-* option implies it.
+    #[arg(long)]
+    pub link: bool,
+    /// The router's bottleneck towards the clients, a tbf (e.g. 200Mbit).
+    #[arg(long, value_parser = parse_rate)]
+    pub link_rate: Option<f64>,
+    /// The bottleneck's queue, tbf's limit (e.g. 256KiB). [default: 20 ms
+    /// at --link-rate, at least 64KiB]
+    #[arg(long, value_parser = parse_size, requires = "link_rate")]
+    pub link_buffer: Option<u64>,
+    /// Random loss of the UDP datagrams towards the clients, in percent
+    /// (e.g. 1%), by an iptables rule in the router.
+    #[arg(long, value_parser = parse_percent)]
+    pub link_loss: Option<f64>,
+    /// Remove the namespaces and links that --link runs which are gone
+    /// (killed) left behind, say what was removed, and exit.
+    #[arg(long, conflicts_with_all = ["suite", "link", "link_rate", "link_buffer", "link_loss", "file"])]
+    pub cleanup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +315,19 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(bits)
 }
 
+/// A percentage, `1%`, `0.5%` or `2`, as a probability (0.01 for 1 %).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let number = t.strip_suffix('%').unwrap_or(t).trim();
+    let p: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage (write e.g. 1%, 0.5%)"))?;
+    if !(p > 0.0 && p <= 100.0) {
+        return Err(format!("{s}: the loss must be above 0 % and at most 100 %"));
+    }
+    Ok(p / 100.0)
+}
+
 /// `1048576`, `64KiB`, `8MiB`, `1GiB`, `100MB` (10^6), `4k`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -382,6 +421,7 @@ impl CaptureArgs {
 
 impl LabArgs {
     pub fn into_config(self) -> anyhow::Result<lab::Config> {
+        let link = self.link_shape()?;
         let source = match self.file {
             Some(path) => {
                 if !path.is_file() {
@@ -407,7 +447,30 @@ impl LabArgs {
         }
         cfg.mode = self.mode;
         cfg.rate = self.rate;
+        cfg.link = link;
         Ok(cfg)
+    }
+
+    /// The path's shape, when any --link option is given.
+    fn link_shape(&self) -> anyhow::Result<Option<lab::link::Shape>> {
+        let wanted = self.link
+            || self.link_rate.is_some()
+            || self.link_buffer.is_some()
+            || self.link_loss.is_some();
+        if !wanted {
+            return Ok(None);
+        }
+        // A frame of 1514 bytes must fit the queue, or tbf drops them all.
+        if let Some(b) = self.link_buffer
+            && b < 1514
+        {
+            bail!("--link-buffer {b}: the queue must hold at least one 1514-byte frame");
+        }
+        Ok(Some(lab::link::Shape {
+            rate_bit_s: self.link_rate,
+            buffer_bytes: self.link_buffer,
+            loss: self.link_loss,
+        }))
     }
 }
 
@@ -425,6 +488,17 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("1%"), Ok(0.01));
+        assert_eq!(parse_percent("0.5 %"), Ok(0.005));
+        assert_eq!(parse_percent("2"), Ok(0.02));
+        assert_eq!(parse_percent("100%"), Ok(1.0));
+        assert!(parse_percent("0%").is_err());
+        assert!(parse_percent("150%").is_err());
+        assert!(parse_percent("lots").is_err());
     }
 
     #[test]

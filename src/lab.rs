@@ -1,18 +1,41 @@
-//! The whole experiment in one command, on loopback: a test file, the
-//! server, a capture on `lo`, N clients at once (each with its own
-//! sockets, as separate machines' clients would have), then `analyze` on
-//! the capture and the logs.
+//! The whole experiment in one command: a test file, the server, a capture,
+//! N clients at once (each with its own sockets, as separate machines'
+//! clients would have), then `analyze` on the captures and the logs.
 //!
-//! Everything lands in a fresh run directory: the capture, the logs,
-//! `report.json`, and the made test file and the received files, which are
-//! removed at the end unless kept. Without the right to capture (or in a build without
-//! the `capture` feature) the transfer still runs and the report comes
-//! from the logs alone, saying why the wire column is empty.
+//! Two venues ([`Venue`]):
+//! - loopback (the default): everything on `lo`, one capture point there;
+//!   loss can only happen in the receivers' socket buffers.
+//! - `--link` ([`link`]): server host -> router -> client host, three
+//!   network namespaces joined by veths, the router's egress a bottleneck
+//!   with a queue and random loss. Captures at the server's and at the
+//!   client's veth make two capture points; the kernel's own counters of
+//!   every place ([`counters`]) are read before and after the transfer and
+//!   set beside the analyzer's figures in `counters.json`.
+//!
+//! On the path, the server, the clients and each capture run as threads
+//! of this process that first enter their namespace (setns, [`netns`]),
+//! not as `ip netns exec` children: sockets, and libpcap's packet socket,
+//! belong to the namespace of the thread that made them, so the same
+//! `server::run`, `client::run` and `Capture::open` as on loopback serve,
+//! their results come back as values (no output to parse), and a `kill -9`
+//! leaves no process behind, only namespaces, which the next run removes.
+//!
+//! Everything lands in a fresh run directory: the captures, the logs,
+//! `report.json` (and on the path `counters.json`), and the made test file
+//! and the received files, which are removed at the end unless kept.
+//! Without the right to capture (or in a build without the `capture`
+//! feature) the transfer still runs and the report comes from the logs
+//! alone, saying why the wire column is empty.
+
+pub mod counters;
+pub mod link;
+pub mod netns;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +46,7 @@ use crate::analyze::{self, Analysis};
 use crate::protocol::{self, Mode, Protocol};
 use crate::shutdown::Shutdown;
 use crate::{client, net, server};
+use netns::Netns;
 
 /// The file a run sends.
 #[derive(Debug, Clone)]
@@ -41,10 +65,10 @@ pub struct Config {
     pub protocol: Protocol,
     /// Where run directories are made.
     pub dir: PathBuf,
-    /// Capture on `lo` (when this build and the process can).
+    /// Capture (when this build and the process can).
     pub capture: bool,
     pub keep_files: bool,
-    /// TCP control port on 127.0.0.1; data from port + k.
+    /// TCP control port of the server; data from port + k.
     pub port: u16,
     pub recv_buffer: Option<usize>,
     /// Bytes kept of each data datagram in the capture.
@@ -55,6 +79,8 @@ pub struct Config {
     pub mode: Mode,
     /// Ceiling of each client's sending rate, bits per second.
     pub rate: Option<f64>,
+    /// Run on the namespaced path with this shape instead of loopback.
+    pub link: Option<link::Shape>,
 }
 
 impl Config {
@@ -72,6 +98,7 @@ impl Config {
             capture_buffer: 64 << 20,
             mode: Mode::Blast,
             rate: None,
+            link: None,
         }
     }
 }
@@ -91,13 +118,57 @@ pub enum CaptureStatus {
     },
 }
 
+/// Where a capture point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureAt {
+    /// `lo`: the one point of a loopback run.
+    Loopback,
+    /// The server host's veth: what left the sender's host.
+    ServerHost,
+    /// The client host's veth: what reached the receivers' host.
+    ClientHost,
+}
+
+impl std::fmt::Display for CaptureAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureAt::Loopback => "loopback",
+            CaptureAt::ServerHost => "server",
+            CaptureAt::ClientHost => "client",
+        })
+    }
+}
+
+/// One capture point of a run: where, and what its capture gave.
+#[derive(Debug, Clone)]
+pub struct PointCapture {
+    pub point: CaptureAt,
+    pub interface: String,
+    pub status: CaptureStatus,
+}
+
+/// What a run on the path adds: the kernel's counters and the check.
+#[derive(Debug, Clone)]
+pub struct LinkOutcome {
+    pub counters_path: PathBuf,
+    /// The counters' differences over the transfer.
+    pub counters: counters::Snapshot,
+    /// The analyzer's figures beside the kernel's.
+    pub check: Vec<counters::CheckRow>,
+}
+
 /// What one run did.
 #[derive(Debug)]
 pub struct Outcome {
     pub run_dir: PathBuf,
-    pub capture: CaptureStatus,
+    /// One per capture point, nearest the sender first.
+    pub captures: Vec<PointCapture>,
     pub analysis: Analysis,
     pub report_path: PathBuf,
+    /// On the path (`--link`): the kernel's counters and the check; none
+    /// when they could not be read (a warning says why).
+    pub link: Option<LinkOutcome>,
     /// Clients that ended with an error (not merely an incomplete file).
     pub client_errors: Vec<String>,
     pub elapsed: Duration,
@@ -198,25 +269,142 @@ fn check_ports(port: u16, clients: u16) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
+/// Where a run's parts live.
+pub enum Venue<'a> {
+    /// Everything on 127.0.0.1, one capture on `lo`.
+    Loopback,
+    /// The server, the clients and the two captures in the path's
+    /// namespaces.
+    Link(&'a link::Network),
+}
+
+/// A capture point of a venue.
+struct Point {
+    at: CaptureAt,
+    interface: String,
+    file: &'static str,
+    /// The namespace libpcap opens in (only a capturing build opens).
+    #[cfg_attr(not(feature = "capture"), allow(dead_code))]
+    ns: Option<Arc<Netns>>,
+}
+
+impl Venue<'_> {
+    fn server_ip(&self) -> Ipv4Addr {
+        match self {
+            Venue::Loopback => Ipv4Addr::LOCALHOST,
+            Venue::Link(_) => link::SERVER_IP,
+        }
+    }
+
+    fn server_ns(&self) -> Option<Arc<Netns>> {
+        match self {
+            Venue::Loopback => None,
+            Venue::Link(net) => Some(net.server_ns()),
+        }
+    }
+
+    fn client_ns(&self) -> Option<Arc<Netns>> {
+        match self {
+            Venue::Loopback => None,
+            Venue::Link(net) => Some(net.client_ns()),
+        }
+    }
+
+    /// The capture points, nearest the sender first.
+    fn points(&self) -> Vec<Point> {
+        match self {
+            Venue::Loopback => vec![Point {
+                at: CaptureAt::Loopback,
+                interface: "lo".into(),
+                file: "capture.pcapng",
+                ns: None,
+            }],
+            Venue::Link(net) => vec![
+                Point {
+                    at: CaptureAt::ServerHost,
+                    interface: net.names().server_if.clone(),
+                    file: "server.pcapng",
+                    ns: Some(net.server_ns()),
+                },
+                Point {
+                    at: CaptureAt::ClientHost,
+                    interface: net.names().client_if.clone(),
+                    file: "client.pcapng",
+                    ns: Some(net.client_ns()),
+                },
+            ],
+        }
+    }
+
+    /// The server's control listener, with the data ports checked free.
+    fn listener(&self, port: u16, clients: u16) -> anyhow::Result<TcpListener> {
+        match self {
+            Venue::Loopback => check_ports(port, clients),
+            Venue::Link(net) => {
+                port.checked_add(clients).with_context(|| {
+                    format!(
+                        "control port {port} + {clients} clients goes past port 65535: pass a lower --port"
+                    )
+                })?;
+                // A fresh namespace: every port is free.
+                netns::run_in(&net.server_ns(), || {
+                    TcpListener::bind((link::SERVER_IP, port)).with_context(|| {
+                        format!("binding the control port {}:{port}", link::SERVER_IP)
+                    })
+                })
+            }
+        }
+    }
+
+    /// How long a client waits for stragglers: at least the time the
+    /// bottleneck's full queue takes to drain.
+    fn settle(&self) -> Duration {
+        match self {
+            Venue::Loopback => Duration::ZERO,
+            Venue::Link(net) => net.shape().drain_time() + Duration::from_millis(200),
+        }
+    }
+}
+
 /// A capture running on its own thread.
 struct RunningCapture {
     stop: Shutdown,
     thread: thread::JoinHandle<Result<CaptureStatus, String>>,
 }
 
+/// Starts the capture of `point` into `path` on a thread that enters the
+/// point's namespace first (libpcap's socket is made there), and returns
+/// once libpcap is live.
 #[cfg(feature = "capture")]
-fn start_capture(cfg: &Config, path: &Path) -> Result<RunningCapture, String> {
+fn start_capture(cfg: &Config, point: &Point, path: &Path) -> Result<RunningCapture, String> {
     use crate::capture::live;
-    let mut c = live::Config::new("lo", path);
+    let mut c = live::Config::new(point.interface.as_str(), path);
     c.control_port = cfg.port;
     c.snaplen = cfg.snaplen;
     c.buffer = cfg.capture_buffer;
-    let cap = live::Capture::open(c).map_err(|e| e.to_string())?;
+    let ns = point.ns.clone();
+    let (opened_tx, opened) = std::sync::mpsc::sync_channel(1);
     let stop = Shutdown::new();
     let s = stop.clone();
     let thread = thread::Builder::new()
-        .name("capture".into())
+        .name(format!("capture-{}", point.at))
         .spawn(move || {
+            let open = || -> Result<live::Capture, String> {
+                if let Some(ns) = &ns {
+                    ns.enter().map_err(|e| format!("{e:#}"))?;
+                }
+                live::Capture::open(c).map_err(|e| e.to_string())
+            };
+            let cap = match open() {
+                Ok(cap) => {
+                    let _ = opened_tx.send(Ok(()));
+                    cap
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
             let sum = cap.run(&s, &mut |_| {}).map_err(|e| e.to_string())?;
             Ok(CaptureStatus::Captured {
                 path: sum.path,
@@ -226,23 +414,118 @@ fn start_capture(cfg: &Config, path: &Path) -> Result<RunningCapture, String> {
             })
         })
         .map_err(|e| format!("starting the capture thread: {e}"))?;
-    Ok(RunningCapture { stop, thread })
+    match opened.recv() {
+        Ok(Ok(())) => Ok(RunningCapture { stop, thread }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err("the capture thread ended before libpcap was live".into())
+        }
+    }
 }
 
 #[cfg(not(feature = "capture"))]
-fn start_capture(_cfg: &Config, _path: &Path) -> Result<RunningCapture, String> {
+fn start_capture(_cfg: &Config, _point: &Point, _path: &Path) -> Result<RunningCapture, String> {
     Err(crate::capture::unavailable()
         .unwrap_or("capture unavailable")
         .to_string())
 }
 
-/// Runs the experiment in `run_dir` (made by [`new_run_dir`]).
+/// Starts every capture point's capture (or says why not).
+fn start_captures(
+    cfg: &Config,
+    venue: &Venue,
+    run_dir: &Path,
+) -> Vec<(Point, Result<RunningCapture, String>)> {
+    venue
+        .points()
+        .into_iter()
+        .map(|point| {
+            let path = run_dir.join(point.file);
+            let started = if cfg.capture {
+                start_capture(cfg, &point, &path)
+            } else {
+                Err("not asked for (--no-capture)".to_string())
+            };
+            match &started {
+                Ok(_) => info!("capturing on {} into {}", point.interface, path.display()),
+                Err(reason) if cfg.capture => warn!(
+                    "no capture on {}: {reason}; the report's wire column will be empty",
+                    point.interface
+                ),
+                Err(_) => {}
+            }
+            (point, started)
+        })
+        .collect()
+}
+
+/// Stops the captures and collects what each gave.
+fn stop_captures(running: Vec<(Point, Result<RunningCapture, String>)>) -> Vec<PointCapture> {
+    for (_, c) in &running {
+        if let Ok(c) = c {
+            c.stop.trigger();
+        }
+    }
+    running
+        .into_iter()
+        .map(|(point, c)| {
+            let status = match c {
+                Ok(c) => match c.thread.join() {
+                    Ok(Ok(status)) => status,
+                    Ok(Err(e)) => CaptureStatus::Missing {
+                        reason: format!("the capture failed: {e}"),
+                    },
+                    Err(_) => CaptureStatus::Missing {
+                        reason: "the capture thread panicked".into(),
+                    },
+                },
+                Err(reason) => CaptureStatus::Missing { reason },
+            };
+            PointCapture {
+                point: point.at,
+                interface: point.interface,
+                status,
+            }
+        })
+        .collect()
+}
+
+/// Runs the experiment in `run_dir` (made by [`new_run_dir`]): on
+/// loopback, or on a path built for this run when `cfg.link` is set (and
+/// removed before this returns, whatever happens).
 pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
+    match &cfg.link {
+        None => run_at(cfg, run_dir, shutdown, &Venue::Loopback),
+        Some(shape) => {
+            let net = match link::Network::build(shape) {
+                Ok(net) => net,
+                Err(e) => {
+                    // Leave no empty run directory behind.
+                    let _ = fs::remove_dir(run_dir);
+                    return Err(e);
+                }
+            };
+            run_at(cfg, run_dir, shutdown, &Venue::Link(&net))
+        }
+    }
+}
+
+/// Runs the experiment in `run_dir` at `venue`.
+pub fn run_at(
+    cfg: &Config,
+    run_dir: &Path,
+    shutdown: &Shutdown,
+    venue: &Venue,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     if cfg.clients == 0 {
         bail!("a lab run needs at least one client");
     }
-    let listener = match check_ports(cfg.port, cfg.clients) {
+    let listener = match venue.listener(cfg.port, cfg.clients) {
         Ok(l) => l,
         Err(e) => {
             // Leave no empty run directory behind (remove_dir only removes
@@ -268,121 +551,36 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
 
-    let capture_path = run_dir.join("capture.pcapng");
-    let capture = if cfg.capture {
-        match start_capture(cfg, &capture_path) {
-            Ok(c) => {
-                info!("capturing on lo into {}", capture_path.display());
-                Ok(c)
-            }
-            Err(reason) => {
-                warn!("no capture: {reason}; the report's wire column will be empty");
-                Err(reason)
-            }
-        }
-    } else {
-        Err("not asked for (--no-capture)".to_string())
+    let before = match venue {
+        Venue::Link(net) => Some(counters::read(net).context("reading the path's counters")?),
+        Venue::Loopback => None,
     };
-
-    let mut scfg = server::Config::new(file.clone(), cfg.clients);
-    scfg.bind_ip = Ipv4Addr::LOCALHOST.into();
-    scfg.log_dir = logs.clone();
-    scfg.rounds = Some(1);
-    scfg.barrier_timeout = Some(BARRIER_TIMEOUT);
-    scfg.progress = false;
-    scfg.mode = cfg.mode;
-    scfg.rate = cfg.rate;
-    let server_stop = shutdown.clone();
-    let server = thread::Builder::new()
-        .name("server".into())
-        .spawn(move || server::run(listener, scfg, server_stop))
-        .context("starting the server thread")?;
-
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.port));
-    let mut clients = Vec::new();
-    for k in 1..=cfg.clients {
-        let mut c = client::Config::new(addr.to_string());
-        c.out_dir = received.join(format!("c{k}"));
-        c.log_dir = logs.clone();
-        c.legacy = cfg.protocol == Protocol::Lab;
-        c.recv_buffer = cfg.recv_buffer;
-        c.start_timeout = START_TIMEOUT;
-        c.progress = false;
-        let stop = shutdown.clone();
-        clients.push(
-            thread::Builder::new()
-                .name(format!("client-{k}"))
-                .spawn(move || client::run(c, stop))
-                .context("starting a client thread")?,
-        );
+    let captures = start_captures(cfg, venue, run_dir);
+    let transferred = transfer(cfg, venue, listener, &file, &logs, &received, shutdown);
+    if let Venue::Link(net) = venue {
+        net.wait_drained(venue.settle() + Duration::from_secs(1));
     }
-    info!(
-        "{} {} client(s) receiving from 127.0.0.1:{}",
-        cfg.clients,
-        match cfg.protocol {
-            Protocol::V1 => "v1",
-            Protocol::Lab => "lab-protocol",
-        },
-        cfg.port
-    );
-    let mut client_errors = Vec::new();
-    for (k, c) in clients.into_iter().enumerate() {
-        match c.join() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => client_errors.push(format!("client {}: {e:#}", k + 1)),
-            Err(_) => client_errors.push(format!("client {}: its thread panicked", k + 1)),
-        }
-    }
-    let server_result = server.join();
-
-    // The last client has logged: stop the capture.
-    let capture = match capture {
-        Ok(c) => {
-            c.stop.trigger();
-            match c.thread.join() {
-                Ok(Ok(status)) => status,
-                Ok(Err(e)) => CaptureStatus::Missing {
-                    reason: format!("the capture failed: {e}"),
-                },
-                Err(_) => CaptureStatus::Missing {
-                    reason: "the capture thread panicked".into(),
-                },
-            }
-        }
-        Err(reason) => CaptureStatus::Missing { reason },
-    };
-    match server_result {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => client_errors.push(format!("server: {e:#}")),
-        Err(_) => client_errors.push("server: its thread panicked".into()),
-    }
+    // The last client has logged: stop the captures (also when the
+    // transfer could not start).
+    let captures = stop_captures(captures);
+    let client_errors = transferred?;
     for e in &client_errors {
         warn!("{e}");
     }
 
     let loaded = analyze::logs::load(std::slice::from_ref(&logs))?;
-    let opts = analyze::Options {
-        control_port: cfg.port,
-        chunk: crate::protocol::lab::CHUNK,
-        log_utc_offset: None,
-    };
-    let mut analysis = match &capture {
-        CaptureStatus::Captured { path, .. } => {
-            let mut reader = analyze::reader::Reader::open(std::slice::from_ref(path))
-                .with_context(|| format!("opening {}", path.display()))?;
-            analyze::analyze(&mut reader, &loaded, &opts, &mut |_, _| {})
-        }
-        CaptureStatus::Missing { reason } => analyze::from_logs(&loaded, &opts, reason),
-    };
-    analysis
-        .warnings
-        .extend(loaded.ignored.iter().map(|i| i.to_string()));
-
+    let analysis = analyze_run(cfg, &captures, &loaded)?;
     let report_path = run_dir.join("report.json");
     let mut json = Vec::new();
     analyze::report::write(&mut json, &analysis, analyze::report::Format::Json)
         .context("rendering report.json")?;
     fs::write(&report_path, json).with_context(|| format!("writing {}", report_path.display()))?;
+    let link = match (venue, before) {
+        (Venue::Link(net), Some(before)) => {
+            record_counters(net, &before, &captures, &analysis, &loaded, run_dir)
+        }
+        _ => None,
+    };
     if !cfg.keep_files {
         fs::remove_dir_all(&received)
             .with_context(|| format!("removing {}", received.display()))?;
@@ -392,12 +590,219 @@ pub fn run(cfg: &Config, run_dir: &Path, shutdown: &Shutdown) -> anyhow::Result<
     }
     Ok(Outcome {
         run_dir: run_dir.to_path_buf(),
-        capture,
+        captures,
         analysis,
         report_path,
+        link,
         client_errors,
         elapsed: started.elapsed(),
     })
+}
+
+/// The server and the N clients, each in its venue's place, run to their
+/// end; returns the errors of those that failed.
+fn transfer(
+    cfg: &Config,
+    venue: &Venue,
+    listener: TcpListener,
+    file: &Path,
+    logs: &Path,
+    received: &Path,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<String>> {
+    let server_ip = venue.server_ip();
+    let mut scfg = server::Config::new(file.to_path_buf(), cfg.clients);
+    scfg.bind_ip = server_ip.into();
+    scfg.log_dir = logs.to_path_buf();
+    scfg.rounds = Some(1);
+    scfg.barrier_timeout = Some(BARRIER_TIMEOUT);
+    scfg.progress = false;
+    scfg.mode = cfg.mode;
+    scfg.rate = cfg.rate;
+    let server_stop = shutdown.clone();
+    let server = netns::spawn_in(venue.server_ns(), "server".into(), move || {
+        server::run(listener, scfg, server_stop)
+    })?;
+
+    let addr = SocketAddr::from((server_ip, cfg.port));
+    let settle = venue.settle();
+    let mut clients = Vec::new();
+    for k in 1..=cfg.clients {
+        let mut c = client::Config::new(addr.to_string());
+        c.out_dir = received.join(format!("c{k}"));
+        c.log_dir = logs.to_path_buf();
+        c.legacy = cfg.protocol == Protocol::Lab;
+        c.recv_buffer = cfg.recv_buffer;
+        c.start_timeout = START_TIMEOUT;
+        c.progress = false;
+        // On the path, what the bottleneck still holds arrives after the
+        // server is done: wait for it.
+        c.linger = c.linger.max(settle);
+        c.idle_timeout = c.idle_timeout.max(settle);
+        let stop = shutdown.clone();
+        clients.push(netns::spawn_in(
+            venue.client_ns(),
+            format!("client-{k}"),
+            move || client::run(c, stop),
+        )?);
+    }
+    info!(
+        "{} {} client(s) receiving from {addr}",
+        cfg.clients,
+        match cfg.protocol {
+            Protocol::V1 => "v1",
+            Protocol::Lab => "lab-protocol",
+        },
+    );
+    let mut errors = Vec::new();
+    for (k, c) in clients.into_iter().enumerate() {
+        match c.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => errors.push(format!("client {}: {e:#}", k + 1)),
+            Err(_) => errors.push(format!("client {}: its thread panicked", k + 1)),
+        }
+    }
+    match server.join() {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => errors.push(format!("server: {e:#}")),
+        Err(_) => errors.push("server: its thread panicked".into()),
+    }
+    Ok(errors)
+}
+
+/// The analysis of the captures that were made (several files are
+/// several capture points), or of the logs alone.
+fn analyze_run(
+    cfg: &Config,
+    captures: &[PointCapture],
+    loaded: &analyze::logs::LogSet,
+) -> anyhow::Result<Analysis> {
+    let opts = analyze::Options {
+        control_port: cfg.port,
+        chunk: crate::protocol::lab::CHUNK,
+        log_utc_offset: None,
+    };
+    let paths: Vec<PathBuf> = captures
+        .iter()
+        .filter_map(|c| match &c.status {
+            CaptureStatus::Captured { path, .. } => Some(path.clone()),
+            CaptureStatus::Missing { .. } => None,
+        })
+        .collect();
+    let mut analysis = if paths.is_empty() {
+        let reasons: Vec<&str> = captures
+            .iter()
+            .filter_map(|c| match &c.status {
+                CaptureStatus::Missing { reason } => Some(reason.as_str()),
+                CaptureStatus::Captured { .. } => None,
+            })
+            .collect();
+        let mut why = reasons
+            .first()
+            .copied()
+            .unwrap_or("no capture point")
+            .to_string();
+        if reasons.iter().any(|r| *r != why) {
+            why = reasons.join("; ");
+        }
+        analyze::from_logs(loaded, &opts, &why)
+    } else {
+        let mut reader = analyze::reader::Reader::open(&paths).with_context(|| {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            format!("opening {}", shown.join(", "))
+        })?;
+        analyze::analyze(&mut reader, loaded, &opts, &mut |_, _| {})
+    };
+    analysis
+        .warnings
+        .extend(loaded.ignored.iter().map(|i| i.to_string()));
+    Ok(analysis)
+}
+
+/// `counters.json`: the path, the counters over the run, and the check.
+#[derive(serde::Serialize)]
+struct CountersFile<'a> {
+    topology: link::Topology,
+    counters: &'a counters::Snapshot,
+    sockets: Vec<counters::SocketDrops>,
+    captures: &'a [counters::CaptureCount],
+    check: &'a [counters::CheckRow],
+}
+
+/// Reads the path's counters after the run, sets them beside the
+/// analysis, and writes `counters.json`; on failure a warning, and none.
+fn record_counters(
+    net: &link::Network,
+    before: &counters::Snapshot,
+    captures: &[PointCapture],
+    analysis: &Analysis,
+    loaded: &analyze::logs::LogSet,
+    run_dir: &Path,
+) -> Option<LinkOutcome> {
+    let result = (|| -> anyhow::Result<LinkOutcome> {
+        let delta = counters::read(net)
+            .context("reading the path's counters")?
+            .since(before);
+        let counts: Vec<counters::CaptureCount> = captures
+            .iter()
+            .filter_map(|c| match &c.status {
+                CaptureStatus::Captured {
+                    path,
+                    packets,
+                    received,
+                    dropped,
+                } => Some(counters::CaptureCount {
+                    point: c.point,
+                    path: path.display().to_string(),
+                    interface: c.interface.clone(),
+                    packets: *packets,
+                    received: *received,
+                    dropped: *dropped,
+                }),
+                CaptureStatus::Missing { .. } => None,
+            })
+            .collect();
+        let names = net.names();
+        let check = counters::check(&counters::CheckInputs {
+            analysis,
+            logs: loaded,
+            counters: &delta,
+            captures: &counts,
+            server_if: &names.server_if,
+            router_client_if: &names.router_client_if,
+        });
+        let sockets = analysis
+            .clients
+            .iter()
+            .map(|r| counters::SocketDrops {
+                client_id: r.client_id,
+                kernel_drops: r.kernel_drops,
+            })
+            .collect();
+        let file = CountersFile {
+            topology: link::Topology::of(net),
+            counters: &delta,
+            sockets,
+            captures: &counts,
+            check: &check,
+        };
+        let path = run_dir.join("counters.json");
+        let mut json = serde_json::to_vec_pretty(&file).context("rendering counters.json")?;
+        json.push(b'\n');
+        fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        Ok(LinkOutcome {
+            counters_path: path,
+            counters: delta,
+            check,
+        })
+    })();
+    match result {
+        Ok(o) => Some(o),
+        Err(e) => {
+            warn!("no kernel counters: {e:#}");
+            None
+        }
+    }
 }
 
 /// One of the suite's tests.
@@ -437,13 +842,20 @@ pub const SUITE: [SuiteTest; 6] = [
 
 /// Runs `tests` one after the other under one suite directory, handing
 /// each outcome to `each` as it completes. The test files are made once
-/// per size (or `base.source` is sent when it names a file).
+/// per size (or `base.source` is sent when it names a file). With
+/// `base.link`, all tests run on one path, built first and removed last;
+/// each test's counters are its own (read before and after it).
 pub fn suite(
     base: &Config,
     tests: &[SuiteTest],
     shutdown: &Shutdown,
     each: &mut dyn FnMut(usize, &SuiteTest, &Outcome) -> anyhow::Result<()>,
 ) -> anyhow::Result<PathBuf> {
+    let net = base.link.as_ref().map(link::Network::build).transpose()?;
+    let venue = match &net {
+        Some(net) => Venue::Link(net),
+        None => Venue::Loopback,
+    };
     let dir = new_run_dir(&base.dir, "suite")?;
     let mut made: Vec<(u64, PathBuf)> = Vec::new();
     for (i, t) in tests.iter().enumerate() {
@@ -478,7 +890,7 @@ pub fn suite(
             if t.clients == 1 { "" } else { "s" }
         ));
         fs::create_dir(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let outcome = match run(&cfg, &run_dir, shutdown) {
+        let outcome = match run_at(&cfg, &run_dir, shutdown, &venue) {
             Ok(o) => o,
             Err(e) => {
                 let _ = fs::remove_dir(&dir);

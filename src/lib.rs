@@ -24,8 +24,10 @@
 //!   I/O.
 //! - [`capture`]: live capture through libpcap (cargo feature `capture`)
 //!   into pcapng with the capture's own drop counts.
-//! - [`lab`]: the whole experiment on loopback: test file, server, capture,
-//!   N clients, analysis.
+//! - [`lab`]: the whole experiment: test file, server, capture, N clients,
+//!   analysis; on loopback, or (`--link`) on a path of network namespaces,
+//!   server host -> router -> client host, captured at both hosts, each
+//!   place's loss checked against the kernel's own counters.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
 
 pub mod analyze;

@@ -153,8 +153,14 @@ fn run_capture(_: cli::CaptureArgs, _: bool, _: &Shutdown) -> anyhow::Result<Exi
 
 fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
     use analyze::report::{self, Format, SuiteRow};
+    if args.cleanup {
+        return run_cleanup();
+    }
     let suite = args.suite;
     let cfg = args.into_config()?;
+    if cfg.link.is_some() {
+        lab::netns::check_privileges(lab::link::MAKES).map_err(anyhow::Error::msg)?;
+    }
     let mut failed = false;
     if suite {
         let mut rows = Vec::new();
@@ -169,6 +175,7 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
                 if t.clients == 1 { "" } else { "s" }
             )?;
             report::write_clients(&mut out, &o.analysis)?;
+            write_kernel_check(&mut out, o)?;
             write_lab_footer(&mut out, o)?;
             failed |= !o.client_errors.is_empty();
             rows.push(SuiteRow::new(
@@ -190,6 +197,7 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
         let mut out = std::io::stdout().lock();
         report::write(&mut out, &o.analysis, Format::Table)?;
         writeln!(out)?;
+        write_kernel_check(&mut out, &o)?;
         write_lab_footer(&mut out, &o)?;
         failed = !o.client_errors.is_empty();
     }
@@ -204,23 +212,64 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn write_lab_footer(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()> {
-    match &o.capture {
-        lab::CaptureStatus::Captured {
-            path,
-            packets,
-            received,
-            dropped,
-        } => writeln!(
+/// `udplab lab --cleanup`: what killed --link runs left behind, removed.
+fn run_cleanup() -> anyhow::Result<ExitCode> {
+    lab::netns::check_privileges("udplab lab --cleanup removes network namespaces")
+        .map_err(anyhow::Error::msg)?;
+    let removed = lab::link::cleanup_leftovers()?;
+    let mut out = std::io::stdout().lock();
+    if removed.is_empty() {
+        writeln!(
             out,
-            "capture: {} packets in {} (libpcap: {} received, {} dropped)",
-            analyze::report::group(*packets),
-            path.display(),
-            analyze::report::group(*received),
-            analyze::report::group(*dropped)
-        )?,
-        lab::CaptureStatus::Missing { reason } => {
-            writeln!(out, "capture: none ({reason}); the wire columns are empty")?
+            "nothing to remove: no udplab namespace or link of a run that is gone"
+        )?;
+    }
+    for r in &removed {
+        writeln!(out, "{r}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On the path: the analyzer's figure beside the kernel's, place by place.
+fn write_kernel_check(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()> {
+    let Some(link) = &o.link else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "Where the loss was, by the analyzer and by the kernel's own counters ({})",
+        link.counters_path.display()
+    )?;
+    lab::counters::write_table(out, &link.check)?;
+    writeln!(out)
+}
+
+fn write_lab_footer(out: &mut dyn Write, o: &lab::Outcome) -> std::io::Result<()> {
+    for c in &o.captures {
+        // On loopback the one point needs no name.
+        let at = if c.point == lab::CaptureAt::Loopback {
+            String::new()
+        } else {
+            format!(" at the {} ({})", c.point, c.interface)
+        };
+        match &c.status {
+            lab::CaptureStatus::Captured {
+                path,
+                packets,
+                received,
+                dropped,
+            } => writeln!(
+                out,
+                "capture{at}: {} packets in {} (libpcap: {} received, {} dropped)",
+                analyze::report::group(*packets),
+                path.display(),
+                analyze::report::group(*received),
+                analyze::report::group(*dropped)
+            )?,
+            lab::CaptureStatus::Missing { reason } => writeln!(
+                out,
+                "capture{at}: none ({reason}); the wire columns are empty"
+            )?,
         }
     }
     writeln!(out, "report: {}", o.report_path.display())?;

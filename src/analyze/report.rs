@@ -55,7 +55,7 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| NONE.to_string())
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -182,6 +182,8 @@ pub struct SuiteRow {
     pub loss_min_pct: Option<f64>,
     pub loss_max_pct: Option<f64>,
     pub lost_before_capture_bytes: Option<i64>,
+    /// The network's share, with two capture points (null with one).
+    pub lost_between_captures_bytes: Option<i64>,
     pub lost_after_capture_bytes: Option<i64>,
     pub kernel_drops: Option<u64>,
     pub capture_dropped: Option<u64>,
@@ -208,6 +210,7 @@ impl SuiteRow {
             loss_min_pct: losses.iter().copied().reduce(f64::min),
             loss_max_pct: losses.iter().copied().reduce(f64::max),
             lost_before_capture_bytes: sum_i(|r| r.lost_before_capture_bytes),
+            lost_between_captures_bytes: sum_i(|r| r.lost_between_captures_bytes),
             lost_after_capture_bytes: sum_i(|r| r.lost_after_capture_bytes),
             kernel_drops: a
                 .clients
@@ -228,21 +231,29 @@ impl SuiteRow {
 
 /// The suite's summary: loss per test.
 pub fn write_suite_summary(out: &mut dyn Write, rows: &[SuiteRow]) -> io::Result<()> {
-    let mut t = table(&[
+    // The network's column when some test had two capture points.
+    let between = rows.iter().any(|r| r.lost_between_captures_bytes.is_some());
+    let mut header = vec![
         "test",
         "file",
         "clients",
         "loss % mean",
         "loss % min-max",
         "lost before capture",
+    ];
+    if between {
+        header.push("lost between captures");
+    }
+    header.extend([
         "lost after capture",
         "kernel drops",
         "capture dropped",
         "complete",
         "time s",
     ]);
+    let mut t = table(&header);
     for r in rows {
-        t.add_row(vec![
+        let mut row = vec![
             r.test.to_string(),
             format!("{} MiB", r.file_size >> 20),
             r.clients.to_string(),
@@ -252,12 +263,18 @@ pub fn write_suite_summary(out: &mut dyn Write, rows: &[SuiteRow]) -> io::Result
                 _ => NONE.into(),
             },
             opt(r.lost_before_capture_bytes, group_signed),
+        ];
+        if between {
+            row.push(opt(r.lost_between_captures_bytes, group_signed));
+        }
+        row.extend([
             opt(r.lost_after_capture_bytes, group_signed),
             opt(r.kernel_drops, group),
             opt(r.capture_dropped, group),
             format!("{}/{}", r.complete, r.clients),
             format!("{:.1}", r.seconds),
         ]);
+        t.add_row(row);
     }
     right_align(&mut t, 0);
     writeln!(out, "{t}")

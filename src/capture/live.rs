@@ -195,13 +195,31 @@ fn pcap_error(cfg: &Config, e: pcap::Error) -> Error {
     }
 }
 
+/// True when `interface` is a loopback interface (IFF_LOOPBACK), as the
+/// kernel states it to a socket made on the calling thread: in the
+/// network namespace the capture opens in. (`/sys/class/net` shows the
+/// namespace sysfs was mounted in, not the thread's: a thread that
+/// entered another namespace would not find its interfaces there.)
 fn is_loopback(interface: &str) -> bool {
-    // IFF_LOOPBACK, as the kernel states it; libpcap's device list says the
-    // same but opens every interface to say it.
-    std::fs::read_to_string(format!("/sys/class/net/{interface}/flags"))
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
-        .is_some_and(|flags| flags & 0x8 != 0)
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return false;
+    }
+    // SAFETY: a plain datagram socket, closed below; ifreq is zeroed and
+    // holds a NUL-terminated name shorter than IFNAMSIZ.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
+            *dst = src as c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        libc::close(fd);
+        rc == 0 && i32::from(req.ifr_ifru.ifru_flags) & libc::IFF_LOOPBACK != 0
+    }
 }
 
 impl Capture {
@@ -736,6 +754,13 @@ mod tests {
         let e = compile(dead.as_ptr().cast(), "udp port nonsense").unwrap_err();
         assert!(matches!(e, Error::Filter { .. }), "{e}");
         assert!(e.to_string().contains("udp port nonsense"), "{e}");
+    }
+
+    #[test]
+    fn lo_is_loopback_and_other_names_are_not() {
+        assert!(is_loopback("lo"));
+        assert!(!is_loopback("udplab-no-such-if"));
+        assert!(!is_loopback("a-name-far-too-long-for-linux"));
     }
 
     #[test]
