@@ -720,6 +720,7 @@ fn send_to_client(
         shutdown: &ctx.shutdown,
         bar,
         started,
+        send_time: None,
         deadline: reliable.then(|| started + cfg.deadline),
         datagrams: 0,
         bytes: 0,
@@ -751,6 +752,7 @@ fn send_to_client(
     log.datagrams_sent = Some(sender.datagrams);
     log.bytes_sent = Some(sender.bytes);
     log.duration_s = Some(elapsed.as_secs_f64());
+    log.send_duration_s = sender.send_time.map(|t| t.as_secs_f64());
     log.rate_mb_s = rate_mb_s(sender.bytes, elapsed);
     log.rate_limit_mbit_s = cfg.rate.map(|r| r / 1e6);
     if reg.protocol == Protocol::V1 {
@@ -797,6 +799,9 @@ struct Sender<'a> {
     shutdown: &'a Shutdown,
     bar: &'a ProgressBar,
     started: Instant,
+    /// From `started` to the end of the last pass that finished: the
+    /// sending alone, without the wait for the client's report.
+    send_time: Option<Duration>,
     deadline: Option<Instant>,
     datagrams: u64,
     bytes: u64,
@@ -843,6 +848,7 @@ impl Sender<'_> {
                 .pacer
                 .batch_len(self.chunk + self.header_len, net::BATCH) as u32;
             let Some((first, count)) = repair.next_run(max) else {
+                self.send_time = Some(self.started.elapsed());
                 return Ok(());
             };
             let offset = u64::from(first) * self.chunk as u64;
