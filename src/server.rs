@@ -740,6 +740,7 @@ fn send_to_client(
         started,
         last_check: started,
         report_complete: false,
+        send_time: None,
         datagrams: 0,
         bytes: 0,
     };
@@ -753,6 +754,7 @@ fn send_to_client(
     log.datagrams_sent = Some(sender.datagrams);
     log.bytes_sent = Some(sender.bytes);
     log.duration_s = Some(elapsed.as_secs_f64());
+    log.send_duration_s = sender.send_time.map(|t| t.as_secs_f64());
     log.rate_mb_s = rate_mb_s(sender.bytes, elapsed);
     log.rate_limit_mbit_s = cfg.rate.map(|r| r / 1e6);
     log.final_rate_mbit_s = transfer.rate().map(|r| r / 1e6);
@@ -800,6 +802,9 @@ struct Sender<'a> {
     last_check: Instant,
     /// Blast: the client's report says it has the whole file.
     report_complete: bool,
+    /// From `started` to the end of the last pass that finished: the
+    /// sending alone, without the wait for the client's report.
+    send_time: Option<Duration>,
     datagrams: u64,
     bytes: u64,
 }
@@ -817,8 +822,16 @@ impl Sender<'_> {
                     self.look_between_batches(stream, transfer)?;
                 }
                 Action::Wait(until) => self.wait(stream, transfer, until)?,
-                Action::SendDone => self.done(stream)?,
-                Action::Finish(finish) => return Ok(finish),
+                Action::SendDone => {
+                    self.send_time = Some(self.started.elapsed());
+                    self.done(stream)?;
+                }
+                Action::Finish(finish) => {
+                    if finish == Finish::Sent {
+                        self.send_time = Some(self.started.elapsed());
+                    }
+                    return Ok(finish);
+                }
                 Action::Abort(why) => return Err(why.into()),
             }
         }

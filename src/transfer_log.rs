@@ -175,6 +175,11 @@ pub struct TransferLog {
     pub start: Option<DateTime<FixedOffset>>,
     pub end: Option<DateTime<FixedOffset>>,
     pub duration_s: Option<f64>,
+    /// Server: seconds from the start to the last data datagram handed to
+    /// the kernel (the end of the last pass). `duration_s` runs on to the
+    /// verdict: for a v1 client it includes the wait for its report, which
+    /// the client sends after reading back and hashing the whole file.
+    pub send_duration_s: Option<f64>,
     /// Megabytes (10^6 bytes) per second: every data byte sent (server) or
     /// kept (client), over the duration.
     pub rate_mb_s: Option<f64>,
@@ -424,6 +429,7 @@ impl TransferLog {
         put("start", time(&self.start));
         put("end", time(&self.end));
         put("duration_s", float(self.duration_s, 6));
+        put("send_duration_s", float(self.send_duration_s, 6));
         put("rate_mb_s", float(self.rate_mb_s, 3));
         put("goodput_mb_s", float(self.goodput_mb_s, 3));
         put("success", shown(self.success.as_ref()));
@@ -522,6 +528,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "start" => field!(start, time(value)),
         "end" => field!(end, time(value)),
         "duration_s" => field!(duration_s, float(value)),
+        "send_duration_s" => field!(send_duration_s, float(value)),
         "rate_mb_s" => field!(rate_mb_s, float(value)),
         "success" => field!(success, boolean(value)),
         "delivery" => field!(delivery, Delivery::parse(value)),
@@ -902,6 +909,7 @@ mod tests {
             start: Some(time("2031-03-07T09:05:40.125001-05:00")),
             end: Some(time("2031-03-07T09:05:42.000250+00:00")),
             duration_s: Some(1.875249),
+            send_duration_s: Some(1.5),
             rate_mb_s: Some(16.771),
             goodput_mb_s: Some(16.5),
             success: Some(false),
@@ -920,6 +928,7 @@ mod tests {
         assert!(text.contains("\nrole: client\n"));
         assert!(text.contains("\nprotocol: v1\n"));
         assert!(text.contains("\nduration_s: 1.875249\n"));
+        assert!(text.contains("\nsend_duration_s: 1.500000\n"));
         assert!(text.contains("\nrate_mb_s: 16.771\n"));
         assert!(text.contains("\nstart: 2031-03-07T09:05:40.125001-05:00\n"));
         assert!(text.contains("\nend: 2031-03-07T09:05:42.000250+00:00\n"));
@@ -929,7 +938,7 @@ mod tests {
             .skip(1)
             .filter_map(|l| l.split_once(':').map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 42);
+        assert_eq!(keys.len(), 43);
         assert_eq!(keys.first(), Some(&"role"));
         assert_eq!(keys.last(), Some(&"output"));
         assert_eq!(parse(&text).expect("parses"), log);
