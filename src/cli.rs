@@ -151,6 +151,20 @@ pub struct LabArgs {
     /// (e.g. 1%), by an iptables rule in the router.
     #[arg(long, value_parser = parse_percent)]
     pub link_loss: Option<f64>,
+    /// Instead of udplab's server and clients, run this shell command in
+    /// the server host of the --link path (to its end), with
+    /// UDPLAB_SERVER_IP and UDPLAB_CLIENT_IP set; the path's counters are
+    /// printed as JSON (scripts/bench-link, docs/LINK.md).
+    #[arg(long, value_name = "CMD", requires = "link_rate", conflicts_with_all = ["suite", "cleanup"])]
+    pub exec_server: Option<String>,
+    /// With --exec-server: this command runs in the client host, started
+    /// first (a receiver); it has 10 s after the server's ends.
+    #[arg(long, value_name = "CMD", requires = "exec_server")]
+    pub exec_client: Option<String>,
+    /// With --exec-server: TCP segments to this port towards the clients
+    /// are shaped and dropped as the UDP data are.
+    #[arg(long, value_name = "PORT", requires = "exec_server")]
+    pub exec_tcp_port: Option<u16>,
     /// Remove the namespaces and links that --link runs which are gone
     /// (killed) left behind, say what was removed, and exit.
     #[arg(long, conflicts_with_all = ["suite", "link", "link_rate", "link_buffer", "link_loss", "file"])]
@@ -451,8 +465,21 @@ impl LabArgs {
         Ok(cfg)
     }
 
+    /// The path's shape and the commands, with --exec-server.
+    pub fn exec(&self) -> anyhow::Result<Option<(lab::link::Shape, lab::exec::Commands)>> {
+        let Some(server) = self.exec_server.clone() else {
+            return Ok(None);
+        };
+        let shape = self.link_shape()?.context("--exec-server needs --link")?;
+        let cmds = lab::exec::Commands {
+            server,
+            client: self.exec_client.clone(),
+        };
+        Ok(Some((shape, cmds)))
+    }
+
     /// The path's shape, when any --link option is given.
-    fn link_shape(&self) -> anyhow::Result<Option<lab::link::Shape>> {
+    pub fn link_shape(&self) -> anyhow::Result<Option<lab::link::Shape>> {
         let wanted = self.link
             || self.link_rate.is_some()
             || self.link_buffer.is_some()
@@ -470,6 +497,7 @@ impl LabArgs {
             rate_bit_s: self.link_rate,
             buffer_bytes: self.link_buffer,
             loss: self.link_loss,
+            tcp_port: self.exec_tcp_port,
         }))
     }
 }

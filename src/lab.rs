@@ -28,6 +28,7 @@
 //! alone, saying why the wire column is empty.
 
 pub mod counters;
+pub mod exec;
 pub mod link;
 pub mod netns;
 

@@ -151,10 +151,34 @@ fn run_capture(_: cli::CaptureArgs, _: bool, _: &Shutdown) -> anyhow::Result<Exi
     )
 }
 
+/// `udplab lab --link --exec-server CMD`: the commands on the path, its
+/// counters as JSON on stdout; exit status 1 when a command failed.
+fn run_exec(
+    shape: &lab::link::Shape,
+    cmds: &lab::exec::Commands,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    let o = lab::exec::run(shape, cmds, shutdown)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &o.counters)?;
+    writeln!(out)?;
+    let ok = o.server.success()
+        && o.client.is_none_or(|s| s.success() || o.client_terminated)
+        && !shutdown.is_triggered();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
     use analyze::report::{self, Format, SuiteRow};
     if args.cleanup {
         return run_cleanup();
+    }
+    if let Some((shape, cmds)) = args.exec()? {
+        return run_exec(&shape, &cmds, shutdown);
     }
     let suite = args.suite;
     let cfg = args.into_config()?;

@@ -72,6 +72,8 @@ const IFNAME_MAX: usize = 15;
 const FRAME: u64 = 1514;
 /// The comment that marks the random-loss rule.
 pub const LOSS_RULE_COMMENT: &str = "udplab-loss";
+/// The comment of the loss rule's twin for TCP ([`Shape::tcp_port`]).
+pub const TCP_LOSS_RULE_COMMENT: &str = "udplab-loss-tcp";
 /// The iptables commands tried, in order (the nft backend, then legacy).
 const IPTABLES: [&str; 2] = ["iptables", "iptables-legacy"];
 /// What `--link` needs root for, as its error says.
@@ -89,6 +91,12 @@ pub struct Shape {
     pub buffer_bytes: Option<u64>,
     /// The random loss, as a probability (0.01 for 1 %).
     pub loss: Option<f64>,
+    /// TCP segments to this port towards the clients take the UDP data's
+    /// way too: the tbf and the loss rule (`--exec-tcp-port`, so that a TCP
+    /// transfer meets the same bottleneck); the server host then sends no
+    /// TCP segment larger than one frame (gso_max_segs 1), so that the rule
+    /// drops frames, as on a real link, not 64 KB GSO batches.
+    pub tcp_port: Option<u16>,
 }
 
 impl Shape {
@@ -427,6 +435,20 @@ impl Network {
         for ns in n.namespaces() {
             command("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
+        if self.shape.tcp_port.is_some() {
+            command(
+                "ip",
+                &[
+                    "-n",
+                    &n.server_ns,
+                    "link",
+                    "set",
+                    &n.server_if,
+                    "gso_max_segs",
+                    "1",
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -497,43 +519,68 @@ impl Network {
         tc(&[
             "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
             "match", "ip", "protocol", "17", "0xff", "flowid", "1:1",
-        ])
+        ])?;
+        if let Some(port) = self.shape.tcp_port {
+            let port = port.to_string();
+            tc(&[
+                "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "protocol", "6", "0xff", "match", "ip", "dport", &port, "0xffff",
+                "flowid", "1:1",
+            ])?;
+        }
+        Ok(())
     }
 
-    /// The random-loss rule, with the first iptables that takes it.
+    /// The random-loss rule, with the first iptables that takes it (and,
+    /// with [`Shape::tcp_port`], its twin for TCP segments to that port).
     fn add_loss_rule(&mut self) -> anyhow::Result<()> {
         let Some(p) = self.shape.loss else {
             return Ok(());
         };
         let probability = format!("{p:.6}");
-        let rule = [
-            "-A",
-            "FORWARD",
-            "-o",
-            &self.names.router_client_if,
-            "-p",
-            "udp",
-            "-d",
-            CLIENT_NET,
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            &probability,
-            "-m",
-            "comment",
-            "--comment",
-            LOSS_RULE_COMMENT,
-            "-j",
-            "DROP",
-        ];
+        let port = self.shape.tcp_port.map(|p| p.to_string());
+        let rule = |proto_and_port: &[&'static str], port: Option<&str>, comment: &str| {
+            let mut r: Vec<String> = vec!["-A".into(), "FORWARD".into(), "-o".into()];
+            r.push(self.names.router_client_if.clone());
+            r.extend(proto_and_port.iter().map(|s| s.to_string()));
+            r.extend(port.map(str::to_string));
+            for a in [
+                "-d",
+                CLIENT_NET,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+                "-m",
+                "comment",
+                "--comment",
+                comment,
+                "-j",
+                "DROP",
+            ] {
+                r.push(a.to_string());
+            }
+            r
+        };
+        let mut rules = vec![rule(&["-p", "udp"], None, LOSS_RULE_COMMENT)];
+        if let Some(port) = port.as_deref() {
+            rules.push(rule(
+                &["-p", "tcp", "--dport"],
+                Some(port),
+                TCP_LOSS_RULE_COMMENT,
+            ));
+        }
         let mut errors = Vec::new();
         for ipt in IPTABLES {
-            let mut args = vec!["netns", "exec", &self.names.router_ns, ipt];
-            args.extend_from_slice(&rule);
-            match command("ip", &args) {
-                Ok(_) => {
+            let all = rules.iter().try_for_each(|r| {
+                let mut args = vec!["netns", "exec", &self.names.router_ns, ipt];
+                args.extend(r.iter().map(String::as_str));
+                command("ip", &args).map(drop)
+            });
+            match all {
+                Ok(()) => {
                     self.iptables = Some(ipt);
                     return Ok(());
                 }
@@ -558,6 +605,9 @@ impl Network {
         }
         if let Some(p) = self.shape.loss {
             parts.push(format!("random loss {:.3} %", p * 100.0));
+        }
+        if let Some(port) = self.shape.tcp_port {
+            parts.push(format!("TCP to port {port} shaped and dropped as UDP"));
         }
         if parts.is_empty() {
             String::new()
@@ -689,6 +739,7 @@ mod tests {
             rate_bit_s: Some(200e6),
             buffer_bytes: Some(256 << 10),
             loss: Some(0.01),
+            tcp_port: None,
         };
         assert_eq!(s.burst(), Some(25_000));
         assert_eq!(s.buffer(), Some(256 << 10));
