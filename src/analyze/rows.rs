@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::account::{self, AccountRow, Facts, Figure, Repair, Source, Verdict, first};
 use super::correlate::{CapturePoint, Transfer};
 use super::flows::Flow;
+use super::logs::LoadedLog;
 use super::registration::Registration;
 use super::tcp::Connection;
 use crate::protocol::{Mode, Protocol, v1};
@@ -419,8 +420,6 @@ fn log_value<T>(
 ) -> Option<T> {
     log.and_then(|l| get(&l.log))
 }
-
-use super::logs::LoadedLog;
 
 /// What a capture point holds of the data.
 #[derive(Debug, Clone, Copy)]
