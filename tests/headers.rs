@@ -489,3 +489,106 @@ fn the_cache_file_is_whole_after_a_session_and_a_new_server_reads_it() {
             .all(|o| matches!(o, Outcome::Hit(_)))
     );
 }
+
+#[test]
+fn the_commands_serve_a_session_and_write_their_logs() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start();
+    let bin = env!("CARGO_BIN_EXE_udplab");
+    let mut server = Command::new(bin)
+        .args([
+            "headers",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--udp-port",
+            "0",
+        ])
+        .arg("--cache")
+        .arg(dir.path().join("cache.txt"))
+        .arg("--origin")
+        .arg(origin.addr.to_string())
+        .arg("--log-dir")
+        .arg(dir.path().join("slogs"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    // "headers server: tcp 127.0.0.1:PORT udp PORT cache ..."
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("tcp ")
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        })
+        .unwrap();
+    let out = dir.path().join("got");
+    let client = Command::new(bin)
+        .args(["headers", "client", "--server", &addr])
+        .arg("--out")
+        .arg(&out)
+        .arg("--log-dir")
+        .arg(dir.path().join("clogs"))
+        .args([
+            "www.twitch.tv",
+            "www.google.cl",
+            "www.twitch.tv",
+            "no_such host",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&client.stdout);
+    // One name refused: exit status 2.
+    assert_eq!(client.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("no_such host: error: not a host name\n"),
+        "{stdout}"
+    );
+    assert_stored(&out, "www.twitch.tv");
+    assert_stored(&out, "www.google.cl");
+    assert_eq!(origin.total.load(Ordering::SeqCst), 2);
+    let clog = std::fs::read_dir(dir.path().join("clogs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let clog = std::fs::read_to_string(clog).unwrap();
+    assert!(
+        clog.contains("role: headers-client\n") && clog.contains("stored: 3\n"),
+        "{clog}"
+    );
+    // The session's log is written once the client has closed.
+    let slogs = dir.path().join("slogs");
+    let session_log = || {
+        std::fs::read_dir(&slogs)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("headers-server-"))
+            })
+    };
+    let mut slog = None;
+    for _ in 0..250 {
+        slog = session_log();
+        if slog.is_some() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let slog = slog.expect("the server's session log");
+    let slog = std::fs::read_to_string(slog).unwrap();
+    assert!(
+        slog.contains("hits: 1\nmisses: 2\nrefused: 1\nend: terminated\n"),
+        "{slog}"
+    );
+}

@@ -281,8 +281,11 @@ fn serve_session(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Se
     }
     if let Some(dir) = &shared.cfg.log_dir {
         let name = format!("headers-server-{}-{}.txt", peer.ip(), peer.port());
+        // Through a rename, as the cache: a reader never sees half a log.
+        let tmp = dir.join(format!(".{name}.tmp"));
         let written = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(dir.join(&name), session.render()));
+            .and_then(|()| std::fs::write(&tmp, session.render()))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
         if let Err(e) = written {
             warn!(
                 "session {peer}: writing its log {}: {e}",
