@@ -592,3 +592,65 @@ fn the_commands_serve_a_session_and_write_their_logs() {
         "{slog}"
     );
 }
+
+#[test]
+fn after_terminate_the_server_waits_for_the_client_to_close_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start();
+    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s.write_all(b"terminate").unwrap();
+    let mut buf = [0u8; 16];
+    // Still open on the server's side: nothing, not an end of stream.
+    let e = s.read(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    // The client's FIN, then the server's.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    let summary = server.stop();
+    assert_eq!(summary.sessions[0].end, End::Terminated);
+}
+
+#[test]
+fn stray_datagrams_get_nothing_and_the_session_is_still_served() {
+    use std::net::UdpSocket;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start();
+    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let Some(Answer::Port(port)) = Answer::parse(&raw_query(&mut s, b"www.twitch.tv")) else {
+        panic!("no port");
+    };
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.connect(("127.0.0.1", port)).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let other = s.local_addr().unwrap().port().wrapping_add(1);
+    // Too long, too short, and a session that has nothing waiting.
+    for stray in [&b"abc"[..], b"x", &other.to_be_bytes()] {
+        udp.send(stray).unwrap();
+        assert!(udp.recv(&mut buf).is_err(), "{stray:?} got an answer");
+    }
+    // The session's own request still gets its header, once.
+    udp.send(&s.local_addr().unwrap().port().to_be_bytes())
+        .unwrap();
+    let n = udp.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], header_for("www.twitch.tv").as_slice());
+    udp.send(&s.local_addr().unwrap().port().to_be_bytes())
+        .unwrap();
+    assert!(udp.recv(&mut buf).is_err(), "a second answer to one query");
+    s.write_all(b"terminate").unwrap();
+    drop(s);
+    server.stop();
+}
