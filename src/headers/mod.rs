@@ -12,7 +12,8 @@
 //! 3. client -> server, UDP, from a fresh ephemeral port: 2 bytes, the
 //!    local port of the client's TCP connection, big-endian. The report
 //!    shows a 2-byte datagram without its bytes; these let the server tell
-//!    which session a datagram belongs to when several share its UDP port;
+//!    which session a datagram belongs to when several share its UDP port
+//!    (with the datagram's source IP, which must be the TCP connection's);
 //! 4. server -> client, UDP: the site's HTTP response header, the status
 //!    line through the blank line, as the origin sent it.
 //!

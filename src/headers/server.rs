@@ -193,7 +193,14 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         thread::spawn(move || serve_udp(&udp, &shared, &stop))
     };
     let mut sessions = Vec::new();
+    let mut summary = Summary::default();
     while !shutdown.is_triggered() {
+        // Ended sessions' threads are joined as the server goes on.
+        let (ended, open): (Vec<_>, Vec<_>) = sessions
+            .into_iter()
+            .partition(|s: &thread::JoinHandle<Session>| s.is_finished());
+        sessions = open;
+        join_sessions(ended, &mut summary);
         match listener.accept() {
             Ok((stream, peer)) => {
                 let shared = shared.clone();
@@ -203,16 +210,19 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
             Err(e) => warn!("accepting a connection: {e}"),
         }
     }
-    let mut summary = Summary::default();
-    for s in sessions {
+    join_sessions(sessions, &mut summary);
+    udp_stop.store(true, Ordering::SeqCst);
+    let _ = udp_thread.join();
+    Ok(summary)
+}
+
+fn join_sessions(handles: Vec<thread::JoinHandle<Session>>, summary: &mut Summary) {
+    for s in handles {
         match s.join() {
             Ok(session) => summary.sessions.push(session),
             Err(_) => warn!("a session thread panicked"),
         }
     }
-    udp_stop.store(true, Ordering::SeqCst);
-    let _ = udp_thread.join();
-    Ok(summary)
 }
 
 /// Answers each 2-byte request whose session has a header waiting.
