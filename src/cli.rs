@@ -55,6 +55,107 @@ pub enum Command {
     /// the kernel's counters. Everything lands in a fresh directory under
     /// --dir.
     Lab(LabArgs),
+    /// The second lab: a cache of HTTP response headers, asked for over
+    /// TCP and answered over UDP.
+    #[command(subcommand)]
+    Headers(HeadersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeadersCommand {
+    /// Serve sessions of queries: a host name over TCP, the UDP port as
+    /// the answer, the host's HTTP response header over UDP.
+    Server(HeadersServerArgs),
+    /// One session: ask each name in order, store each header as
+    /// <NAME>.txt, then send "terminate" and close.
+    Client(HeadersClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HeadersServerArgs {
+    /// TCP port the sessions connect to.
+    #[arg(long, default_value_t = 50366)]
+    pub port: u16,
+    /// UDP port the headers are sent from (the answer to each query).
+    #[arg(long, default_value_t = 50367)]
+    pub udp_port: u16,
+    /// Address to listen on (TCP and UDP).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// The cache file: read at the start, written back after each session.
+    #[arg(long, default_value = "cache.txt")]
+    pub cache: PathBuf,
+    /// Send every HTTP request to this server (with the queried name as
+    /// Host) instead of the host's port 80.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub origin: Option<String>,
+    /// How long the origin has for a whole header.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+    /// Close a session with no message for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// Directory for each session's log (none when absent).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HeadersClientArgs {
+    /// The server's TCP address, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50366")]
+    pub server: String,
+    /// Directory the <NAME>.txt headers are stored in.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Directory for the session's log.
+    #[arg(long, default_value = "logs")]
+    pub log_dir: PathBuf,
+    /// How long each answer may take.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Host names to ask for, in order; repeats are answered by the cache.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+impl HeadersServerArgs {
+    pub fn into_config(self) -> anyhow::Result<(TcpListener, udplab::headers::server::Config)> {
+        use udplab::headers::origin::Origin;
+        let origin = match &self.origin {
+            None => Origin::Host,
+            Some(o) => {
+                use std::net::ToSocketAddrs;
+                let addr = o
+                    .to_socket_addrs()
+                    .with_context(|| format!("--origin {o}"))?
+                    .next()
+                    .with_context(|| format!("--origin {o}: no address"))?;
+                Origin::Fixed(addr)
+            }
+        };
+        let listener = net::listen_tcp(SocketAddr::new(self.bind, self.port))
+            .map_err(|e| control_port_error(self.bind, self.port, e))?;
+        let mut cfg = udplab::headers::server::Config::new(
+            SocketAddr::new(self.bind, self.udp_port),
+            self.cache,
+        );
+        cfg.origin = origin;
+        cfg.origin_timeout = self.timeout;
+        cfg.idle_timeout = self.idle_timeout;
+        cfg.log_dir = self.log_dir;
+        Ok((listener, cfg))
+    }
+}
+
+impl HeadersClientArgs {
+    pub fn into_config(self) -> udplab::headers::client::Config {
+        let mut cfg = udplab::headers::client::Config::new(self.server, self.names);
+        cfg.out_dir = self.out;
+        cfg.log_dir = Some(self.log_dir);
+        cfg.timeout = self.timeout;
+        cfg
+    }
 }
 
 #[derive(Debug, Args)]

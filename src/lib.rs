@@ -28,6 +28,8 @@
 //!   analysis; on loopback, or (`--link`) on a path of network namespaces,
 //!   server host -> router -> client host, captured at both hosts, each
 //!   place's loss checked against the kernel's own counters.
+//! - [`headers`]: the second lab, a cache of HTTP response headers asked
+//!   for over TCP and answered over UDP; its server and client.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
 
 pub mod analyze;
@@ -35,6 +37,7 @@ pub mod capture;
 pub mod client;
 pub mod control;
 pub mod engine;
+pub mod headers;
 pub mod lab;
 pub mod net;
 pub mod pcapng;

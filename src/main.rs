@@ -8,7 +8,8 @@
 //! that every v1 client confirmed its file; of lab clients, which send
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
-//! printing the report of what was read).
+//! printing the report of what was read). `headers client` exits with 2
+//! when the session ran but some name got no header.
 
 mod cli;
 
@@ -91,6 +92,48 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => run_analyze(args, cli.quiet),
         Command::Capture(args) => run_capture(args, cli.quiet, &shutdown),
         Command::Lab(args) => run_lab(args, &shutdown),
+        Command::Headers(cmd) => run_headers(cmd, shutdown),
+    }
+}
+
+fn run_headers(cmd: cli::HeadersCommand, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    use udplab::headers::{client::Reply, server as hserver};
+    match cmd {
+        cli::HeadersCommand::Server(args) => {
+            let (listener, cfg) = args.into_config()?;
+            let summary = hserver::run(listener, cfg, shutdown)?;
+            info!("{} sessions served", summary.sessions.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::HeadersCommand::Client(args) => {
+            let outcome = udplab::headers::client::run(&args.into_config())?;
+            let mut out = std::io::stdout().lock();
+            let mut all = true;
+            for q in &outcome.queries {
+                match &q.result {
+                    Reply::Stored { bytes, path, .. } => {
+                        writeln!(out, "{}: {bytes} bytes in {}", q.name, path.display())?
+                    }
+                    Reply::Refused(r) => {
+                        all = false;
+                        writeln!(out, "{}: {r}", q.name)?
+                    }
+                    Reply::Failed(why) => {
+                        all = false;
+                        writeln!(out, "{}: failed: {why}", q.name)?
+                    }
+                }
+            }
+            if let Some(path) = &outcome.log_path {
+                writeln!(out, "log: {}", path.display())?;
+            }
+            // 2: the session ran, but some name got no header.
+            Ok(if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
     }
 }
 
