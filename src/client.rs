@@ -9,9 +9,10 @@
 //! leaves its log, whatever ended it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -445,6 +446,8 @@ impl Session<'_> {
             ovfl: None,
             first_wall: None,
             last_wall: None,
+            hasher: Sha256::new(),
+            hashed: 0,
         };
         let result = self.v1_loop(&mut stream, &mut reader, &mut state, &announce, log);
         self.bar.finish();
@@ -525,8 +528,7 @@ impl Session<'_> {
                     waited >= cfg.linger
                 };
                 if state.rx.complete() || report_now {
-                    let sha_match =
-                        state.rx.complete() && sha256_file(&state.path)? == announce.sha256;
+                    let sha_match = state.rx.complete() && state.sha256()? == announce.sha256;
                     let report = self.report(state, sha_match);
                     if let Err(e) = control::send(stream, &report, Duration::from_secs(5)) {
                         if !reliable {
@@ -548,10 +550,15 @@ impl Session<'_> {
             } else {
                 POLL_INTERVAL
             };
-            let ready = net::poll_readable(
-                [self.sock.as_raw_fd(), stream.as_raw_fd()],
-                wait.clamp(Duration::from_millis(1), POLL_INTERVAL),
-            )?;
+            // Hash what a filled gap joined to the prefix, a slice a turn,
+            // while waiting (on a repair round's datagrams, the report).
+            let hashing = state.hash_held(HASH_SLICE)?;
+            let wait = if hashing {
+                Duration::ZERO
+            } else {
+                wait.clamp(Duration::from_millis(1), POLL_INTERVAL)
+            };
+            let ready = net::poll_readable([self.sock.as_raw_fd(), stream.as_raw_fd()], wait)?;
             if ready[0] {
                 loop {
                     let n = batch.recv(&self.sock)?;
@@ -668,7 +675,19 @@ struct State {
     ovfl: Option<u64>,
     first_wall: Option<SystemTime>,
     last_wall: Option<SystemTime>,
+    /// SHA-256 of the file's first `hashed` bytes, as they were written:
+    /// datagrams that arrive in order are hashed from the receive buffers
+    /// as they go to the file, what a filled gap joins to the prefix is
+    /// read back from the file ([`State::hash_held`]). The file's hash is
+    /// then known when its last datagram is in, not a read of the whole
+    /// file later.
+    hasher: Sha256,
+    hashed: u64,
 }
+
+/// Bytes [`State::hash_held`] reads back and hashes in one turn of the
+/// receive loop (about a millisecond).
+const HASH_SLICE: u64 = 1 << 20;
 
 impl State {
     /// Take `n` datagrams of `batch`: new ones go straight from the receive
@@ -689,6 +708,12 @@ impl State {
                 continue;
             };
             let piece = &datagram[payload.0..payload.1];
+            if offset == self.hashed {
+                // The next bytes of the prefix, as they go to the file (a
+                // failed write ends the transfer).
+                self.hasher.update(piece);
+                self.hashed += piece.len() as u64;
+            }
             if offset != run_end && !run.is_empty() {
                 net::write_all_at_vectored(&self.file, run_start, &run)?;
                 run.clear();
@@ -705,21 +730,30 @@ impl State {
         }
         Ok(())
     }
-}
 
-fn sha256_file(path: &Path) -> anyhow::Result<[u8; 32]> {
-    let mut file = File::open(path).with_context(|| format!("reading back {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("reading back {}", path.display())),
+    /// Read back and hash up to `budget` bytes of the file's gapless
+    /// prefix past what is hashed. True when more is left to hash.
+    fn hash_held(&mut self, budget: u64) -> anyhow::Result<bool> {
+        let held = self.rx.held_prefix();
+        if self.hashed >= held {
+            return Ok(false);
         }
+        let end = held.min(self.hashed.saturating_add(budget));
+        let mut buf = vec![0u8; (end - self.hashed) as usize];
+        self.file
+            .read_exact_at(&mut buf, self.hashed)
+            .with_context(|| format!("reading back {}", self.path.display()))?;
+        self.hasher.update(&buf);
+        self.hashed = end;
+        Ok(end < held)
     }
-    Ok(hasher.finalize().into())
+
+    /// The SHA-256 of the whole file (call once it is whole): the rest of
+    /// the prefix read back, then the running hash.
+    fn sha256(&mut self) -> anyhow::Result<[u8; 32]> {
+        while self.hash_held(HASH_SLICE)? {}
+        Ok(self.hasher.clone().finalize().into())
+    }
 }
 
 /// The file being received, under a temporary name until [`PartFile::finish`].

@@ -482,6 +482,15 @@ impl Reception {
         self.have.absent()
     }
 
+    /// Bytes from the start of the file held without a gap: the prefix
+    /// that can be hashed in order.
+    pub fn held_prefix(&self) -> u64 {
+        match self.have.absent().next() {
+            None => self.announce.file_size,
+            Some(seq) => u64::from(seq) * self.announce.chunk_size() as u64,
+        }
+    }
+
     pub fn missing_count(&self) -> u64 {
         u64::from(self.have.len()) - self.have.count()
     }
