@@ -23,6 +23,13 @@ const CAPTURES: &[&str] = &[
     "captures/v1-2clients-ipv6/capture.pcap",
     "captures/v1-client-killed/capture.pcap",
     "captures/v1-3clients-capture-drops/capture.pcapng",
+    "captures/lab-3clients-lossy/capture.pcap",
+    "captures/v1-4clients-lossy/capture.pcap",
+    "captures/v1-3clients-udplab-capture/capture.pcapng",
+    "captures/derived/loop.pcap",
+    "captures/derived/null-be.pcap",
+    "captures/derived/ns-be.pcap",
+    "captures/derived/mixed.pcapng",
 ];
 
 /// A conversation's key: transport and its endpoints, the lower first.

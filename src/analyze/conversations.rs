@@ -532,6 +532,63 @@ mod tests {
         assert_eq!(r.ports_stable, None);
     }
 
+    /// An IPv4 TCP segment between 10.0.0.1:4000 (`from_a`) and
+    /// 10.0.0.2:80, as a raw-IP frame.
+    fn segment(from_a: bool, flags: &str, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport) = if from_a {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 4000, 80)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 80, 4000)
+        };
+        let mut b = etherparse::PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(1),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn feed(t: &mut ConversationTable, at_ns: i64, frame: &[u8]) {
+        let d = decode(Linktype::RAW, frame).unwrap();
+        t.ingest(Linktype::RAW, frame, at_ns, frame.len() as u32, &d);
+    }
+
+    #[test]
+    fn tcp_handshake_teardown_and_a_reused_port_pair() {
+        let mut t = ConversationTable::new();
+        feed(&mut t, 1_000, &segment(true, "S", b""));
+        feed(&mut t, 2_000, &segment(false, "SA", b""));
+        feed(&mut t, 5_000, &segment(true, "A", b""));
+        feed(&mut t, 6_000, &segment(true, "A", b"GET / HTTP/1.1\r\n"));
+        feed(&mut t, 7_000, &segment(false, "RA", b""));
+        // The same ports opened again after the reset: a new connection.
+        feed(&mut t, 9_000, &segment(false, "S", b""));
+        let rows = t.finish();
+        assert_eq!(rows.len(), 2);
+        let c = &rows[0];
+        assert_eq!((c.frames_a_to_b, c.frames_b_to_a), (3, 2));
+        assert_eq!(c.protocols.get("raw:ip:tcp"), Some(&4));
+        assert_eq!(c.protocols.get("raw:ip:tcp:http"), Some(&1));
+        let h = c.handshake.as_ref().unwrap();
+        assert_eq!((h.syn_from, h.seen, h.rtt_us), ("a", "complete", Some(4.0)));
+        let td = c.teardown.as_ref().unwrap();
+        assert_eq!((td.by, td.kind), ("b", "RST"));
+        assert_eq!(c.payloads.len(), 1);
+        assert_eq!(c.payloads[0].from, "10.0.0.1:4000");
+        assert_eq!(c.ports_stable, Some(true));
+        // The second one was opened by the other side: it is its `a`.
+        assert_eq!(rows[1].a, "10.0.0.2:80");
+        assert_eq!(rows[1].handshake.as_ref().unwrap().seen, "no SYN-ACK");
+        assert!(rows[1].teardown.is_none());
+    }
+
     #[test]
     fn printable_share_of_mixed_bytes() {
         assert_eq!(printable_share(b""), None);

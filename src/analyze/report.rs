@@ -467,6 +467,9 @@ pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io:
         ]);
     }
     right_align(&mut t, 5);
+    if let Some(col) = t.column_mut(10) {
+        col.set_cell_alignment(CellAlignment::Left);
+    }
     writeln!(out, "{t}")?;
     for (i, c) in rows.iter().enumerate() {
         if c.handshake.is_none() && c.teardown.is_none() && c.payloads.is_empty() {
