@@ -233,89 +233,206 @@ fn udplab(path: &str) -> HashMap<Key, (Counts, BTreeMap<String, u64>, Value)> {
     map
 }
 
+/// Whether tshark is there to compare with; skips (or fails on CI) if not.
+fn have_tshark() -> bool {
+    if tshark(&["--version"]).is_some() {
+        return true;
+    }
+    common::skip_or_fail("tshark is not installed");
+    false
+}
+
 #[test]
 fn conversations_match_tshark() {
-    if tshark(&["--version"]).is_none() {
-        common::skip_or_fail("tshark is not installed");
+    if !have_tshark() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for rel in CAPTURES {
-        let path = root.join(rel);
-        let path = path.to_str().unwrap();
-        let conv = conv_tables(
+        compare_with_tshark(&root.join(rel));
+    }
+}
+
+/// Every conversation of `path` by udplab and by tshark: the same set,
+/// the same frames and bytes each way, the same protocol strings.
+fn compare_with_tshark(path: &Path) {
+    let rel = path.display();
+    let path = path.to_str().unwrap();
+    let conv = conv_tables(
+        path,
+        &tshark(&["-r", path, "-q", "-z", "conv,tcp", "-z", "conv,udp"]).unwrap(),
+    );
+    let per_frame = fields(
+        &tshark(&[
+            "-r",
             path,
-            &tshark(&["-r", path, "-q", "-z", "conv,tcp", "-z", "conv,udp"]).unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-e",
+            "frame.protocols",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "frame.len",
+        ])
+        .unwrap(),
+    );
+    let ours = udplab(path);
+    let mut keys: Vec<&Key> = ours.keys().collect();
+    keys.sort();
+    let mut theirs: Vec<&Key> = conv.keys().collect();
+    theirs.sort();
+    assert!(!theirs.is_empty(), "{rel}: tshark found no conversation");
+    assert_eq!(keys, theirs, "{rel}: the conversations");
+    for k in keys {
+        let (mine, protocols, row) = &ours[k];
+        let (table, tol) = conv[k];
+        let (exact, their_protocols) = &per_frame[k];
+        assert_eq!(mine, exact, "{rel} {k:?}: frames and bytes by frame.len");
+        assert_eq!(
+            (mine.lo_frames, mine.hi_frames),
+            (table.lo_frames, table.hi_frames),
+            "{rel} {k:?}: frames by conv"
         );
-        let per_frame = fields(
-            &tshark(&[
-                "-r",
-                path,
-                "-T",
-                "fields",
-                "-E",
-                "separator=/t",
-                "-e",
-                "frame.protocols",
-                "-e",
-                "ip.src",
-                "-e",
-                "ipv6.src",
-                "-e",
-                "tcp.srcport",
-                "-e",
-                "udp.srcport",
-                "-e",
-                "ip.dst",
-                "-e",
-                "ipv6.dst",
-                "-e",
-                "tcp.dstport",
-                "-e",
-                "udp.dstport",
-                "-e",
-                "frame.len",
-            ])
-            .unwrap(),
-        );
-        let ours = udplab(path);
-        let mut keys: Vec<&Key> = ours.keys().collect();
-        keys.sort();
-        let mut theirs: Vec<&Key> = conv.keys().collect();
-        theirs.sort();
-        assert!(!theirs.is_empty(), "{rel}: tshark found no conversation");
-        assert_eq!(keys, theirs, "{rel}: the conversations");
-        for k in keys {
-            let (mine, protocols, row) = &ours[k];
-            let (table, tol) = conv[k];
-            let (exact, their_protocols) = &per_frame[k];
-            assert_eq!(mine, exact, "{rel} {k:?}: frames and bytes by frame.len");
-            assert_eq!(
-                (mine.lo_frames, mine.hi_frames),
-                (table.lo_frames, table.hi_frames),
-                "{rel} {k:?}: frames by conv"
-            );
-            for (ours, theirs, tol) in [
-                (mine.lo_bytes, table.lo_bytes, tol[0]),
-                (mine.hi_bytes, table.hi_bytes, tol[1]),
-            ] {
-                if tol == 1 {
-                    assert_eq!(ours, theirs, "{rel} {k:?}: bytes by conv");
-                } else {
-                    assert!(
-                        ours.abs_diff(theirs) < tol,
-                        "{rel} {k:?}: {ours} B, conv {theirs}"
-                    );
-                }
-            }
-            assert_eq!(protocols, their_protocols, "{rel} {k:?}: protocols");
-            if k.0 == "tcp" {
-                assert_eq!(row["ports_stable"], Value::Bool(true));
+        for (ours, theirs, tol) in [
+            (mine.lo_bytes, table.lo_bytes, tol[0]),
+            (mine.hi_bytes, table.hi_bytes, tol[1]),
+        ] {
+            if tol == 1 {
+                assert_eq!(ours, theirs, "{rel} {k:?}: bytes by conv");
             } else {
-                assert!(row["ports_stable"].is_null() && row["handshake"].is_null());
+                assert!(
+                    ours.abs_diff(theirs) < tol,
+                    "{rel} {k:?}: {ours} B, conv {theirs}"
+                );
             }
         }
+        assert_eq!(protocols, their_protocols, "{rel} {k:?}: protocols");
+        if k.0 == "tcp" {
+            assert_eq!(row["ports_stable"], Value::Bool(true));
+        } else {
+            assert!(row["ports_stable"].is_null() && row["handshake"].is_null());
+        }
     }
+}
+
+/// An HTTP exchange to port 80 over Ethernet with an 802.1Q tag, and a
+/// UDP datagram of binary bytes, written as a pcap: `vlan` and `http` in the
+/// protocol strings, as tshark names them.
+#[test]
+fn http_over_vlan_matches_tshark() {
+    if !have_tshark() {
+        return;
+    }
+    let client = ([10, 0, 0, 1], 40000);
+    let server = ([10, 0, 0, 2], 80);
+    let segments: [(bool, &str, &[u8]); 7] = [
+        (true, "S", b""),
+        (false, "SA", b""),
+        (true, "A", b""),
+        (true, "PA", b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n"),
+        (false, "PA", b"HTTP/1.1 204 No Content\r\nServer: t\r\n\r\n"),
+        (true, "FA", b""),
+        (false, "FA", b""),
+    ];
+    let mut frames = Vec::new();
+    let (mut seq_c, mut seq_s) = (1000u32, 5000u32);
+    for (from_client, flags, payload) in segments {
+        let ((src, sport), (dst, dport)) = if from_client {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        let (seq, ack) = if from_client {
+            (seq_c, seq_s)
+        } else {
+            (seq_s, seq_c)
+        };
+        let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .single_vlan(etherparse::VlanId::try_new(5).unwrap())
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, seq, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(ack),
+                'F' => b.fin(),
+                'P' => b.psh(),
+                _ => b,
+            };
+        }
+        let mut frame = Vec::new();
+        b.write(&mut frame, payload).unwrap();
+        frames.push(frame);
+        let used = payload.len() as u32 + u32::from(flags.contains('S') || flags.contains('F'));
+        if from_client {
+            seq_c += used;
+        } else {
+            seq_s += used;
+        }
+    }
+    let mut udp = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 3], 64)
+        .udp(40001, 33333)
+        .write(&mut udp, b"\x00\x01binary\xff")
+        .unwrap();
+    frames.push(udp);
+
+    // A pcap: its global header, then each frame with its record header.
+    let mut pcap: Vec<u8> = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        pcap.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        pcap.extend_from_slice(&(i as u32 * 100).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(f);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("http-vlan.pcap");
+    std::fs::write(&path, &pcap).unwrap();
+    compare_with_tshark(&path);
+
+    let ours = udplab(path.to_str().unwrap());
+    let (_, protocols, row) = ours
+        .values()
+        .find(|(_, _, v)| v["transport"] == "tcp")
+        .unwrap();
+    assert_eq!(
+        protocols.get("eth:ethertype:vlan:ethertype:ip:tcp:http"),
+        Some(&2)
+    );
+    assert_eq!(row["a"], "10.0.0.1:40000");
+    assert_eq!(row["teardown"]["by"], "a");
+    assert_eq!(row["payloads"][0]["printable_share"], 1.0);
+    let (_, _, udp) = ours
+        .values()
+        .find(|(_, _, v)| v["transport"] == "udp")
+        .unwrap();
+    assert_eq!(udp["payloads"][0]["printable_share"], 0.667);
+    assert_eq!(udp["payloads"][0]["text"], "..binary.");
 }
 
 /// The lab's control connections: the handshake and teardown read, and
