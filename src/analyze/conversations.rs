@@ -28,18 +28,20 @@ pub const MAX_PAYLOADS: usize = 8;
 /// Bytes of each previewed payload shown as hex and text.
 pub const PREVIEW_BYTES: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A conversation's transport, `tcp` or `udp` in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
 }
 
-impl Proto {
-    fn name(self) -> &'static str {
-        match self {
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
-        }
+        })
     }
 }
 
@@ -372,7 +374,7 @@ pub fn protocols(link_type: Linktype, frame: &[u8], d: &Decoded) -> String {
 /// (docs/ANALYZE.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationRow {
-    pub transport: &'static str,
+    pub transport: Proto,
     pub a: String,
     pub b: String,
     pub start: String,
@@ -437,7 +439,7 @@ fn side(from_a: bool) -> &'static str {
 fn row(c: &Conversation) -> ConversationRow {
     let tcp = c.proto == Proto::Tcp;
     ConversationRow {
-        transport: c.proto.name(),
+        transport: c.proto,
         a: c.a.to_string(),
         b: c.b.to_string(),
         start: format_time(c.first_ns),

@@ -6,7 +6,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::Analysis;
-use super::conversations::ConversationRow;
+use super::conversations::{ConversationRow, Proto};
 use super::rows::ClientRow;
 
 /// Output formats of `udplab analyze`.
@@ -489,7 +489,7 @@ pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io:
                 opt(h.window_scale_syn_ack, |v| v.to_string()),
                 opt(h.sack, |v| if v { "yes".into() } else { "no".into() }),
             )?;
-        } else if c.transport == "tcp" {
+        } else if c.transport == Proto::Tcp {
             writeln!(out, "  handshake: not seen (connection already open)")?;
         }
         if let Some(td) = &c.teardown {
@@ -498,7 +498,7 @@ pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io:
                 "  teardown: {} {} first at {}",
                 td.by, td.kind, td.time
             )?;
-        } else if c.transport == "tcp" {
+        } else if c.transport == Proto::Tcp {
             writeln!(out, "  teardown: not seen")?;
         }
         for p in &c.payloads {
