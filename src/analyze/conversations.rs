@@ -113,7 +113,8 @@ struct Conversation {
     last_ns: i64,
     a_to_b: Direction,
     b_to_a: Direction,
-    protocols: BTreeMap<String, u64>,
+    /// Frames by their layers: a few kinds per conversation.
+    protocols: Vec<(Layers, u64)>,
     /// SYN and SYN-ACK, by the side that sent them.
     syn: Option<(bool, Syn)>,
     syn_ack: Option<Syn>,
@@ -134,7 +135,7 @@ impl Conversation {
             last_ns: at_ns,
             a_to_b: Direction::default(),
             b_to_a: Direction::default(),
-            protocols: BTreeMap::new(),
+            protocols: Vec::new(),
             syn: None,
             syn_ack: None,
             ack_ns: None,
@@ -244,11 +245,10 @@ impl ConversationTable {
         dir.bytes += u64::from(orig_len);
         c.first_ns = c.first_ns.min(at_ns);
         c.last_ns = c.last_ns.max(at_ns);
-        let protocols = protocols(link_type, frame, d);
-        match c.protocols.get_mut(&protocols) {
-            Some(n) => *n += 1,
-            None => {
-                c.protocols.insert(protocols, 1);
+        if let Some(layers) = Layers::of(link_type, frame, d) {
+            match c.protocols.iter_mut().find(|(l, _)| *l == layers) {
+                Some((_, n)) => *n += 1,
+                None => c.protocols.push((layers, 1)),
             }
         }
         if let Transport::Tcp(t) = &d.transport {
@@ -317,57 +317,109 @@ fn looks_like_http(payload: &[u8]) -> bool {
     STARTS.iter().any(|s| payload.starts_with(s))
 }
 
-/// The names Wireshark gives the layers of the link header: its
-/// `frame.protocols` up to the IP layer (`eth:ethertype`, `null`...).
-fn link_names(link_type: Linktype, frame: &[u8], out: &mut String) {
-    match LinkType::from_pcap(link_type) {
-        Some(LinkType::Ethernet) => {
-            out.push_str("eth:ethertype");
-            // One `vlan:ethertype` per 802.1Q/802.1ad tag.
-            let mut at = 12;
-            while let Some(&[hi, lo]) = frame.get(at..at + 2).and_then(|s| s.first_chunk::<2>()) {
-                if !matches!(u16::from_be_bytes([hi, lo]), 0x8100 | 0x88a8 | 0x9100) {
-                    break;
-                }
-                out.push_str(":vlan:ethertype");
-                at += 4;
-            }
-        }
-        Some(LinkType::Null | LinkType::Loop) => out.push_str("null"),
-        Some(LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6) => out.push_str("raw"),
-        Some(LinkType::LinuxSll | LinkType::LinuxSll2) => out.push_str("sll:ethertype"),
-        None => out.push_str("frame"),
+/// The link layer as Wireshark's `frame.protocols` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// `eth:ethertype`, then `vlan:ethertype` per 802.1Q/802.1ad tag.
+    Ethernet {
+        vlan_tags: u8,
+    },
+    /// BSD loopback, NULL and LOOP.
+    Null,
+    Raw,
+    /// Linux cooked SLL and SLL2 alike.
+    Sll,
+    Other,
+}
+
+/// What the transport header carries, as the first application layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    Nothing,
+    Data,
+    Http,
+}
+
+/// The layers a frame's `frame.protocols` string names, up to the first
+/// application layer. A conversation counts these, cheap to compare, and
+/// renders each as text once, at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    link: Link,
+    ipv6: bool,
+    transport: Proto,
+    app: App,
+}
+
+impl Layers {
+    /// The layers of a TCP or UDP frame (`None` for ICMP). A payload is
+    /// `http` when a TCP payload starts like HTTP/1, else `data`.
+    pub fn of(link_type: Linktype, frame: &[u8], d: &Decoded) -> Option<Layers> {
+        let (transport, app) = match &d.transport {
+            Transport::Tcp(t) if t.payload_len == 0 => (Proto::Tcp, App::Nothing),
+            Transport::Tcp(t) if looks_like_http(t.payload) => (Proto::Tcp, App::Http),
+            Transport::Tcp(_) => (Proto::Tcp, App::Data),
+            Transport::Udp(u) if u.payload_len == 0 => (Proto::Udp, App::Nothing),
+            Transport::Udp(_) => (Proto::Udp, App::Data),
+            Transport::Icmp(_) => return None,
+        };
+        let link = match LinkType::from_pcap(link_type) {
+            Some(LinkType::Ethernet) => Link::Ethernet {
+                vlan_tags: vlan_tags(frame),
+            },
+            Some(LinkType::Null | LinkType::Loop) => Link::Null,
+            Some(LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6) => Link::Raw,
+            Some(LinkType::LinuxSll | LinkType::LinuxSll2) => Link::Sll,
+            None => Link::Other,
+        };
+        Some(Layers {
+            link,
+            ipv6: d.src.is_ipv6(),
+            transport,
+            app,
+        })
     }
 }
 
-/// A frame's protocols as Wireshark's `frame.protocols` names them, after
-/// `frame:`, up to the first application layer: `eth:ethertype:ip:udp:data`,
-/// `null:ip:tcp`, `sll:ethertype:ipv6:tcp:http`. A payload is `http` when a
-/// TCP payload starts like HTTP/1, else `data`.
-pub fn protocols(link_type: Linktype, frame: &[u8], d: &Decoded) -> String {
-    let mut s = String::with_capacity(32);
-    link_names(link_type, frame, &mut s);
-    s.push_str(if d.src.is_ipv4() { ":ip" } else { ":ipv6" });
-    match &d.transport {
-        Transport::Tcp(t) => {
-            s.push_str(":tcp");
-            if t.payload_len > 0 {
-                s.push_str(if looks_like_http(t.payload) {
-                    ":http"
-                } else {
-                    ":data"
-                });
-            }
+/// The VLAN tags after an Ethernet header's addresses, as the decoder
+/// steps over them.
+fn vlan_tags(frame: &[u8]) -> u8 {
+    let mut tags = 0u8;
+    let mut at = 12;
+    while let Some(&[hi, lo]) = frame.get(at..).and_then(|s| s.first_chunk::<2>()) {
+        if !matches!(u16::from_be_bytes([hi, lo]), 0x8100 | 0x88a8 | 0x9100) {
+            break;
         }
-        Transport::Udp(u) => {
-            s.push_str(":udp");
-            if u.payload_len > 0 {
-                s.push_str(":data");
-            }
-        }
-        Transport::Icmp(_) => s.push_str(if d.src.is_ipv4() { ":icmp" } else { ":icmpv6" }),
+        tags = tags.saturating_add(1);
+        at += 4;
     }
-    s
+    tags
+}
+
+/// As Wireshark's `frame.protocols`, after its `frame:`:
+/// `eth:ethertype:ip:udp:data`, `null:ip:tcp`, `sll:ethertype:ipv6:tcp:http`.
+impl std::fmt::Display for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.link {
+            Link::Ethernet { vlan_tags } => {
+                f.write_str("eth:ethertype")?;
+                for _ in 0..vlan_tags {
+                    f.write_str(":vlan:ethertype")?;
+                }
+            }
+            Link::Null => f.write_str("null")?,
+            Link::Raw => f.write_str("raw")?,
+            Link::Sll => f.write_str("sll:ethertype")?,
+            Link::Other => f.write_str("frame")?,
+        }
+        f.write_str(if self.ipv6 { ":ipv6" } else { ":ip" })?;
+        write!(f, ":{}", self.transport)?;
+        match self.app {
+            App::Nothing => Ok(()),
+            App::Data => f.write_str(":data"),
+            App::Http => f.write_str(":http"),
+        }
+    }
 }
 
 /// One conversation in the report. Keys are a stable contract
@@ -448,7 +500,10 @@ fn row(c: &Conversation) -> ConversationRow {
         bytes_a_to_b: c.a_to_b.bytes,
         frames_b_to_a: c.b_to_a.frames,
         bytes_b_to_a: c.b_to_a.bytes,
-        protocols: c.protocols.clone(),
+        protocols: c.protocols.iter().fold(BTreeMap::new(), |mut m, (l, n)| {
+            *m.entry(l.to_string()).or_insert(0) += n;
+            m
+        }),
         ports_stable: tcp.then_some(true),
         handshake: c.syn.map(|(by_a, syn)| HandshakeRow {
             syn_from: side(by_a),
@@ -505,7 +560,9 @@ mod tests {
     fn protocol_string_counts_vlan_tags() {
         let d = decode(Linktype::ETHERNET, &VLAN_UDP).unwrap();
         assert_eq!(
-            protocols(Linktype::ETHERNET, &VLAN_UDP, &d),
+            Layers::of(Linktype::ETHERNET, &VLAN_UDP, &d)
+                .unwrap()
+                .to_string(),
             "eth:ethertype:vlan:ethertype:ip:udp:data"
         );
     }
