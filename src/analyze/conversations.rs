@@ -220,13 +220,17 @@ impl ConversationTable {
         let src = SocketAddr::new(d.src, sport);
         let dst = SocketAddr::new(d.dst, dport);
         let key = Key::new(proto, src, dst);
-        let reopened = match (&d.transport, self.open.get(&key)) {
-            (Transport::Tcp(t), Some(&i)) => self.all.get(i).is_some_and(|c| c.reopened_by(t)),
-            _ => false,
-        };
-        let i = match self.open.get(&key) {
-            Some(&i) if !reopened => i,
-            _ => {
+        let known = self
+            .open
+            .get(&key)
+            .copied()
+            .filter(|&i| match &d.transport {
+                Transport::Tcp(t) => !self.all.get(i).is_some_and(|c| c.reopened_by(t)),
+                _ => true,
+            });
+        let i = match known {
+            Some(i) => i,
+            None => {
                 if self.all.len() >= MAX_CONVERSATIONS {
                     self.overflow += 1;
                     return;
