@@ -298,6 +298,12 @@ pub struct AnalyzeArgs {
     /// whole-hour offset that fits the most logs to the capture is used.
     #[arg(long, value_name = "OFFSET", allow_hyphen_values = true, value_parser = parse_utc_offset)]
     pub log_utc_offset: Option<chrono::FixedOffset>,
+    /// Also list every TCP connection and UDP flow of the captures, udplab's
+    /// or not: endpoints, frames and bytes each way, Wireshark's protocol
+    /// names, TCP handshake and teardown, and the first payloads as hex and
+    /// text with their printable share (docs/ANALYZE.md, "Conversations").
+    #[arg(long)]
+    pub conversations: bool,
 }
 
 fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {

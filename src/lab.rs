@@ -682,6 +682,7 @@ fn analyze_run(
         control_port: cfg.port,
         chunk: crate::protocol::lab::CHUNK,
         log_utc_offset: None,
+        conversations: false,
     };
     let paths: Vec<PathBuf> = captures
         .iter()

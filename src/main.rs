@@ -357,6 +357,7 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         control_port: args.port.unwrap_or(DEFAULT_PORT),
         chunk: args.chunk as usize,
         log_utc_offset: args.log_utc_offset,
+        conversations: args.conversations,
     };
     let mut analysis = analyze_files(&args.captures, &logs, &opts, quiet)?;
     // Without --port, a run on another control port is found by reading

@@ -255,6 +255,7 @@ fn server_claims_no_delivery_to_legacy_clients() {
         control_port: port.parse().unwrap(),
         chunk: 1024,
         log_utc_offset: None,
+        conversations: false,
     };
     let analysis = udplab::analyze::from_logs(&loaded, &opts, "not asked for");
     assert_eq!(analysis.clients.len(), 2);

@@ -25,7 +25,11 @@ fn past_crashes_stay_fixed() {
         let analysis = analyze::analyze(
             &mut reader,
             &analyze::logs::LogSet::default(),
-            &Options::default(),
+            // With the conversation view, so that its code is run too.
+            &Options {
+                conversations: true,
+                ..Options::default()
+            },
             &mut |_, _| {},
         );
         for format in [Format::Json, Format::Table, Format::Csv] {

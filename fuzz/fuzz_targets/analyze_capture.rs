@@ -1,5 +1,6 @@
 //! The whole `udplab analyze` pipeline on one capture file's bytes: reader,
-//! decoder, TCP and UDP tables, correlation, and the report in every format.
+//! decoder, TCP and UDP tables, the conversation view, correlation, and the
+//! report in every format.
 #![no_main]
 
 use std::io::Cursor;
@@ -21,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
     let analysis = analyze::analyze(
         &mut reader,
         &analyze::logs::LogSet::default(),
-        &Options::default(),
+        // With the conversation view, so that its code is run too.
+        &Options {
+            conversations: true,
+            ..Options::default()
+        },
         &mut |_, _| {},
     );
     for format in [Format::Json, Format::Table, Format::Csv] {

@@ -10,8 +10,11 @@
 //! and logs into transfers, [`account`] says where each transfer's bytes
 //! went (typed, with each figure's source), [`rows`] builds the rows the
 //! report shows, and [`report`] writes them as a table, JSON or CSV.
+//! With [`Options::conversations`], [`conversations`] lists every TCP
+//! connection and UDP flow of the capture as well, in the same pass.
 
 pub mod account;
+pub mod conversations;
 pub mod correlate;
 pub mod decode;
 pub mod flows;
@@ -29,6 +32,7 @@ use serde::Serialize;
 
 use chrono::FixedOffset;
 
+use self::conversations::ConversationTable;
 use self::correlate::{CapturePoint, Correlated, Inputs};
 use self::decode::Transport;
 use self::flows::{FlowKey, FlowTable};
@@ -46,6 +50,9 @@ pub struct Options {
     pub chunk: usize,
     /// The UTC offset of the lab logs' zone-less times, when told.
     pub log_utc_offset: Option<FixedOffset>,
+    /// List every TCP connection and UDP flow (`--conversations`); off, the
+    /// pass spends nothing on them.
+    pub conversations: bool,
 }
 
 impl Default for Options {
@@ -54,6 +61,7 @@ impl Default for Options {
             control_port: crate::protocol::DEFAULT_PORT,
             chunk: crate::protocol::lab::CHUNK,
             log_utc_offset: None,
+            conversations: false,
         }
     }
 }
@@ -76,6 +84,10 @@ pub struct Analysis {
     pub warnings: Vec<String>,
     /// Files whose reading stopped early, with how far it got.
     pub errors: Vec<String>,
+    /// Every TCP connection and UDP flow, with `--conversations` only (the
+    /// key is absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Vec<conversations::ConversationRow>>,
     /// When nothing came to the control port: the port most connections
     /// were opened to instead.
     #[serde(skip)]
@@ -172,8 +184,16 @@ pub fn analyze(
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
-    let (tcp, flows, skipped) = ingest(reader, opts, progress);
-    build(reader.files(), tcp, flows, skipped, logs, opts)
+    let (tcp, flows, conversations, mut skipped) = ingest(reader, opts, progress);
+    let conversations = conversations.map(|t| {
+        if t.overflow > 0 {
+            skipped.insert("conversation table full".into(), t.overflow);
+        }
+        t.finish()
+    });
+    let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
+    a.conversations = conversations;
+    a
 }
 
 /// The report of a run with no capture, from its logs alone; `why` says
@@ -196,6 +216,7 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         flows_not_listed: 0,
         warnings,
         errors: Vec::new(),
+        conversations: None,
         suggested_port: None,
     }
 }
@@ -206,8 +227,14 @@ fn ingest(
     reader: &mut Reader,
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
-) -> (TcpTable, FlowTable, HashMap<String, u64>) {
+) -> (
+    TcpTable,
+    FlowTable,
+    Option<ConversationTable>,
+    HashMap<String, u64>,
+) {
     let mut tcp = TcpTable::new(opts.control_port);
+    let mut conversations = opts.conversations.then(ConversationTable::new);
     let mut flows = FlowTable::new(opts.chunk);
     let mut skipped: HashMap<String, u64> = HashMap::new();
     let mut count = 0u64;
@@ -218,21 +245,26 @@ fn ingest(
         // (the server's host and the client's), each seeing the whole flow.
         let at = pkt.file;
         match decode::decode(pkt.link_type, pkt.data) {
-            Ok(d) => match &d.transport {
-                Transport::Udp(u) => {
-                    let key = FlowKey {
-                        src: SocketAddr::new(d.src, u.src_port),
-                        dst: SocketAddr::new(d.dst, u.dst_port),
-                    };
-                    flows.ingest_udp(at, key, pkt.ts_ns, pkt.orig_len, u);
+            Ok(d) => {
+                if let Some(c) = conversations.as_mut() {
+                    c.ingest(pkt.link_type, pkt.data, pkt.ts_ns, pkt.orig_len, &d);
                 }
-                Transport::Tcp(t) => {
-                    let src = SocketAddr::new(d.src, t.src_port);
-                    let dst = SocketAddr::new(d.dst, t.dst_port);
-                    tcp.ingest(at, src, dst, pkt.ts_ns, t);
+                match &d.transport {
+                    Transport::Udp(u) => {
+                        let key = FlowKey {
+                            src: SocketAddr::new(d.src, u.src_port),
+                            dst: SocketAddr::new(d.dst, u.dst_port),
+                        };
+                        flows.ingest_udp(at, key, pkt.ts_ns, pkt.orig_len, u);
+                    }
+                    Transport::Tcp(t) => {
+                        let src = SocketAddr::new(d.src, t.src_port);
+                        let dst = SocketAddr::new(d.dst, t.dst_port);
+                        tcp.ingest(at, src, dst, pkt.ts_ns, t);
+                    }
+                    Transport::Icmp(i) => flows.ingest_icmp(at, pkt.ts_ns, i),
                 }
-                Transport::Icmp(i) => flows.ingest_icmp(at, pkt.ts_ns, i),
-            },
+            }
             Err(e) => *skipped.entry(e.reason()).or_insert(0) += 1,
         }
         if count.is_multiple_of(PROGRESS_EVERY) {
@@ -242,7 +274,7 @@ fn ingest(
     }
     let (done, total) = reader.progress();
     progress(done, total);
-    (tcp, flows, skipped)
+    (tcp, flows, conversations, skipped)
 }
 
 /// From the tables to the report.
@@ -339,6 +371,7 @@ fn build(
         flows_not_listed,
         warnings,
         errors,
+        conversations: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
     }
 }

@@ -6,6 +6,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::Analysis;
+use super::conversations::{ConversationRow, Proto};
 use super::rows::ClientRow;
 
 /// Output formats of `udplab analyze`.
@@ -415,9 +416,102 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             writeln!(out, "    stopped early: {e}")?;
         }
     }
+    if let Some(c) = &a.conversations {
+        write_conversations(out, c)?;
+    }
     write_logs(out, &a.logs)?;
     for w in &a.warnings {
         writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// Every conversation (`--conversations`): one row each, then per
+/// conversation its handshake, teardown and first payloads.
+pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io::Result<()> {
+    writeln!(out, "\nConversations")?;
+    if rows.is_empty() {
+        return writeln!(out, "  none");
+    }
+    let mut t = table(&[
+        "#",
+        "proto",
+        "a",
+        "b",
+        "start",
+        "duration s",
+        "frames a>b",
+        "bytes a>b",
+        "frames b>a",
+        "bytes b>a",
+        "protocols",
+    ]);
+    for (i, c) in rows.iter().enumerate() {
+        let protocols: Vec<String> = c
+            .protocols
+            .iter()
+            .map(|(p, n)| format!("{p} ({n})"))
+            .collect();
+        t.add_row(vec![
+            (i + 1).to_string(),
+            c.transport.to_string(),
+            c.a.clone(),
+            c.b.clone(),
+            c.start.clone(),
+            format!("{:.6}", c.duration_s),
+            group(c.frames_a_to_b),
+            group(c.bytes_a_to_b),
+            group(c.frames_b_to_a),
+            group(c.bytes_b_to_a),
+            protocols.join("\n"),
+        ]);
+    }
+    right_align(&mut t, 5);
+    if let Some(col) = t.column_mut(10) {
+        col.set_cell_alignment(CellAlignment::Left);
+    }
+    writeln!(out, "{t}")?;
+    for (i, c) in rows.iter().enumerate() {
+        if c.handshake.is_none() && c.teardown.is_none() && c.payloads.is_empty() {
+            continue;
+        }
+        writeln!(out, "#{} {} {} <-> {}", i + 1, c.transport, c.a, c.b)?;
+        if let Some(h) = &c.handshake {
+            writeln!(
+                out,
+                "  handshake: {} (SYN from {}), RTT {} us, MSS {}/{}, wscale {}/{}, SACK {}",
+                h.seen,
+                h.syn_from,
+                opt(h.rtt_us, |v| format!("{v:.1}")),
+                opt(h.mss_syn, |v| v.to_string()),
+                opt(h.mss_syn_ack, |v| v.to_string()),
+                opt(h.window_scale_syn, |v| v.to_string()),
+                opt(h.window_scale_syn_ack, |v| v.to_string()),
+                opt(h.sack, |v| if v { "yes".into() } else { "no".into() }),
+            )?;
+        } else if c.transport == Proto::Tcp {
+            writeln!(out, "  handshake: not seen (connection already open)")?;
+        }
+        if let Some(td) = &c.teardown {
+            writeln!(
+                out,
+                "  teardown: {} {} first at {}",
+                td.by, td.kind, td.time
+            )?;
+        } else if c.transport == Proto::Tcp {
+            writeln!(out, "  teardown: not seen")?;
+        }
+        for p in &c.payloads {
+            writeln!(
+                out,
+                "  {} {} {} B, {} printable: {:?}",
+                p.time,
+                p.from,
+                p.len,
+                opt(p.printable_share, |v| format!("{:.0} %", v * 100.0)),
+                p.text,
+            )?;
+        }
     }
     Ok(())
 }
