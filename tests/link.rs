@@ -592,3 +592,62 @@ fn without_root_link_is_one_clear_line() {
     }
     assert!(!dir.path().join("runs").exists());
 }
+
+#[test]
+fn exec_commands_run_in_the_path_s_hosts_and_the_path_goes() {
+    require_link!();
+    let Some(python) = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("-V").output().is_ok())
+    else {
+        skip_or_fail("no python3 for the commands run on the path");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    let seen = dir.path().join("client-addresses");
+    let before = machine_names();
+    // The client host listens (so the server's command starts at once) and
+    // keeps what the server host sends it across the router.
+    let client = format!(
+        "ip -o addr > {seen}; {python} -c \"import os,socket; s=socket.socket(); \
+         s.bind((os.environ['UDPLAB_CLIENT_IP'], 7000)); s.listen(); c,_=s.accept(); \
+         open('{got}','wb').write(c.recv(64))\"",
+        seen = seen.display(),
+        got = got.display(),
+    );
+    let server = format!(
+        "{python} -c \"import os,socket; \
+         s=socket.create_connection((os.environ['UDPLAB_CLIENT_IP'], 7000), timeout=5); \
+         s.sendall(b'across the path')\""
+    );
+    let out = udplab(&[
+        "lab",
+        "--link-rate",
+        "100Mbit",
+        "--exec-client",
+        &client,
+        "--exec-server",
+        &server,
+        "--dir",
+        dir.path().join("runs").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&got).unwrap_or_default(),
+        b"across the path",
+        "{}",
+        text(&out.stderr)
+    );
+    // The client's command ran in the client host: its address, not the
+    // machine's.
+    let addresses = std::fs::read_to_string(&seen).unwrap_or_default();
+    assert!(addresses.contains("10.77.2.2"), "{addresses}");
+    assert!(!addresses.contains("eth0"), "{addresses}");
+    // The path's counters come out as JSON on stdout.
+    let stdout = text(&out.stdout);
+    let start = stdout.find('{').unwrap_or(0);
+    let counters: Result<Value, _> = serde_json::from_str(&stdout[start..]);
+    assert!(counters.is_ok(), "{stdout}");
+    assert_eq!(machine_names(), before, "the path outlived the commands");
+}
