@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{skip_or_fail, text};
+use common::{skip_or_fail, text, wait_output};
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
@@ -55,19 +55,6 @@ fn quiet_port(data_ports: u16) -> u16 {
     panic!("no free control port in 20000-27000");
 }
 
-/// Waits for `child` at most `limit`, killing it after that.
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("udplab did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn udplab(args: &[&str]) -> Output {
     let child = Command::new(BIN)
         .args(args)
@@ -75,7 +62,7 @@ fn udplab(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait(child, Duration::from_secs(120))
+    wait_output(child, Duration::from_secs(120))
 }
 
 /// `Err(why)` when this process may not capture.
@@ -141,7 +128,7 @@ impl Capturing {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
         }
-        wait(self.child, Duration::from_secs(20))
+        wait_output(self.child, Duration::from_secs(20))
     }
 }
 
@@ -308,10 +295,10 @@ fn a_capture_during_a_transfer_holds_every_data_frame_and_libpcap_s_counts() {
         })
         .collect();
     for c in clients {
-        let out = wait(c, Duration::from_secs(60));
+        let out = wait_output(c, Duration::from_secs(60));
         assert!(out.status.code().is_some(), "{}", text(&out.stderr));
     }
-    let out = wait(server, Duration::from_secs(60));
+    let out = wait_output(server, Duration::from_secs(60));
     assert!(out.status.code().is_some(), "{}", text(&out.stderr));
     let out = cap.interrupt();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -449,7 +436,7 @@ fn as_nobody(args: &[&str], cwd: &Path) -> Result<Output, String> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Ok(wait(child, Duration::from_secs(120)))
+    Ok(wait_output(child, Duration::from_secs(120)))
 }
 
 /// Whether `tool` can be run (it answers `--version`).
@@ -693,7 +680,7 @@ fn an_interface_that_disappears_leaves_a_part_file_and_one_clear_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let res = wait(child, Duration::from_secs(30));
+    let res = wait_output(child, Duration::from_secs(30));
     if res.status.code() == Some(99) {
         skip_or_fail(format_args!(
             "no veth interfaces here: {}",

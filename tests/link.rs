@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{skip_or_fail, text};
+use common::{skip_or_fail, text, wait_output};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -85,18 +85,6 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("udplab did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn spawn(args: &[&str], path: Option<&str>) -> Child {
     let mut c = Command::new(BIN);
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -107,7 +95,7 @@ fn spawn(args: &[&str], path: Option<&str>) -> Child {
 }
 
 fn udplab(args: &[&str]) -> Output {
-    wait(spawn(args, None), Duration::from_secs(120))
+    wait_output(spawn(args, None), Duration::from_secs(120))
 }
 
 /// Waits until the run `pid` has built its three namespaces.
@@ -427,7 +415,7 @@ fn the_path_is_gone_after_a_run_and_after_one_that_fails_midway() {
         fake.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = wait(
+    let out = wait_output(
         spawn(
             &[
                 "lab",
@@ -460,7 +448,7 @@ fn ctrl_c_midway_removes_the_path() {
     wait_for_path(child.id());
     std::thread::sleep(Duration::from_millis(1500));
     signal(&child, libc::SIGINT);
-    let out = wait(child, Duration::from_secs(30));
+    let out = wait_output(child, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("interrupted"));
     assert_eq!(machine_names(), before);
@@ -476,7 +464,7 @@ fn a_killed_run_s_path_is_removed_by_cleanup_and_by_the_next_run() {
     let pid = killed.id();
     wait_for_path(pid);
     signal(&killed, libc::SIGKILL);
-    let _ = wait(killed, Duration::from_secs(10));
+    let _ = wait_output(killed, Duration::from_secs(10));
     assert_eq!(namespaces_of(pid).len(), 3, "kill -9 leaves the path");
     let out = udplab(&["lab", "--cleanup"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -501,7 +489,7 @@ fn a_killed_run_s_path_is_removed_by_cleanup_and_by_the_next_run() {
     let pid = killed.id();
     wait_for_path(pid);
     signal(&killed, libc::SIGKILL);
-    let _ = wait(killed, Duration::from_secs(10));
+    let _ = wait_output(killed, Duration::from_secs(10));
     let out = udplab(&[
         "lab",
         "--link",

@@ -92,6 +92,13 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// The child's output once it has ended; killed, and the test failed,
+/// after `limit`.
+pub fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
+    wait_with_timeout(&mut child, limit);
+    child.wait_with_output().unwrap()
+}
+
 /// A child's stderr, read on a thread of its own as it comes, so that a
 /// test can wait for a line while the child runs.
 pub struct StderrLines {
