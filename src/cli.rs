@@ -336,6 +336,19 @@ pub struct ServerArgs {
     /// Drop a connection that has not registered within this time.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub register_timeout: Duration,
+    /// Drop a connection that has not begun its port message within this
+    /// time of getting its client number (at most --register-timeout): a
+    /// client answers at once, and a silent connection holds a registration
+    /// slot others need.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub first_byte_timeout: Duration,
+    /// Registrations one client address (an IPv6 /64) may have under way at
+    /// once; its further connections wait for one of them to end. Of the
+    /// 256 registration slots, 64 are kept for addresses that hold none.
+    #[arg(long, default_value_t = udplab::admission::DEFAULT_PER_ADDRESS as u16,
+          value_parser = clap::value_parser!(u16)
+              .range(1..=udplab::admission::MAX_PER_ADDRESS as i64))]
+    pub per_address: u16,
     /// How long a v1 client may take to report what it received.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub report_timeout: Duration,
@@ -492,6 +505,8 @@ impl ServerArgs {
         cfg.rounds = self.rounds;
         cfg.barrier_timeout = self.barrier_timeout;
         cfg.register_timeout = self.register_timeout;
+        cfg.first_byte_timeout = self.first_byte_timeout;
+        cfg.per_address = usize::from(self.per_address);
         cfg.report_timeout = self.report_timeout;
         cfg.datagram_size = self.datagram_size;
         cfg.progress = !quiet;
