@@ -12,6 +12,7 @@
 //! [`run`] takes a bound listener and a [`Shutdown`], so tests serve on
 //! port 0 and stop the server when they are done.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -19,7 +20,6 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -571,7 +571,9 @@ impl Registrar {
                 peer,
                 since: Instant::now(),
             };
-            if self.waiting.is_empty() && self.can_start(peer.ip()) {
+            // Whoever waits could not start (admit_waiting just ran): one
+            // that can goes ahead of them.
+            if self.can_start(peer.ip()) {
                 self.start(waiting);
             } else if self.waiting.len() < admission::MAX_WAITING {
                 self.waiting.push_back(waiting);
@@ -624,8 +626,9 @@ impl Registrar {
                         self.start(w);
                     }
                 }
-                Admit::AddressFull => i += 1,
-                Admit::Full => break,
+                // Those kept for new addresses may still take a slot.
+                Admit::Full if self.slots.total() >= MAX_REGISTERING => break,
+                Admit::AddressFull | Admit::Full => i += 1,
             }
         }
     }
@@ -794,7 +797,12 @@ fn register(stream: &mut TcpStream, ctx: RegisterCtx) -> anyhow::Result<(u16, Pr
     let (first, rest) = port_msg.split_at_mut(1);
     control::read_field(stream, first, "port message", ctx.first_byte_timeout)?;
     let left = ctx.timeout.saturating_sub(started.elapsed());
-    control::read_field(stream, rest, "port message", left.max(Duration::from_millis(1)))?;
+    control::read_field(
+        stream,
+        rest,
+        "port message",
+        left.max(Duration::from_millis(1)),
+    )?;
     let msg = PortMessage::parse(&port_msg)?;
     let protocol = match msg.version {
         0 => Protocol::Lab,
