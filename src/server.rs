@@ -269,7 +269,6 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
     let mut first_waiting: Option<Instant> = None;
     let mut last_notice = Instant::now();
     let mut rounds: Vec<Round> = Vec::new();
-    let mut last_stamp: Option<DateTime<Local>> = None;
     let mut failure = None;
 
     'serve: while !shutdown.is_triggered() {
@@ -322,7 +321,6 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
                 cfg: cfg.clone(),
                 control_port,
                 shutdown: shutdown.clone(),
-                stamp: round_stamp(&mut last_stamp),
             };
             rounds.push(Round::start(members, ctx));
             first_waiting = (!pending.is_empty()).then(Instant::now);
@@ -381,20 +379,6 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         Some(why) => bail!(why),
         None => Ok(summary),
     }
-}
-
-/// The stamp of a new round's log names: now, or a second past the last
-/// round's when that is later. Client numbers come back when a round ends,
-/// so two rounds within one second can share numbers; with stamps of their
-/// own, the log of one never overwrites the other's.
-fn round_stamp(last: &mut Option<DateTime<Local>>) -> DateTime<Local> {
-    let now = Local::now();
-    let stamp = match *last {
-        Some(prev) if now.timestamp() <= prev.timestamp() => prev + chrono::TimeDelta::seconds(1),
-        _ => now,
-    };
-    *last = Some(stamp);
-    stamp
 }
 
 /// A round being served, on a thread of its own, then what came of it.
@@ -827,12 +811,10 @@ struct RoundCtx {
     cfg: Config,
     control_port: u16,
     shutdown: Shutdown,
-    /// The time in the names of the round's logs.
-    stamp: DateTime<Local>,
 }
 
 fn run_round(members: Vec<Registration>, ctx: RoundCtx) -> Vec<Outcome> {
-    let stamp = ctx.stamp;
+    let stamp = Local::now();
     let bars = MultiProgress::with_draw_target(if ctx.cfg.progress {
         ProgressDrawTarget::stderr()
     } else {
@@ -912,7 +894,8 @@ fn serve_client(
         Ending::Failed => Some(false),
     };
     info!("client {}: {}", reg.id, transfer_summary(&log, ending));
-    let name = transfer_log::log_file_name(
+    let name = transfer_log::unused_log_name(
+        &cfg.log_dir,
         Role::Server,
         log.client_id.unwrap_or(0),
         stamp.naive_local(),
