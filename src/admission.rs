@@ -198,7 +198,15 @@ impl Throttle {
     /// One more event at `now`: `Some(events since the last warning, this
     /// one included)` when it is time to warn, `None` to stay quiet.
     pub fn event(&mut self, now: Instant) -> Option<u64> {
-        self.count += 1;
+        self.add(now, 1)
+    }
+
+    /// `n` more events at `now` (none: nothing to say), as [`Throttle::event`].
+    pub fn add(&mut self, now: Instant, n: u64) -> Option<u64> {
+        if n == 0 {
+            return None;
+        }
+        self.count += n;
         if self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < self.every)

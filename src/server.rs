@@ -455,6 +455,9 @@ struct Registrar {
     paused_until: Option<Instant>,
     accept_errors: Throttle,
     refusals: Throttle,
+    failures: Throttle,
+    /// Waiting connections dropped: closed, or waited too long.
+    dropped: Throttle,
     registered: Vec<Registration>,
     tx: mpsc::Sender<Attempt>,
     rx: mpsc::Receiver<Attempt>,
@@ -490,6 +493,8 @@ impl Registrar {
             paused_until: None,
             accept_errors: Throttle::per_second(),
             refusals: Throttle::per_second(),
+            failures: Throttle::per_second(),
+            dropped: Throttle::per_second(),
             registered: Vec::new(),
             tx,
             rx,
@@ -555,6 +560,13 @@ impl Registrar {
                 peer,
                 since: Instant::now(),
             };
+            // Registrations that ended free their slots for this one.
+            self.collect();
+            if self.waiting.len() >= admission::MAX_WAITING
+                && self.last_sweep.elapsed() >= Duration::from_millis(10)
+            {
+                self.sweep_waiting();
+            }
             // Whoever waits could not start (admit_waiting just ran): one
             // that can goes ahead of them.
             if self.can_start(peer.ip()) {
@@ -588,19 +600,7 @@ impl Registrar {
     /// than a registration may take.
     fn admit_waiting(&mut self) {
         if self.last_sweep.elapsed() >= POLL_INTERVAL {
-            self.last_sweep = Instant::now();
-            let limit = self.cfg.register_timeout;
-            let before = self.waiting.len();
-            self.waiting.retain(|w| {
-                w.since.elapsed() < limit && control::peek_state(&w.stream) == PeerState::Quiet
-            });
-            let dropped = before - self.waiting.len();
-            if dropped > 0 {
-                info!(
-                    "{dropped} connection(s) closed or waited {} for a registration slot; dropped",
-                    humantime::format_duration(limit)
-                );
-            }
+            self.sweep_waiting();
         }
         let mut i = 0;
         while i < self.waiting.len() && self.numbers.available() {
@@ -614,6 +614,26 @@ impl Registrar {
                 Admit::Full if self.slots.total() >= MAX_REGISTERING => break,
                 Admit::AddressFull | Admit::Full => i += 1,
             }
+        }
+    }
+
+    /// Drop the waiting connections that closed or waited longer than a
+    /// registration may take.
+    fn sweep_waiting(&mut self) {
+        let now = Instant::now();
+        self.last_sweep = now;
+        let limit = self.cfg.register_timeout;
+        let before = self.waiting.len();
+        self.waiting.retain(|w| {
+            now.saturating_duration_since(w.since) < limit
+                && control::peek_state(&w.stream) == PeerState::Quiet
+        });
+        let dropped = before - self.waiting.len();
+        if let Some(n) = self.dropped.add(now, dropped as u64) {
+            info!(
+                "{n} waiting connection(s) closed, or waited {}, before they could register",
+                humantime::format_duration(limit)
+            );
         }
     }
 
@@ -690,7 +710,12 @@ impl Registrar {
             }
             Err(e) => {
                 self.numbers.give_back(id);
-                warn!("client {id} failed to register: {e:#}");
+                if let Some(n) = self.failures.event(Instant::now()) {
+                    warn!(
+                        "client {id} failed to register: {e:#} \
+                         ({n} failed registration(s) since the last warning)"
+                    );
+                }
                 drop(stream);
             }
         }
