@@ -403,19 +403,15 @@ impl Round {
     /// If the round's thread is done, take its outcomes and give its
     /// numbers back: its data ports are closed.
     fn reap(&mut self, free: &mut Numbers) {
-        let Round::Running { numbers, handle } = self else {
-            return;
-        };
-        if !handle.is_finished() {
+        if !matches!(self, Round::Running { handle, .. } if handle.is_finished()) {
             return;
         }
-        for &k in numbers.iter() {
-            free.give_back(k);
+        if let Round::Running { numbers, handle } = std::mem::replace(self, Round::Ended(None)) {
+            for k in numbers {
+                free.give_back(k);
+            }
+            *self = Round::Ended(Round::outcomes(handle));
         }
-        let Round::Running { handle, .. } = std::mem::replace(self, Round::Ended(None)) else {
-            return;
-        };
-        *self = Round::Ended(Round::outcomes(handle));
     }
 
     /// Wait for the round to end; its outcomes.
@@ -523,12 +519,14 @@ impl Registrar {
         }
     }
 
-    /// Accept every connection waiting on the (non-blocking) listener.
+    /// Accept the connections waiting on the (non-blocking) listener: all
+    /// of them, up to a queue's worth, so that a flood of connections still
+    /// leaves the rest of the serving loop its turn.
     fn accept_all(&mut self, listener: &TcpListener) {
         if self.paused_until.is_some() {
             return;
         }
-        loop {
+        for _ in 0..net::LISTEN_BACKLOG {
             let (stream, peer) = match listener.accept() {
                 Ok(conn) => conn,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -674,9 +672,11 @@ impl Registrar {
                 });
             });
         if let Err(e) = spawned {
-            // The connection went with the closure: it is closed.
+            // The connection went with the closure: it is closed. Threads
+            // come back as others end: accepting pauses as for descriptors.
             self.slots.give_back(peer.ip());
             self.numbers.give_back(id);
+            self.paused_until = Some(Instant::now() + admission::ACCEPT_PAUSE);
             self.refuse(peer, format_args!("no thread to register it on: {e}"));
         }
     }

@@ -14,8 +14,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,18 +26,28 @@ use udplab::shutdown::Shutdown;
 
 const BIN: &str = env!("CARGO_BIN_EXE_udplab");
 
-/// A control listener on 127.0.0.1 with exactly `numbers` client numbers
-/// behind it: port 65535 - `numbers`, whose data ports run to 65535 (above
-/// the range the kernel picks outgoing ports from, so they are free).
-fn listener_at_the_top(numbers: u16) -> TcpListener {
-    let port = u16::MAX - numbers;
+/// A control listener on 127.0.0.1 port `port` whose data ports, up to
+/// `port` + `data_ports`, are free. Ports from 61000 up are above the range
+/// the kernel picks local ports from (32768 to 60999 by default), so the
+/// test's own client sockets never take them; each test has its own range.
+fn listener_at(port: u16, data_ports: u16) -> TcpListener {
     let listener = udplab::net::listen_tcp(SocketAddr::from(([127, 0, 0, 1], port)))
         .unwrap_or_else(|e| panic!("control port {port}: {e}"));
-    for k in 1..=numbers {
+    for k in 1..=data_ports {
         UdpSocket::bind(("127.0.0.1", port + k))
             .unwrap_or_else(|e| panic!("data port {}: {e}", port + k));
     }
     listener
+}
+
+/// Held by the tests whose data ports run to 65535, one at a time.
+static THE_TOP: Mutex<()> = Mutex::new(());
+
+/// A control listener with exactly `numbers` client numbers behind it:
+/// port 65535 - `numbers`, whose data ports run to 65535. Hold
+/// [`THE_TOP`] while it serves.
+fn listener_at_the_top(numbers: u16) -> TcpListener {
+    listener_at(u16::MAX - numbers, numbers)
 }
 
 struct Served {
@@ -86,6 +96,7 @@ fn connect_and_close_does_not_use_up_client_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let (file, data) = write_file(dir.path(), "cc.bin", 60_000, 21);
     let logs = dir.path().join("logs");
+    let _top = THE_TOP.lock().unwrap_or_else(|e| e.into_inner());
     let server = serve(listener_at_the_top(8), &file, &logs, |_| {});
     for _ in 0..300 {
         drop(TcpStream::connect(server.addr).unwrap());
@@ -117,6 +128,7 @@ fn numbers_of_ended_rounds_are_reused() {
     let dir = tempfile::tempdir().unwrap();
     let (file, data) = write_file(dir.path(), "rounds.bin", 80_000, 22);
     let logs = dir.path().join("logs");
+    let _top = THE_TOP.lock().unwrap_or_else(|e| e.into_inner());
     let server = serve(listener_at_the_top(2), &file, &logs, |cfg| {
         cfg.rounds = Some(5);
     });
@@ -188,7 +200,7 @@ fn silent_peers_cannot_lock_out_a_new_address() {
     let dir = tempfile::tempdir().unwrap();
     let (file, data) = write_file(dir.path(), "lock.bin", 100_000, 24);
     let logs = dir.path().join("logs");
-    let listener = listener_with_free_data_ports(400);
+    let listener = listener_at(64000, 400);
     let server = serve(listener, &file, &logs, |cfg| {
         cfg.first_byte_timeout = Duration::from_secs(1);
     });
@@ -221,6 +233,41 @@ fn silent_peers_cannot_lock_out_a_new_address() {
     assert_received(&o, &data);
     assert!(took < Duration::from_secs(5), "{took:?}");
     server.handle.join().unwrap().unwrap();
+}
+
+/// A round of many honest clients behind one address, far more than that
+/// address may register at once, is served whole: those past the bound
+/// wait for their turn instead of being refused.
+#[test]
+fn a_round_of_many_clients_from_one_address_waits_its_turn() {
+    const CLIENTS: u16 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "many.bin", 3000, 26);
+    let logs = dir.path().join("logs");
+    // Data ports out of the way of the clients' 120 UDP sockets.
+    let listener = listener_at(65100, CLIENTS + 8);
+    let server = serve(listener, &file, &logs, |cfg| {
+        cfg.clients = CLIENTS;
+        cfg.per_address = 8;
+    });
+    let addr = server.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let out = dir.path().join(format!("out{i}"));
+            let logs = dir.path().join(format!("client-logs{i}"));
+            thread::spawn(move || receive(addr, &out, &logs))
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for c in clients {
+        let o = c.join().unwrap().unwrap();
+        assert_received(&o, &data);
+        numbers.push(o.log.client_id.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=CLIENTS).collect::<Vec<_>>());
+    let summary = server.handle.join().unwrap().unwrap();
+    assert_eq!(summary.tally().delivered, usize::from(CLIENTS));
 }
 
 /// Keep `count` silent connections from `source` open until `stop`,
@@ -304,10 +351,8 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (file, data) = write_file(dir.path(), "fd.bin", 20_000, 25);
     let logs = dir.path().join("logs");
-    let port = listener_with_free_data_ports(64)
-        .local_addr()
-        .unwrap()
-        .port();
+    // Checked free, then let go for the server to bind.
+    let port = listener_at(64500, 64).local_addr().unwrap().port();
     let stderr_path = dir.path().join("server.stderr");
     let mut cmd = Command::new(BIN);
     cmd.args(["server", "--file"])
