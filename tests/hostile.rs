@@ -192,9 +192,10 @@ fn a_silent_connection_is_closed_at_the_first_byte_deadline() {
     let _ = server.handle.join().unwrap();
 }
 
-/// Silent connections from six addresses, each renewed as soon as the
-/// server closes it, outnumber the server's registration slots; a client
-/// from a seventh address is served all the same, and quickly.
+/// Silent connections, each renewed as soon as the server closes it, 300
+/// from one address and 60 from each of five others, outnumber the
+/// server's registration slots; a client from a seventh address is served
+/// all the same, and quickly.
 #[test]
 fn silent_peers_cannot_lock_out_a_new_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,8 +212,9 @@ fn silent_peers_cannot_lock_out_a_new_address() {
         .map(|host| {
             let stop = Arc::clone(&stop);
             let renewed = Arc::clone(&renewed);
+            let count = if host == 2 { 300 } else { 60 };
             thread::spawn(move || {
-                hold_silent(Ipv4Addr::new(127, 0, 0, host), addr, 60, &stop, &renewed)
+                hold_silent(Ipv4Addr::new(127, 0, 0, host), addr, count, &stop, &renewed)
             })
         })
         .collect();
@@ -417,7 +419,8 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
         lines1 - lines0
     );
     assert!(
-        log.contains("accepting connections: Too many open files"),
+        log.lines()
+            .any(|l| l.contains("accepting") && l.contains("Too many open files")),
         "the server never ran out of descriptors ({} holders):\n{log}",
         holders.len()
     );
