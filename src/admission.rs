@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 pub struct Numbers {
     /// Numbers below `next` that came back.
     free: BTreeSet<u16>,
+    /// Numbers kept out until a time: their data port was taken by another
+    /// socket, and handing them out again at once (lowest first) would fail
+    /// every client after.
+    aside: Vec<(u16, Instant)>,
     /// The lowest number never handed out (or handed back from the top).
     next: u32,
     /// The highest number whose data port exists: 65535 - control port.
@@ -30,6 +34,7 @@ impl Numbers {
     pub fn new(control_port: u16) -> Numbers {
         Numbers {
             free: BTreeSet::new(),
+            aside: Vec::new(),
             next: 1,
             max: u16::MAX - control_port,
         }
@@ -68,7 +73,24 @@ impl Numbers {
         }
     }
 
-    /// How many numbers are out.
+    /// Keep `k`, which is out, from going out again until `until`.
+    pub fn set_aside(&mut self, k: u16, until: Instant) {
+        self.aside.push((k, until));
+    }
+
+    /// Free the numbers set aside whose time has come.
+    pub fn release_aside(&mut self, now: Instant) {
+        if self.aside.iter().all(|&(_, until)| until > now) {
+            return;
+        }
+        let (due, kept): (Vec<_>, Vec<_>) = self.aside.drain(..).partition(|&(_, u)| u <= now);
+        self.aside = kept;
+        for (k, _) in due {
+            self.give_back(k);
+        }
+    }
+
+    /// How many numbers are out (those set aside included).
     pub fn in_use(&self) -> usize {
         (self.next as usize - 1) - self.free.len()
     }
@@ -218,6 +240,10 @@ impl Throttle {
     }
 }
 
+/// How long a client number whose data port another socket holds is kept
+/// out: that socket may stay for good.
+pub const PORT_TAKEN_ASIDE: Duration = Duration::from_secs(60);
+
 /// How long accepting pauses after it failed for want of file descriptors
 /// (or kernel memory): the connection stays queued in the kernel, the
 /// listener stays readable, and trying again at once would only spin.
@@ -261,6 +287,19 @@ mod tests {
         n.give_back(1);
         assert_eq!(n.take(), Some(1));
         assert_eq!(Numbers::new(u16::MAX).take(), None);
+    }
+
+    #[test]
+    fn a_number_set_aside_stays_out_until_its_time() {
+        let t0 = Instant::now();
+        let mut n = Numbers::new(5005);
+        let k = n.take().unwrap();
+        n.set_aside(k, t0 + Duration::from_secs(60));
+        assert_eq!(n.take(), Some(2));
+        n.release_aside(t0 + Duration::from_secs(59));
+        assert_eq!(n.take(), Some(3));
+        n.release_aside(t0 + Duration::from_secs(60));
+        assert_eq!(n.take(), Some(1));
     }
 
     #[test]

@@ -454,6 +454,7 @@ struct Registrar {
     failures: Throttle,
     /// Waiting connections dropped: closed, or waited too long.
     dropped: Throttle,
+    ports_taken: Throttle,
     registered: Vec<Registration>,
     tx: mpsc::Sender<Attempt>,
     rx: mpsc::Receiver<Attempt>,
@@ -491,6 +492,7 @@ impl Registrar {
             refusals: Throttle::per_second(),
             failures: Throttle::per_second(),
             dropped: Throttle::per_second(),
+            ports_taken: Throttle::per_second(),
             registered: Vec::new(),
             tx,
             rx,
@@ -635,9 +637,39 @@ impl Registrar {
         }
     }
 
+    /// The lowest free number whose data port is free too. A number whose
+    /// port another socket holds is set aside for a while, with a warning:
+    /// lowest first, it would otherwise go to every client after and fail
+    /// each. (The port may still be taken between this look and the
+    /// round; that client alone fails.)
+    fn take_number(&mut self) -> Option<u16> {
+        loop {
+            let k = self.numbers.take()?;
+            let Some(port) = self.control_port.checked_add(k) else {
+                return Some(k);
+            };
+            match UdpSocket::bind((self.cfg.bind_ip, port)) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    let until = Instant::now() + admission::PORT_TAKEN_ASIDE;
+                    self.numbers.set_aside(k, until);
+                    if let Some(n) = self.ports_taken.event(Instant::now()) {
+                        warn!(
+                            "data port {port} is taken by another socket: client number {k} \
+                             is set aside for {} ({n} number(s) set aside since the last warning)",
+                            humantime::format_duration(admission::PORT_TAKEN_ASIDE)
+                        );
+                    }
+                }
+                // Free, or nothing to tell (out of descriptors): the round
+                // says if it cannot bind it.
+                _ => return Some(k),
+            }
+        }
+    }
+
     /// Give `conn` a number and a slot and register it on a thread of its own.
     fn start(&mut self, conn: Waiting) {
-        let Some(id) = self.numbers.take() else {
+        let Some(id) = self.take_number() else {
             let capacity = self.numbers.capacity();
             self.refuse(
                 conn.peer,
@@ -684,6 +716,7 @@ impl Registrar {
     /// Take in the registrations that ended since the last call: the
     /// registered wait in `registered`, the failed are logged and closed.
     fn collect(&mut self) {
+        self.numbers.release_aside(Instant::now());
         while let Ok(attempt) = self.rx.try_recv() {
             self.take_in(attempt);
         }

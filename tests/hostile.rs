@@ -149,6 +149,36 @@ fn numbers_of_ended_rounds_are_reused() {
     assert_eq!(files_with_prefix(&logs, "S").len(), 5);
 }
 
+/// Another socket holds client 1's data port: number 1 is set aside, and
+/// the clients of two rounds get another and the file, instead of each
+/// being handed the lowest number and failing on its port.
+#[test]
+fn a_number_whose_data_port_is_taken_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "aside.bin", 30_000, 27);
+    let logs = dir.path().join("logs");
+    let listener = listener_at(64800, 4);
+    let _squatter = UdpSocket::bind(("127.0.0.1", 64801)).unwrap();
+    let server = serve(listener, &file, &logs, |cfg| cfg.rounds = Some(2));
+    for round in 0..2 {
+        let o = receive(
+            server.addr,
+            &dir.path().join(format!("out{round}")),
+            &dir.path().join(format!("client-logs{round}")),
+        )
+        .unwrap();
+        assert_received(&o, &data);
+        // 2, or 3 while the round before closes its sockets.
+        assert!(
+            o.log.client_id.is_some_and(|k| k > 1),
+            "{:?}",
+            o.log.client_id
+        );
+    }
+    let summary = server.handle.join().unwrap().unwrap();
+    assert_eq!(summary.tally().delivered, 2);
+}
+
 /// A connection that says nothing after its number is closed at the
 /// first-byte deadline, long before the registration's own.
 #[test]
