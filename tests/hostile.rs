@@ -1,8 +1,9 @@
 //! Hostile peers at registration, over loopback: connections that close at
-//! once by the thousand, silent connections from several addresses held
-//! and renewed, a server out of file descriptors. Each time an honest
-//! client is still served, and the server neither runs out of client
-//! numbers nor spins.
+//! once by the hundred, silent connections from several addresses held and
+//! renewed, a data port held by another socket, a server out of file
+//! descriptors; and an honest round of many clients behind one address.
+//! Each time the honest clients are served, and the server neither runs
+//! out of client numbers nor spins.
 //!
 //! Peers that stand for different hosts bind different 127.0.0.x source
 //! addresses before they connect.
@@ -339,9 +340,6 @@ fn hold_silent(
     }
 }
 
-/// Clock ticks the kernel counts a process's CPU time in.
-const CLOCK_TICKS: f64 = 100.0;
-
 /// User plus system CPU time of process `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -350,7 +348,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / CLOCK_TICKS
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / per_second as f64
 }
 
 fn line_count(path: &Path) -> usize {
