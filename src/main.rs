@@ -16,6 +16,7 @@ mod cli;
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use log::{error, info};
 
@@ -376,6 +377,9 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
             analysis = again;
         }
     }
+    if args.format == analyze::report::Format::Jsonl {
+        return append_jsonl(&analysis);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     analyze::report::write(&mut out, &analysis, args.format)?;
     out.flush()?;
@@ -387,6 +391,24 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--format jsonl`: the run's lines appended to standard output whole
+/// or not at all, and none when a capture could not be read to its end,
+/// so that a file of many runs holds only whole analyses.
+fn append_jsonl(analysis: &analyze::Analysis) -> anyhow::Result<ExitCode> {
+    use std::os::fd::AsFd;
+    if !analysis.errors.is_empty() {
+        for e in &analysis.errors {
+            error!("{e}");
+        }
+        error!("no line written: a capture could not be read to its end");
+        return Ok(ExitCode::FAILURE);
+    }
+    let lines = analyze::jsonl::lines(analysis, chrono::Utc::now())?;
+    let mut stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    analyze::jsonl::append(&mut stdout, &lines).context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn analyze_files(
