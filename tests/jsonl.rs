@@ -56,13 +56,20 @@ fn report(run: &str, file: &str, port: u16) -> Value {
     let out = analyze(&capture(run, file), run, port, "json")
         .output()
         .expect("run udplab analyze");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("--format json prints JSON")
 }
 
 /// Each line of `text` as a JSON object, each ending in a line break.
 fn parse_lines(text: &str) -> Vec<Map<String, Value>> {
-    assert!(text.is_empty() || text.ends_with('\n'), "a line is cut short");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a line is cut short"
+    );
     text.lines()
         .map(|l| match serde_json::from_str(l) {
             Ok(Value::Object(m)) => m,
@@ -128,14 +135,21 @@ fn three_runs_in_one_file_sum_in_duckdb_as_their_reports() {
     let children: Vec<_> = RUNS
         .iter()
         .map(|&(run, file, port)| {
-            append_to(&lines_path, analyze(&capture(run, file), run, port, "jsonl"))
-                .spawn()
-                .expect("run udplab analyze")
+            append_to(
+                &lines_path,
+                analyze(&capture(run, file), run, port, "jsonl"),
+            )
+            .spawn()
+            .expect("run udplab analyze")
         })
         .collect();
     for child in children {
         let out = common::wait_output(child, std::time::Duration::from_secs(60));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let text = fs::read_to_string(&lines_path).unwrap();
@@ -164,7 +178,11 @@ fn three_runs_in_one_file_sum_in_duckdb_as_their_reports() {
         for (line, row) in mine.iter().zip(rows) {
             let keys: Vec<&str> = line.keys().map(String::as_str).collect();
             assert_eq!(keys[..3], OWN_KEYS, "{run}");
-            assert_eq!(line["run_id"], Value::from(id.as_str()), "{run}: one id a run");
+            assert_eq!(
+                line["run_id"],
+                Value::from(id.as_str()),
+                "{run}: one id a run"
+            );
             let at = line["analyzed_at"].as_str().unwrap();
             assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
             let rest: Map<String, Value> = line
@@ -183,7 +201,11 @@ fn three_runs_in_one_file_sum_in_duckdb_as_their_reports() {
         .arg(&lines_path)
         .output()
         .expect("run python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: Vec<Vec<Value>> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result.len(), RUNS.len(), "{result:?}");
     for row in &result {
@@ -217,7 +239,11 @@ fn run_id_is_the_captures_not_their_path() {
     let (run, file, port) = RUNS[0];
     let id = |capture: &str| -> String {
         let out = analyze(capture, run, port, "jsonl").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines = parse_lines(&String::from_utf8(out.stdout).unwrap());
         assert!(!lines.is_empty());
         let ids: Vec<&Value> = lines.iter().map(|l| &l["run_id"]).collect();
@@ -225,7 +251,11 @@ fn run_id_is_the_captures_not_their_path() {
         ids[0].as_str().unwrap().to_string()
     };
     let here = id(&capture(run, file));
-    assert_eq!(id(&capture(run, file)), here, "the same capture, the same id");
+    assert_eq!(
+        id(&capture(run, file)),
+        here,
+        "the same capture, the same id"
+    );
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("elsewhere.pcap");
     fs::copy(capture(run, file), &copy).unwrap();
@@ -241,7 +271,11 @@ fn earlier_lines(dir: &Path) -> (PathBuf, Vec<u8>) {
     let out = append_to(&path, analyze(&capture(run, file), run, port, "jsonl"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = fs::read(&path).unwrap();
     assert!(!before.is_empty());
     (path, before)

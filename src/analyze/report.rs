@@ -16,8 +16,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
-    /// One JSON object per client row per line, with the run's id
-    /// ([`super::jsonl`]).
+    /// One JSON object per client row per line, with the run's id: for
+    /// appending many runs to one file
     Jsonl,
 }
 
