@@ -8,7 +8,8 @@
 //! that every v1 client confirmed its file; of lab clients, which send
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
-//! printing the report of what was read). `headers client` exits with 2
+//! printing the report of what was read; `--format jsonl` writes no line
+//! then) or its lines could not be written. `headers client` exits with 2
 //! when the session ran but some name got no header.
 
 mod cli;
