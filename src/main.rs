@@ -9,7 +9,8 @@
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
 //! printing the report of what was read). `headers client` exits with 2
-//! when the session ran but some name got no header.
+//! when the session ran but some name got no header; `lab headers` with 1
+//! when a client or the server failed, a name got no header, or on Ctrl-C.
 
 mod cli;
 

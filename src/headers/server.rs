@@ -450,6 +450,11 @@ fn header_for(msg: &[u8], peer: SocketAddr, shared: &Shared) -> Result<(Arc<[u8]
     if !leader {
         return wait_for(&flight, &host, peer, shared).map(|h| (h, true));
     }
+    let landing = Landing {
+        flight,
+        host: &host,
+        shared,
+    };
     // Not under a lock: the other sessions go on while the origin answers.
     let fetched: Result<Arc<[u8]>, Refusal> =
         origin::fetch(&host, shared.cfg.origin, shared.cfg.origin_timeout)
@@ -461,10 +466,26 @@ fn header_for(msg: &[u8], peer: SocketAddr, shared: &Shared) -> Result<(Arc<[u8]
     if let Ok(header) = &fetched {
         lock(&shared.cache).insert(host.clone(), header.clone());
     }
-    *lock(&flight.result) = Some(fetched.clone());
-    flight.done.notify_all();
-    lock(&shared.flights).remove(&host);
+    *lock(&landing.flight.result) = Some(fetched.clone());
+    drop(landing);
     fetched.map(|h| (h, false))
+}
+
+/// Ends a fetch others may wait for, also when its session's thread
+/// panics: the waiters are woken (with a refusal when no answer was set)
+/// and the host's next query starts a fetch of its own.
+struct Landing<'a> {
+    flight: Arc<Flight>,
+    host: &'a str,
+    shared: &'a Shared,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        lock(&self.flight.result).get_or_insert(Err(Refusal::OriginBadResponse));
+        self.flight.done.notify_all();
+        lock(&self.shared.flights).remove(self.host);
+    }
 }
 
 /// The answer of another session's fetch of `host`.

@@ -548,3 +548,30 @@ pub fn write_summary(out: &mut dyn std::io::Write, o: &Outcome) -> std::io::Resu
         o.elapsed.as_secs_f64()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_asks_the_names_turned_by_its_number() {
+        let mut cfg = Config::new(3);
+        cfg.names = ["a", "b", "c", "a"].map(String::from).to_vec();
+        assert_eq!(cfg.names_of(1), ["a", "b", "c", "a"]);
+        assert_eq!(cfg.names_of(2), ["b", "c", "a", "a"]);
+        assert_eq!(cfg.names_of(5), cfg.names_of(1), "turned round");
+        assert_eq!(cfg.distinct_names().len(), 3);
+    }
+
+    #[test]
+    fn the_default_names_repeat_and_are_all_sites() {
+        let cfg = Config::new(2);
+        assert!(cfg.distinct_names().len() < cfg.names.len());
+        for n in cfg.distinct_names() {
+            assert!(
+                crate::headers::local_origin::SITES.contains(&n),
+                "{n} has no head of its own"
+            );
+        }
+    }
+}
