@@ -252,98 +252,30 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
         Err(_) => {}
     }
 
-    let origin = LocalOrigin::start(origin_listener).context("starting the origin")?;
     let cache_path = run_dir.join("cache.txt");
-    let mut scfg = server::Config::new(server_udp, cache_path.clone());
-    scfg.origin = Origin::Fixed(origin_addr);
-    scfg.origin_timeout = ORIGIN_TIMEOUT;
-    scfg.log_dir = Some(logs.clone());
-    // Stopped once every client has closed, or at once by a Ctrl-C.
-    let server_stop = Shutdown::new();
-    let watcher = {
-        let (user, ours) = (shutdown.clone(), server_stop.clone());
-        thread::spawn(move || {
-            while !ours.is_triggered() {
-                if user.is_triggered() {
-                    ours.trigger();
-                }
-                thread::sleep(POLL_INTERVAL);
-            }
-        })
-    };
-    let server = {
-        let stop = server_stop.clone();
-        thread::Builder::new()
-            .name("headers-server".into())
-            .spawn(move || server::serve(listener, udp, scfg, stop))?
-    };
-    info!(
-        "{} client(s) asking {} names each of {server_tcp} (udp {}), origin {origin_addr}",
-        cfg.clients,
-        cfg.names.len(),
-        server_udp.port()
+    let ran = sessions(
+        cfg,
+        shutdown,
+        Sockets {
+            origin: origin_listener,
+            tcp: listener,
+            udp,
+        },
+        &cache_path,
+        &logs,
+        &clients_dir,
     );
-    let mut handles = Vec::new();
-    for k in 1..=cfg.clients {
-        let mut c = client::Config::new(server_tcp.to_string(), cfg.names_of(k));
-        c.out_dir = clients_dir.join(k.to_string());
-        c.log_dir = Some(logs.clone());
-        c.timeout = CLIENT_TIMEOUT;
-        let out_dir = c.out_dir.clone();
-        let names = c.names.clone();
-        let handle = thread::Builder::new()
-            .name(format!("headers-client-{k}"))
-            .spawn(move || client::run(&c))?;
-        handles.push((k, names, out_dir, handle));
-    }
-    let mut errors = Vec::new();
-    let mut clients: Vec<ClientRun> = handles
-        .into_iter()
-        .map(|(k, names, out_dir, handle)| {
-            let result = match handle.join() {
-                Ok(Ok(o)) => Ok(o),
-                Ok(Err(e)) => Err(format!("{e:#}")),
-                Err(_) => Err("its thread panicked".into()),
-            };
-            if let Err(e) = &result {
-                errors.push(format!("client {k}: {e}"));
-            }
-            ClientRun {
-                k,
-                names,
-                out_dir,
-                result,
-                session: None,
-            }
-        })
-        .collect();
-    // Every client has closed: the sessions end as their FINs arrive.
-    server_stop.trigger();
-    let _ = watcher.join();
-    match server.join() {
-        Ok(Ok(summary)) => {
-            for s in summary.sessions {
-                let mine = clients
-                    .iter_mut()
-                    .find(|c| c.result.as_ref().is_ok_and(|o| o.tcp_local == s.peer));
-                if let Some(c) = mine {
-                    c.session = Some(s);
-                }
-            }
-        }
-        Ok(Err(e)) => errors.push(format!("server: {e:#}")),
-        Err(_) => errors.push("server: its thread panicked".into()),
-    }
-    let requests = origin.stop();
-    let origin_log = logs.join("http-origin.txt");
-    if let Err(e) = fs::write(&origin_log, requests.render(origin_addr)) {
-        errors.push(format!("writing {}: {e}", origin_log.display()));
-    }
+    // Whatever happened, the capture is stopped and closed.
     let capture = PointCapture {
         point: CaptureAt::Loopback,
         interface: "lo".into(),
         status: finish_capture(capture),
     };
+    let Sessions {
+        clients,
+        requests,
+        mut errors,
+    } = ran?;
     let cache_hosts = match crate::headers::cache::Cache::load(&cache_path) {
         Ok(c) => c.len(),
         Err(e) => {
@@ -380,6 +312,129 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
         table_path,
         errors,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The sockets of a run, bound before the capture starts (its filter
+/// names their ports).
+struct Sockets {
+    origin: TcpListener,
+    tcp: TcpListener,
+    udp: UdpSocket,
+}
+
+/// What the origin, the server and the clients did.
+struct Sessions {
+    clients: Vec<ClientRun>,
+    requests: Requests,
+    errors: Vec<String>,
+}
+
+/// The origin, the header server and the clients, run to their end: the
+/// clients at once, the server stopped when the last has closed (or by
+/// `shutdown`), then the origin; the origin's log written.
+fn sessions(
+    cfg: &Config,
+    shutdown: &Shutdown,
+    sockets: Sockets,
+    cache_path: &Path,
+    logs: &Path,
+    clients_dir: &Path,
+) -> anyhow::Result<Sessions> {
+    let origin_addr = sockets.origin.local_addr()?;
+    let server_tcp = sockets.tcp.local_addr()?;
+    let server_udp = sockets.udp.local_addr()?;
+    let origin = LocalOrigin::start(sockets.origin).context("starting the origin")?;
+    let mut scfg = server::Config::new(server_udp, cache_path.to_path_buf());
+    scfg.origin = Origin::Fixed(origin_addr);
+    scfg.origin_timeout = ORIGIN_TIMEOUT;
+    scfg.log_dir = Some(logs.to_path_buf());
+    // Stopped once every client has closed, or at once by a Ctrl-C.
+    let server_stop = Shutdown::new();
+    let server = {
+        let (stop, tcp, udp) = (server_stop.clone(), sockets.tcp, sockets.udp);
+        thread::Builder::new()
+            .name("headers-server".into())
+            .spawn(move || server::serve(tcp, udp, scfg, stop))?
+    };
+    let watcher = {
+        let (user, ours) = (shutdown.clone(), server_stop.clone());
+        thread::spawn(move || {
+            while !ours.is_triggered() {
+                if user.is_triggered() {
+                    ours.trigger();
+                }
+                thread::sleep(POLL_INTERVAL);
+            }
+        })
+    };
+    info!(
+        "{} client(s) asking {} names each of {server_tcp} (udp {}), origin {origin_addr}",
+        cfg.clients,
+        cfg.names.len(),
+        server_udp.port()
+    );
+    let mut handles = Vec::new();
+    for k in 1..=cfg.clients {
+        let mut c = client::Config::new(server_tcp.to_string(), cfg.names_of(k));
+        c.out_dir = clients_dir.join(k.to_string());
+        c.log_dir = Some(logs.to_path_buf());
+        c.timeout = CLIENT_TIMEOUT;
+        let out_dir = c.out_dir.clone();
+        let names = c.names.clone();
+        let handle = thread::Builder::new()
+            .name(format!("headers-client-{k}"))
+            .spawn(move || client::run(&c));
+        handles.push((k, names, out_dir, handle));
+    }
+    let mut errors = Vec::new();
+    let mut clients: Vec<ClientRun> = handles
+        .into_iter()
+        .map(|(k, names, out_dir, handle)| {
+            let result = match handle.map(|h| h.join()) {
+                Ok(Ok(Ok(o))) => Ok(o),
+                Ok(Ok(Err(e))) => Err(format!("{e:#}")),
+                Ok(Err(_)) => Err("its thread panicked".into()),
+                Err(e) => Err(format!("starting its thread: {e}")),
+            };
+            if let Err(e) = &result {
+                errors.push(format!("client {k}: {e}"));
+            }
+            ClientRun {
+                k,
+                names,
+                out_dir,
+                result,
+                session: None,
+            }
+        })
+        .collect();
+    // Every client has closed: the sessions end as their FINs arrive.
+    server_stop.trigger();
+    let _ = watcher.join();
+    match server.join() {
+        Ok(Ok(summary)) => {
+            for s in summary.sessions {
+                let mine = clients
+                    .iter_mut()
+                    .find(|c| c.result.as_ref().is_ok_and(|o| o.tcp_local == s.peer));
+                if let Some(c) = mine {
+                    c.session = Some(s);
+                }
+            }
+        }
+        Ok(Err(e)) => errors.push(format!("server: {e:#}")),
+        Err(_) => errors.push("server: its thread panicked".into()),
+    }
+    let requests = origin.stop();
+    let origin_log = logs.join("http-origin.txt");
+    if let Err(e) = fs::write(&origin_log, requests.render(origin_addr)) {
+        errors.push(format!("writing {}: {e}", origin_log.display()));
+    }
+    Ok(Sessions {
+        clients,
+        requests,
+        errors,
     })
 }
 
