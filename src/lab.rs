@@ -26,6 +26,9 @@
 //! Without the right to capture (or in a build without the `capture`
 //! feature) the transfer still runs and the report comes from the logs
 //! alone, saying why the wire column is empty.
+//!
+//! [`headers`] runs the second lab (the header cache) the same way:
+//! `udplab lab headers`.
 
 pub mod counters;
 pub mod exec;

@@ -1,5 +1,5 @@
 //! `udplab lab headers`: the second lab in one command, on loopback. A
-//! local HTTP origin ([`local_origin`]), the header server sent to it, N
+//! local HTTP origin ([`crate::headers::local_origin`]), the header server sent to it, N
 //! clients at once each asking a list of names with repeats, a capture of
 //! it all on `lo`, and the conversations of the capture.
 //!
