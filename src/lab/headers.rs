@@ -1,7 +1,7 @@
 //! `udplab lab headers`: the second lab in one command, on loopback. A
-//! local HTTP origin ([`crate::headers::local_origin`]), the header server sent to it, N
-//! clients at once each asking a list of names with repeats, a capture of
-//! it all on `lo`, and the conversations of the capture.
+//! local HTTP origin ([`crate::headers::local_origin`]), the header server
+//! sent to it, N clients at once each asking a list of names with repeats,
+//! a capture of it all on `lo`, and the conversations of the capture.
 //!
 //! Client k asks the names in order, the list turned by k - 1 places, so
 //! that the clients ask the same hosts in different orders and some at
