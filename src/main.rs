@@ -10,7 +10,8 @@
 //! exits with 1 when a capture could not be read to its end (after
 //! printing the report of what was read; `--format jsonl` writes no line
 //! then) or its lines could not be written. `headers client` exits with 2
-//! when the session ran but some name got no header.
+//! when the session ran but some name got no header; `lab headers` with 1
+//! when a client or the server failed, a name got no header, or on Ctrl-C.
 
 mod cli;
 
@@ -219,6 +220,9 @@ fn run_exec(
 
 fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
     use analyze::report::{self, Format, SuiteRow};
+    if let Some(cli::LabCommand::Headers(args)) = args.lab {
+        return run_headers_lab(args, shutdown);
+    }
     if args.cleanup {
         return run_cleanup();
     }
@@ -272,6 +276,25 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
     }
     if shutdown.is_triggered() {
         log::warn!("interrupted: the report covers the transfer as far as it ran");
+        failed = true;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `udplab lab headers`: the summary on stdout; exit status 1 when
+/// something failed or a name got no header, or on Ctrl-C.
+fn run_headers_lab(args: cli::HeadersLabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    let cfg = args.into_config()?;
+    let o = lab::headers::run(&cfg, shutdown)?;
+    let mut out = std::io::stdout().lock();
+    lab::headers::write_summary(&mut out, &o)?;
+    let mut failed = !o.errors.is_empty() || o.unanswered() > 0;
+    if shutdown.is_triggered() {
+        log::warn!("interrupted: the run covers the sessions as far as they ran");
         failed = true;
     }
     Ok(if failed {
