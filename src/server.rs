@@ -58,7 +58,8 @@ pub struct Config {
     pub barrier_timeout: Option<Duration>,
     /// How long a new connection may take to register.
     pub register_timeout: Duration,
-    /// How long a v1 client may take to report after `Done`.
+    /// How long a v1 client may take to report after `Done`, and (reliable
+    /// mode) go without feedback while a pass is sent.
     pub report_timeout: Duration,
     /// UDP payload of a v1 data datagram, header included.
     pub datagram_size: u16,

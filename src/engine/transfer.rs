@@ -56,7 +56,8 @@ pub struct TransferConfig {
     /// Reliable: give up when the client has not confirmed the file within
     /// this time from the start.
     pub deadline: Duration,
-    /// How long the client may take to report after `Done`.
+    /// How long the client may take to report after `Done`, and
+    /// (reliable) go without feedback while a pass is sent.
     pub report_timeout: Duration,
     /// Reliable: how the rate adapts ([`Rule::Delay`] unless comparing).
     pub rule: Rule,
