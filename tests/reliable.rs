@@ -242,7 +242,6 @@ fn a_client_that_keeps_forging_is_given_up() {
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
-    let total = c.announce.datagrams;
     assert_eq!(c.pass().len(), 50);
     c.send(&report(&c.announce, &[1], false));
     assert_eq!(c.pass().len(), 1);
@@ -274,7 +273,6 @@ fn a_client_silent_mid_repair_is_given_up_and_the_others_are_served() {
     // Let the real client register first: it becomes client 1.
     thread::sleep(Duration::from_millis(200));
     let mut silent = RawV1::register(addr);
-    let total = silent.announce.datagrams;
     silent.pass();
     silent.send(&report(&silent.announce, &[7, 8, 9], false));
     assert_eq!(silent.pass().len(), 3);

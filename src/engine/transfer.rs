@@ -333,10 +333,8 @@ impl Transfer {
                 }
             };
         }
-        let taken = figures.map_err(|refusal| {
-            self.repair.rejected += 1;
-            refusal
-        });
+        // Counts no client can hold are a refusal like the book's own.
+        let taken = figures.inspect_err(|_| self.repair.rejected += 1);
         match taken.and_then(|()| self.repair.report(r)) {
             Ok(next) => {
                 self.state = match next {
