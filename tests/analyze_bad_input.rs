@@ -412,41 +412,42 @@ fn a_log_claiming_more_received_than_the_file_is_flagged_not_believed() {
 }
 
 #[test]
-fn a_v1_client_log_claiming_more_datagrams_than_were_sent_is_flagged() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    logs_with(
-        "captures/v1-2clients-sll/logs",
-        &logs,
-        2,
-        "datagrams_received",
-        "5000",
-    );
-    let out = analyze(&[
-        "captures/v1-2clients-sll/capture.pcap",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--port",
-        "25040",
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report = json(&out);
-    let two = report["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["client_id"] == 2)
-        .unwrap();
-    let flag = &two["account"]["inconsistent_source"];
-    assert_eq!(flag["claim"], "datagrams_over_file", "{two:#}");
-    assert_eq!(flag["limit"], 1041);
-    assert!(
-        two["verdict"]
-            .as_str()
+fn a_v1_client_log_claiming_more_datagrams_than_the_file_is_flagged() {
+    for (key, claim) in [
+        ("datagrams_received", "datagrams_over_file"),
+        ("missing_datagrams", "missing_over_file"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        logs_with("captures/v1-2clients-sll/logs", &logs, 2, key, "5000");
+        let out = analyze(&[
+            "captures/v1-2clients-sll/capture.pcap",
+            "--logs",
+            logs.to_str().unwrap(),
+            "--port",
+            "25040",
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = json(&out);
+        let two = report["clients"]
+            .as_array()
             .unwrap()
-            .starts_with("cannot tell: the client log is inconsistent"),
-        "{two:#}"
-    );
+            .iter()
+            .find(|r| r["client_id"] == 2)
+            .unwrap();
+        let flag = &two["account"]["inconsistent_source"];
+        assert_eq!(flag["claim"], claim, "{two:#}");
+        assert_eq!(flag["source"], "client_log");
+        assert_eq!(flag["claimed"], 5000);
+        assert_eq!(flag["limit"], 1041);
+        assert!(
+            two["verdict"]
+                .as_str()
+                .unwrap()
+                .starts_with("cannot tell: the client log is inconsistent"),
+            "{two:#}"
+        );
+    }
 }

@@ -136,12 +136,25 @@ pub enum Claim {
     DatagramsOverFile,
     /// More datagrams received than the server sent.
     DatagramsOverSent,
+    /// More datagrams missing than the file takes.
+    MissingOverFile,
+}
+
+/// The figure an [`Inconsistency`] is about, which is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    ReceivedBytes,
+    ReceivedDatagrams,
+    MissingDatagrams,
 }
 
 impl Claim {
-    /// Whether the claim is of bytes (else of datagrams).
-    pub fn of_bytes(self) -> bool {
-        matches!(self, Claim::BytesOverFile | Claim::BytesOverSent)
+    pub fn figure(self) -> Claimed {
+        match self {
+            Claim::BytesOverFile | Claim::BytesOverSent => Claimed::ReceivedBytes,
+            Claim::DatagramsOverFile | Claim::DatagramsOverSent => Claimed::ReceivedDatagrams,
+            Claim::MissingOverFile => Claimed::MissingDatagrams,
+        }
     }
 }
 
@@ -165,15 +178,16 @@ impl Inconsistency {
 
 impl fmt::Display for Inconsistency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (unit, whole) = match self.claim {
-            Claim::BytesOverFile => ("bytes", "the file holds"),
-            Claim::BytesOverSent => ("bytes", "the server sent"),
-            Claim::DatagramsOverFile => ("datagrams", "the file takes"),
-            Claim::DatagramsOverSent => ("datagrams", "the server sent"),
+        let (what, whole) = match self.claim {
+            Claim::BytesOverFile => ("bytes received", "the file holds"),
+            Claim::BytesOverSent => ("bytes received", "the server sent"),
+            Claim::DatagramsOverFile => ("datagrams received", "the file takes"),
+            Claim::DatagramsOverSent => ("datagrams received", "the server sent"),
+            Claim::MissingOverFile => ("datagrams missing", "the file takes"),
         };
         write!(
             f,
-            "the {} is inconsistent: it claims {} {unit} received, more than the {} {whole}",
+            "the {} is inconsistent: it claims {} {what}, more than the {} {whole}",
             self.source, self.claimed, self.limit
         )
     }

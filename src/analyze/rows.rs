@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::account::{
-    self, AccountRow, Claim, Facts, Figure, Inconsistency, Repair, Source, Verdict, first,
+    self, AccountRow, Claim, Claimed, Facts, Figure, Inconsistency, Repair, Source, Verdict, first,
 };
 use super::correlate::{CapturePoint, Transfer};
 use super::flows::Flow;
@@ -569,6 +569,12 @@ impl Figures {
         ]);
         let sent_datagrams =
             log_value(slog, |l| l.datagrams_sent).or(done.map(|d| d.datagrams_sent));
+        // The server's log relays the client's last report.
+        let missing = first([
+            (log_value(clog, |l| l.missing_datagrams), Source::ClientLog),
+            (report.map(|r| r.missing_datagrams), Source::V1Report),
+            (log_value(slog, |l| l.missing_datagrams), Source::ServerLog),
+        ]);
         let inconsistent = Inconsistency::find([
             (Claim::BytesOverFile, received, file_size),
             (
@@ -582,8 +588,9 @@ impl Figures {
                 datagrams_total,
             ),
             (Claim::DatagramsOverSent, received_datagrams, sent_datagrams),
+            (Claim::MissingOverFile, missing, datagrams_total),
         ]);
-        if inconsistent.is_some_and(|i| i.claim.of_bytes()) {
+        if inconsistent.is_some_and(|i| i.claim.figure() == Claimed::ReceivedBytes) {
             received = None;
         }
         Figures {
@@ -605,6 +612,12 @@ impl Figures {
                 .or_else(|| log_value(clog, |l| l.repair_rounds)),
             inconsistent,
         }
+    }
+
+    /// Whether `figure` is the one an inconsistent source claims.
+    fn left_out(&self, figure: Claimed) -> bool {
+        self.inconsistent
+            .is_some_and(|i| i.claim.figure() == figure)
     }
 
     fn reliable(&self) -> bool {
@@ -651,7 +664,7 @@ impl Figures {
         let done = t.registration.and_then(|r| r.done);
         let received_datagrams = log_value(clog, |l| l.datagrams_received)
             .or(report.map(|r| r.datagrams_received))
-            .filter(|_| self.inconsistent.is_none_or(|i| i.claim.of_bytes()));
+            .filter(|_| !self.left_out(Claimed::ReceivedDatagrams));
         let duplicates = log_value(clog, |l| l.duplicates).or(report.map(|r| r.duplicates));
         let late = log_value(clog, |l| l.late);
         let client_extra = match (duplicates, late) {
@@ -681,6 +694,7 @@ impl Figures {
             missing: log_value(clog, |l| l.missing_datagrams)
                 .or(report.map(|r| r.missing_datagrams))
                 .or_else(|| log_value(slog, |l| l.missing_datagrams))
+                .filter(|_| !self.left_out(Claimed::MissingDatagrams))
                 .or_else(|| Some(self.datagrams_total?.saturating_sub(received_datagrams?))),
             confirmed: self.success.map(|f| f.value).or_else(|| {
                 (self.received.is_some() && self.received.map(|f| f.value) == self.file_size)
