@@ -36,10 +36,10 @@ use crate::engine::{
     Abort, Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
 };
 use crate::net::{self, SendBatch};
-use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
+use crate::protocol::{hex, printable};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::transfer_log::{self, Delivery, Role, TransferLog};
 
@@ -966,7 +966,7 @@ impl Sender<'_> {
                 Message::Feedback(f) => transfer.feedback(Instant::now(), &f),
                 Message::Report(r) => self.take_report(&r, transfer)?,
                 Message::Abort { reason } => {
-                    bail!("the client aborted: {}", reason.escape_debug())
+                    bail!("the client aborted: {}", printable(&reason))
                 }
                 other => bail!("unexpected control message: {other:?}"),
             }
