@@ -407,7 +407,8 @@ pub struct ServerArgs {
     /// Drop a connection that has not registered within this time.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub register_timeout: Duration,
-    /// How long a v1 client may take to report what it received.
+    /// How long a v1 client may take to report what it received, and (reliable
+    /// mode) go without feedback while a pass is sent.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub report_timeout: Duration,
     /// UDP payload of a v1 data datagram, its 16-byte header included.
