@@ -33,13 +33,13 @@ use sha2::{Digest, Sha256};
 use crate::admission::{self, Admit, Numbers, Slots, Throttle};
 use crate::control::{self, PeerState};
 use crate::engine::{
-    Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
+    Abort, Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
 };
 use crate::net::{self, SendBatch};
-use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
+use crate::protocol::{hex, printable};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::transfer_log::{self, Delivery, Role, TransferLog};
 
@@ -65,7 +65,8 @@ pub struct Config {
     /// Registrations one address may have under way at once; more from
     /// it wait for one of them to end.
     pub per_address: usize,
-    /// How long a v1 client may take to report after `Done`.
+    /// How long a v1 client may take to report after `Done`, and (reliable
+    /// mode) go without feedback while a pass is sent.
     pub report_timeout: Duration,
     /// UDP payload of a v1 data datagram, header included.
     pub datagram_size: u16,
@@ -188,6 +189,10 @@ pub enum Ending {
 pub struct Outcome {
     pub client_id: u16,
     pub ending: Ending,
+    /// Why the server gave up on the client, when it did (a v1 transfer
+    /// ended by the server's own rules: deadline, timeouts, refused or
+    /// impossible reports, the resend limits).
+    pub gave_up: Option<Abort>,
     pub log: TransferLog,
     /// Where the log was written (None if writing it failed).
     pub log_path: Option<PathBuf>,
@@ -931,9 +936,11 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
+    let mut gave_up = None;
     let ending = match send_to_client(&mut reg, ctx, chunk, &mut log, &bar) {
         Ok(ending) => ending,
         Err(e) => {
+            gave_up = e.downcast_ref::<Abort>().cloned();
             warn!("client {}: {e:#}", reg.id);
             log.error = Some(format!("{e:#}"));
             abort_v1(&mut reg, &format!("{e:#}"));
@@ -951,7 +958,11 @@ fn serve_client(
         Ending::SentDeliveryUnknown => None,
         Ending::Failed => Some(false),
     };
-    info!("client {}: {}", reg.id, transfer_summary(&log, ending));
+    info!(
+        "client {}: {}",
+        reg.id,
+        transfer_summary(&log, ending, gave_up.as_ref())
+    );
     let name = transfer_log::unused_log_name(
         &cfg.log_dir,
         Role::Server,
@@ -970,6 +981,7 @@ fn serve_client(
     Outcome {
         client_id: log.client_id.unwrap_or(0),
         ending,
+        gave_up,
         log,
         log_path,
     }
@@ -1047,6 +1059,7 @@ fn send_to_client(
         TransferConfig {
             service,
             datagrams: total,
+            file_size: offer.size,
             datagram_size: chunk + header_len,
             max_batch: net::BATCH,
             ceiling: cfg.rate,
@@ -1098,6 +1111,8 @@ fn send_to_client(
         log.datagrams_retransmitted = Some(repair.retransmitted);
         log.repair_rounds = Some(repair.round);
         log.reports_rejected = Some(repair.rejected);
+    } else if transfer.repair().rejected > 0 {
+        log.reports_rejected = Some(transfer.repair().rejected);
     }
     let ending = result.map(|finish| match finish {
         Finish::Sent => Ending::SentDeliveryUnknown,
@@ -1111,7 +1126,7 @@ fn send_to_client(
     ending
 }
 
-pub use crate::engine::MAX_REJECTED;
+pub use crate::engine::{MAX_REJECTED, MAX_STALLED_ROUNDS, MIN_RESEND_LIMIT, RESEND_FACTOR};
 
 /// One client's data socket, file and control connection: the I/O around
 /// a [`Transfer`], which decides what is sent when and how it ends.
@@ -1282,7 +1297,9 @@ impl Sender<'_> {
             match msg {
                 Message::Feedback(f) => transfer.feedback(Instant::now(), &f),
                 Message::Report(r) => self.take_report(&r, transfer)?,
-                Message::Abort { reason } => bail!("the client aborted: {reason}"),
+                Message::Abort { reason } => {
+                    bail!("the client aborted: {}", printable(&reason))
+                }
                 other => bail!("unexpected control message: {other:?}"),
             }
         }
@@ -1295,14 +1312,14 @@ impl Sender<'_> {
             ReportTaken::Accepted(next) => {
                 log_report(self.log, r, self.size);
                 self.report_complete = r.sha256_match && r.bytes_received == self.size;
-                if let Next::Repair { datagrams } = next {
+                if let (Next::Repair { datagrams }, None) = (next, transfer.aborted()) {
                     info!(
                         "repair round {}: resending {datagrams} datagram(s)",
                         transfer.repair().round
                     );
                 }
             }
-            ReportTaken::Refused(refusal) => warn!("refused a repair request: {refusal}"),
+            ReportTaken::Refused(refusal) => warn!("refused the client's report: {refusal}"),
             ReportTaken::Unexpected => bail!("unexpected report while sending"),
         }
         Ok(())
@@ -1342,7 +1359,7 @@ fn log_report(log: &mut TransferLog, r: &v1::Report, size: u64) {
 }
 
 /// One line on what a transfer did, for the server's console.
-fn transfer_summary(log: &TransferLog, ending: Ending) -> String {
+fn transfer_summary(log: &TransferLog, ending: Ending, gave_up: Option<&Abort>) -> String {
     let mut line = format!(
         "sent {} bytes in {} datagrams, {:.3} s, {:.1} MB/s",
         log.bytes_sent.unwrap_or(0),
@@ -1361,6 +1378,9 @@ fn transfer_summary(log: &TransferLog, ending: Ending) -> String {
         Ending::Delivered => {}
         Ending::SentDeliveryUnknown => line += "; delivery unknown (lab protocol)",
         Ending::Failed => line += " (incomplete)",
+    }
+    if let Some(why) = gave_up {
+        line += &format!("; given up: {why}");
     }
     line
 }
