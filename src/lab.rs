@@ -576,6 +576,7 @@ pub fn run_at(
     analyze::report::write(&mut json, &analysis, analyze::report::Format::Json)
         .context("rendering report.json")?;
     fs::write(&report_path, json).with_context(|| format!("writing {}", report_path.display()))?;
+    analyze::html::write_html(&run_dir.join("report.html"), &analysis)?;
     let link = match (venue, before) {
         (Venue::Link(net), Some(before)) => {
             record_counters(net, &before, &captures, &analysis, &loaded, run_dir)
@@ -683,6 +684,7 @@ fn analyze_run(
         chunk: crate::protocol::lab::CHUNK,
         log_utc_offset: None,
         conversations: false,
+        pictures: true,
     };
     let paths: Vec<PathBuf> = captures
         .iter()

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::{Icmp, Udp};
+use super::series::{BIN_BUDGET, Binned};
 use crate::protocol::{Protocol, lab, v1};
 
 /// The most flows the table follows; datagrams of further flows are counted
@@ -58,6 +59,8 @@ pub struct Flow {
     /// ICMP port-unreachable messages quoting a datagram of this flow.
     pub icmp_unreachable: u64,
     pub first_icmp_ns: Option<i64>,
+    /// Its data datagrams binned by time, when pictures are asked for.
+    pub series: Option<Box<Binned>>,
 }
 
 /// The data datagrams of a flow.
@@ -280,6 +283,10 @@ pub struct FlowTable {
     /// Datagrams not followed because the table was full.
     pub overflow: u64,
     seq_bits: u64,
+    /// Bin each flow's data datagrams by time (for the pictures).
+    series: bool,
+    /// Bins over all flows.
+    bins: usize,
 }
 
 impl FlowTable {
@@ -292,6 +299,31 @@ impl FlowTable {
             icmp_orphans: HashMap::new(),
             overflow: 0,
             seq_bits: 0,
+            series: false,
+            bins: 0,
+        }
+    }
+
+    /// Bin each flow's data datagrams by time, for the pictures.
+    pub fn with_series(mut self) -> FlowTable {
+        self.series = true;
+        self
+    }
+
+    /// One data datagram into its flow's series, while the budget lasts.
+    fn bin(&mut self, i: usize, ts_ns: i64, place: u32, bytes: usize, new: bool, resent: bool) {
+        if !self.series {
+            return;
+        }
+        let Some(state) = self.flows.get_mut(i) else {
+            return;
+        };
+        let series = &mut state.flow.series;
+        if series.is_none() && self.bins < BIN_BUDGET {
+            *series = Some(Box::new(Binned::new(ts_ns)));
+        }
+        if let Some(b) = series.as_mut() {
+            self.bins += b.push(ts_ns, place, bytes as u64, new, resent);
         }
     }
 
@@ -336,6 +368,8 @@ impl FlowTable {
             let budget_left = self.seq_bits < SEQ_BUDGET_BITS;
             let seq = f.seq.get_or_insert_with(SeqStats::default);
             let grows = (header.seq / 64) as usize >= seq.seen.len();
+            let new = !seq.was_seen(header.seq);
+            let resent = header.flags & v1::FLAG_RETRANSMIT != 0;
             if budget_left || !grows {
                 let before = seq.bits();
                 seq.record(
@@ -349,6 +383,7 @@ impl FlowTable {
             } else {
                 seq.untracked += 1;
             }
+            self.bin(i, ts_ns, header.seq, file_bytes, new, resent);
             return;
         }
         if f.protocol == Some(Protocol::V1) {
@@ -376,6 +411,8 @@ impl FlowTable {
                 state.opening = Opening::Data;
                 if f.protocol == Some(Protocol::Lab) {
                     f.data.record(ts_ns, frame_len, udp.payload_len, full);
+                    let place = u32::try_from(f.data.frames - 1).unwrap_or(u32::MAX);
+                    self.bin(i, ts_ns, place, udp.payload_len, true, false);
                 } else {
                     f.other_frames += 1;
                 }
@@ -469,6 +506,7 @@ impl Flow {
             seq: None,
             icmp_unreachable: 0,
             first_icmp_ns: None,
+            series: None,
         }
     }
 }

@@ -18,11 +18,13 @@ pub mod conversations;
 pub mod correlate;
 pub mod decode;
 pub mod flows;
+pub mod html;
 pub mod logs;
 pub mod reader;
 pub mod registration;
 pub mod report;
 pub mod rows;
+pub mod series;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +55,9 @@ pub struct Options {
     /// List every TCP connection and UDP flow (`--conversations`); off, the
     /// pass spends nothing on them.
     pub conversations: bool,
+    /// Gather what the pictures are drawn from (`--html`, `--plots`); off,
+    /// the pass spends nothing on them.
+    pub pictures: bool,
 }
 
 impl Default for Options {
@@ -62,6 +67,7 @@ impl Default for Options {
             chunk: crate::protocol::lab::CHUNK,
             log_utc_offset: None,
             conversations: false,
+            pictures: false,
         }
     }
 }
@@ -92,6 +98,10 @@ pub struct Analysis {
     /// were opened to instead.
     #[serde(skip)]
     pub suggested_port: Option<u16>,
+    /// What each client's pictures are drawn from, in the order of
+    /// `clients` (with [`Options::pictures`]).
+    #[serde(skip)]
+    pub pictures: Vec<Option<series::ClientPictures>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,6 +228,7 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         errors: Vec::new(),
         conversations: None,
         suggested_port: None,
+        pictures: c.pictures,
     }
 }
 
@@ -236,6 +247,10 @@ fn ingest(
     let mut tcp = TcpTable::new(opts.control_port);
     let mut conversations = opts.conversations.then(ConversationTable::new);
     let mut flows = FlowTable::new(opts.chunk);
+    if opts.pictures {
+        tcp = tcp.with_traces();
+        flows = flows.with_series();
+    }
     let mut skipped: HashMap<String, u64> = HashMap::new();
     let mut count = 0u64;
     while let Some(pkt) = reader.next_packet() {
@@ -373,6 +388,7 @@ fn build(
         errors,
         conversations: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
+        pictures: c.pictures,
     }
 }
 

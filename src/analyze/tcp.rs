@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::Tcp;
+use super::series::{Segment, Trace};
 
 /// Bytes of control stream kept per direction: the lab's registration is 7
 /// bytes, v1's messages are at most 64 KiB each.
@@ -236,6 +237,8 @@ pub struct Connection {
     pub to_server: Stream,
     pub to_client: Stream,
     pub teardown: Option<Teardown>,
+    /// Its segments for the ladder, when pictures are asked for.
+    pub trace: Option<Box<Trace>>,
 }
 
 /// What one end announced in its SYN (or SYN-ACK).
@@ -275,6 +278,7 @@ impl Connection {
             to_server: Stream::default(),
             to_client: Stream::default(),
             teardown: None,
+            trace: None,
         }
     }
 
@@ -333,6 +337,8 @@ pub struct TcpTable {
     /// Segments not followed because the table was full.
     pub overflow: u64,
     budget: usize,
+    /// Keep each connection's segments for the ladder.
+    traces: bool,
 }
 
 impl TcpTable {
@@ -344,7 +350,14 @@ impl TcpTable {
             other_ports: HashMap::new(),
             overflow: 0,
             budget: STREAM_BUDGET,
+            traces: false,
         }
+    }
+
+    /// Keep each connection's segments for the ladder diagram.
+    pub fn with_traces(mut self) -> TcpTable {
+        self.traces = true;
+        self
     }
 
     pub fn ingest(
@@ -387,6 +400,7 @@ impl TcpTable {
         c.segments += 1;
         c.last_ns = c.last_ns.max(ts_ns);
         let f = tcp.flags;
+        let had_ack = c.ack_ns.is_some();
         match from {
             // The first SYN counts; a retransmitted one says the same.
             Side::Client if f.syn && !f.ack => {
@@ -406,6 +420,27 @@ impl TcpTable {
                 c.ack_ns = Some(ts_ns);
             }
             _ => {}
+        }
+        if self.traces {
+            let stream = match from {
+                Side::Client => &c.to_server,
+                Side::Server => &c.to_client,
+            };
+            let offset = if f.syn { 0 } else { stream.offset(tcp.seq) };
+            c.trace.get_or_insert_default().push(
+                Segment {
+                    at_ns: ts_ns,
+                    from,
+                    syn: f.syn,
+                    ack: f.ack,
+                    fin: f.fin,
+                    rst: f.rst,
+                    offset,
+                    len: u32::try_from(tcp.payload_len).unwrap_or(u32::MAX),
+                    first_byte: tcp.payload.first().copied(),
+                },
+                !had_ack && c.ack_ns.is_some(),
+            );
         }
         if !f.syn {
             let stream = match from {
