@@ -555,6 +555,15 @@ fn the_lab_with_three_clients_puts_on_the_wire_what_the_server_sent() {
     assert!(run.join("capture.pcapng").is_file());
     assert!(!run.join("received").exists(), "received files are removed");
     assert!(!run.join("4MiB.bin").exists(), "the made file is removed");
+    // The page beside report.json draws every client's capture.
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for k in 1..=3 {
+        for picture in ["time-sequence", "io", "ladder"] {
+            let id = format!("<figure id=\"client-{k}-{picture}\">");
+            assert!(page.contains(&id), "report.html lacks {id}");
+        }
+    }
+    assert!(page.contains("<figure id=\"run-timeline\">"));
 
     let sent = server_logs(&run.join("logs"));
     let clients = report["clients"].as_array().unwrap();

@@ -705,6 +705,7 @@ mod tests {
             to_server: stream(up),
             to_client: stream(down),
             teardown: None,
+            trace: None,
         }
     }
 

@@ -681,6 +681,37 @@ mod tests {
         assert_eq!(s.missing(5, 10), (vec![], 0));
     }
 
+    /// Pictures asked for: each data datagram in its flow's bins, at its
+    /// sequence number, a copy of one already seen not counted again in
+    /// the goodput; the opening datagrams of the lab's protocol are not
+    /// data. Not asked for: no series at all.
+    #[test]
+    fn series_bins_data_datagrams_only_when_asked() {
+        let k = key(5006, 40000);
+        let mut t = FlowTable::new(1024).with_series();
+        for (i, seq) in [0u32, 1, 1, 3].into_iter().enumerate() {
+            let d = v1_datagram(seq, 0, 0);
+            t.ingest_udp(0, k, i as i64 * 1_000, 1066, &udp(&d, 1024));
+        }
+        let lab = key(5007, 40001);
+        t.ingest_udp(0, lab, 0, 52, &udp(b"f.bin", 5));
+        t.ingest_udp(0, lab, 1, 50, &udp(&2048u64.to_le_bytes(), 8));
+        t.ingest_udp(0, lab, 2, 1066, &udp(&[0; 8], 1024));
+        t.ingest_udp(0, lab, 3, 1066, &udp(&[0; 8], 1024));
+        let flows = t.finish();
+        let b = flows[0].series.as_deref().expect("v1 series");
+        assert_eq!(b.bins.len(), 1);
+        let bin = b.bins[0];
+        assert_eq!((bin.frames, bin.lo, bin.hi), (4, 0, 3));
+        assert_eq!((bin.bytes, bin.new_bytes), (4 * 1008, 3 * 1008));
+        let b = flows[1].series.as_deref().expect("lab series");
+        assert_eq!((b.bins[0].frames, b.bins[0].lo, b.bins[0].hi), (2, 0, 1));
+
+        let mut t = FlowTable::new(1024);
+        t.ingest_udp(0, k, 0, 1066, &udp(&v1_datagram(0, 0, 0), 1024));
+        assert!(t.finish()[0].series.is_none());
+    }
+
     #[test]
     fn missing_skips_full_words() {
         let mut s = SeqStats::default();

@@ -219,8 +219,9 @@ fn loss_places(r: &ClientRow) -> String {
     }
 }
 
-fn secs(ns: i64) -> f64 {
-    ns as f64 / 1e9
+/// Seconds from `from` to `ns` (timestamps are the capture's: untrusted).
+fn secs_since(ns: i64, from: i64) -> f64 {
+    ns.saturating_sub(from) as f64 / 1e9
 }
 
 /// Inclusive ranges merged until at most `limit` remain (the closest
@@ -249,7 +250,7 @@ fn merge_ranges(mut ranges: Vec<(u32, u32)>, limit: usize) -> Vec<(u32, u32)> {
 /// shaded across, named with where the account places the loss.
 fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
     let start = p.data_start_ns().unwrap_or(0);
-    let t_end = secs(p.data_end_ns().unwrap_or(start) - start).max(1e-3);
+    let t_end = secs_since(p.data_end_ns().unwrap_or(start), start).max(1e-3);
     let top = p
         .flows
         .iter()
@@ -330,8 +331,8 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
             let frames: u64 = b.bins.iter().map(|x| u64::from(x.frames)).sum();
             chart.draw_series(b.bins.iter().enumerate().filter(|(_, x)| x.frames > 0).map(
                 |(k, x)| {
-                    let t0 = secs(b.start_ns(k) - start);
-                    let t1 = secs(b.start_ns(k + 1) - start);
+                    let t0 = secs_since(b.start_ns(k), start);
+                    let t1 = secs_since(b.start_ns(k + 1), start);
                     Rectangle::new(
                         [(t0, f64::from(x.lo)), (t1, f64::from(x.hi) + 1.0)],
                         color.mix(0.8).filled(),
@@ -351,7 +352,7 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
             if !resent.is_empty() {
                 let copies: u64 = resent.iter().map(|(_, x)| u64::from(x.retransmitted)).sum();
                 chart.draw_series(resent.iter().map(|&(k, x)| {
-                    let t = secs(b.start_ns(k) - start);
+                    let t = secs_since(b.start_ns(k), start);
                     Circle::new((t, f64::from(x.lo)), 3, RESENT.filled())
                 }))?;
                 legend.push((
@@ -364,9 +365,12 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
     })
 }
 
-/// Bins merged `k` at a time: (start, end, bytes, new bytes) for the IO
-/// graph.
-fn io_points(b: &Binned, origin_ns: i64) -> Vec<(f64, f64, f64)> {
+/// A point of the IO graph: seconds from the origin, throughput and
+/// goodput in 10^6 bytes per second.
+type IoPoint = (f64, f64, f64);
+
+/// Bins merged a few at a time into points of the IO graph.
+fn io_points(b: &Binned, origin_ns: i64) -> Vec<IoPoint> {
     let k = b.bins.len().div_ceil(IO_POINTS).max(1);
     b.bins
         .chunks(k)
@@ -374,10 +378,10 @@ fn io_points(b: &Binned, origin_ns: i64) -> Vec<(f64, f64, f64)> {
         .map(|(j, group)| {
             let t0 = b.start_ns(j * k);
             let t1 = b.start_ns(j * k + group.len());
-            let span = secs(t1 - t0).max(1e-9);
+            let span = secs_since(t1, t0).max(1e-9);
             let bytes: u64 = group.iter().map(|x| x.bytes).sum();
             let new: u64 = group.iter().map(|x| x.new_bytes).sum();
-            let mid = secs((t0 + t1) / 2 - origin_ns);
+            let mid = secs_since(t0 / 2 + t1 / 2, origin_ns);
             (mid, bytes as f64 / span / 1e6, new as f64 / span / 1e6)
         })
         .collect()
@@ -388,8 +392,8 @@ fn io_points(b: &Binned, origin_ns: i64) -> Vec<(f64, f64, f64)> {
 /// logs tell as a level.
 fn io_graph(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
     let start = p.data_start_ns().unwrap_or(0);
-    let t_end = secs(p.data_end_ns().unwrap_or(start) - start).max(1e-3);
-    let lines: Vec<(String, Vec<(f64, f64, f64)>)> = p
+    let t_end = secs_since(p.data_end_ns().unwrap_or(start), start).max(1e-3);
+    let lines: Vec<(String, Vec<IoPoint>)> = p
         .flows
         .iter()
         .map(|(point, b)| (point.clone(), io_points(b, start)))
@@ -535,7 +539,7 @@ fn step(
         RGBColor(150, 150, 150)
     };
     root.draw(&Text::new(
-        format!("{:.6}", secs(s.at_ns - start)),
+        format!("{:.6}", secs_since(s.at_ns, start)),
         (12, y - 6),
         ("sans-serif", 12).into_font(),
     ))?;
@@ -622,7 +626,7 @@ fn timeline(names: &[String], phases: &[Option<Phases>]) -> String {
         .filter_map(Phases::latest)
         .max()
         .unwrap_or(origin);
-    let t_end = secs(end - origin).max(1e-3);
+    let t_end = secs_since(end, origin).max(1e-3);
     let n = names.len().max(1);
     let height = (90 + 34 * n) as u32;
     const KINDS: [(&str, RGBColor); 4] = [
@@ -659,7 +663,7 @@ fn timeline(names: &[String], phases: &[Option<Phases>]) -> String {
                 })
                 .collect();
             chart.draw_series(bars.iter().map(|&(k, (a, b))| {
-                let (x0, x1) = (secs(a - origin), secs(b - origin));
+                let (x0, x1) = (secs_since(a, origin), secs_since(b, origin));
                 Rectangle::new(
                     [
                         (x0, k as f64 + 0.2),
@@ -755,7 +759,7 @@ pub fn shares(r: &ClientRow) -> Vec<(Share, u64)> {
             return;
         }
         match out.iter_mut().find(|e| e.0 == s) {
-            Some(e) => e.1 += b,
+            Some(e) => e.1 = e.1.saturating_add(b),
             None => out.push((s, b)),
         }
     }
@@ -779,7 +783,7 @@ pub fn shares(r: &ClientRow) -> Vec<(Share, u64)> {
             Place::Unknown { bytes } => add(Share::Unknown, bytes.unwrap_or(0)),
         }
     }
-    let placed: u64 = out.iter().map(|e| e.1).sum();
+    let placed = out.iter().fold(0u64, |n, e| n.saturating_add(e.1));
     let whole = if r.mode == Some(Mode::Reliable) {
         r.file_size.or(r.sent_bytes)
     } else {
@@ -804,7 +808,7 @@ fn bars(names: &[String], rows: &[&ClientRow]) -> String {
     let shares: Vec<Vec<(Share, u64)>> = rows.iter().map(|r| shares(r)).collect();
     let widest = shares
         .iter()
-        .map(|s| s.iter().map(|e| e.1).sum::<u64>())
+        .map(|s| s.iter().fold(0u64, |n, e| n.saturating_add(e.1)))
         .max()
         .unwrap_or(0)
         .max(1) as f64
@@ -837,9 +841,16 @@ fn bars(names: &[String], rows: &[&ClientRow]) -> String {
                 .iter()
                 .enumerate()
                 .filter_map(|(k, s)| {
-                    let before: u64 = s.iter().take_while(|e| e.0 != share).map(|e| e.1).sum();
+                    let before = s
+                        .iter()
+                        .take_while(|e| e.0 != share)
+                        .fold(0u64, |n, e| n.saturating_add(e.1));
                     let this = s.iter().find(|e| e.0 == share)?.1;
-                    Some((k, before as f64 / 1e6, (before + this) as f64 / 1e6))
+                    Some((
+                        k,
+                        before as f64 / 1e6,
+                        before.saturating_add(this) as f64 / 1e6,
+                    ))
                 })
                 .collect();
             if segments.is_empty() {

@@ -190,10 +190,11 @@ impl Trace {
     /// One segment; bare ACKs are kept only for the handshake.
     pub fn push(&mut self, s: Segment, handshake_ack: bool) {
         let bare_ack = !(s.syn || s.fin || s.rst) && s.len == 0;
-        if bare_ack && !(handshake_ack && !self.ack_kept) {
-            return;
-        }
         if bare_ack {
+            let the_handshakes = handshake_ack && !self.ack_kept;
+            if !the_handshakes {
+                return;
+            }
             self.ack_kept = true;
         }
         if self.head.len() < HEAD_SEGMENTS {

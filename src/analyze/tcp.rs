@@ -545,6 +545,54 @@ mod tests {
         feed(t, 270_000, false, &seg(false, ACK, 5003, 1004, &[2, 0]));
     }
 
+    /// The ladder's trace: the handshake, the segments with bytes at their
+    /// stream offsets, the teardown; bare ACKs after the handshake left out.
+    #[test]
+    fn trace_keeps_what_the_ladder_draws() {
+        let mut t = TcpTable::new(5005).with_traces();
+        lab_registration(&mut t);
+        feed(&mut t, 280_000, true, &seg(true, ACK, 1004, 5005, b""));
+        feed(&mut t, 300_000, false, &seg(false, FIN, 5005, 1004, b""));
+        let conns = t.finish();
+        let trace = conns[0].trace.as_deref().expect("a trace");
+        let steps: Vec<(Side, bool, bool, u64, u32)> = trace
+            .segments()
+            .map(|s| (s.from, s.syn, s.fin, s.offset, s.len))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (Side::Client, true, false, 0, 0),
+                (Side::Server, true, false, 0, 0),
+                (Side::Client, false, false, 0, 0),
+                (Side::Server, false, false, 0, 2),
+                (Side::Client, false, false, 0, 3),
+                (Side::Server, false, false, 2, 2),
+                (Side::Server, false, true, 4, 0),
+            ]
+        );
+        let spans = super::super::registration::message_spans(&conns[0]);
+        let labels: Vec<(Side, u64, &str)> = spans
+            .iter()
+            .map(|s| (s.from, s.offset, s.label.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                (Side::Client, 0, "port 25430 (lab)"),
+                (Side::Server, 0, "client id 1"),
+                (Side::Server, 2, "concurrency 2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_trace_unless_asked() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        assert!(t.finish()[0].trace.is_none());
+    }
+
     #[test]
     fn handshake_and_streams() {
         let mut t = TcpTable::new(5005);
