@@ -237,6 +237,32 @@ fn missing_datagrams_are_shaded_and_their_place_named() {
     }
 }
 
+/// A client gone before it reported lists nothing missing: its loss is
+/// still named in the legend, with its ICMP errors.
+#[test]
+fn a_loss_with_no_list_is_named() {
+    let case = Path::new("captures/v1-client-killed");
+    let out = tempfile::tempdir().unwrap();
+    let made = analyze(
+        &[case.join("capture.pcap")],
+        &case.join("logs"),
+        25070,
+        out.path(),
+    );
+    let gone = figure(&made.html, "client-1-time-sequence");
+    let icmp = made.report["clients"][0]["icmp_port_unreachable"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        gone.contains(&format!(
+            "lost, no list of which datagrams: the client had closed its socket ({icmp} ICMP errors)"
+        )),
+        "{gone:.600}"
+    );
+    let whole = figure(&made.html, "client-2-time-sequence");
+    assert!(!whole.contains("missing at the client") && !whole.contains("lost, no list"));
+}
+
 /// Two capture points (the same file read as a second one): each draws
 /// its series in both plots.
 #[test]
@@ -366,4 +392,26 @@ fn chromium_draws_the_page() {
         })
         .count();
     assert!(coloured * 200 > total, "only {coloured} coloured pixels");
+}
+
+/// A page that cannot be written is one clear line and no file, partial
+/// or whole.
+#[test]
+fn an_unwritable_page_is_one_clear_line() {
+    let case = Path::new("captures/v1-2clients-sll");
+    let out = tempfile::tempdir().unwrap();
+    let page = out.path().join("no-such-dir").join("report.html");
+    let o = Command::new(env!("CARGO_BIN_EXE_udplab"))
+        .arg("analyze")
+        .arg(case.join("capture.pcap"))
+        .args(["--port", "25040", "--html"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&page.display().to_string()), "{stderr}");
+    assert!(!out.path().join("no-such-dir").exists());
 }

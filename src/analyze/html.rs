@@ -35,7 +35,7 @@ const PLOT_HEIGHT: u32 = 400;
 const IO_POINTS: usize = 240;
 /// Shaded missing ranges drawn per plot; more are merged into their
 /// neighbours.
-const MAX_SHADED: usize = 400;
+const MAX_SHADED: usize = 1024;
 
 /// One picture: what it shows, its file name under `--plots`, its SVG.
 #[derive(Debug, Clone)]
@@ -203,6 +203,22 @@ fn place_name(p: &Place) -> String {
     }
 }
 
+/// A place where bytes were lost (not delivered, not a note on the
+/// capture alone).
+fn is_loss(p: &Place) -> bool {
+    match *p {
+        Place::LostBeforeCapture { bytes } | Place::LostBetweenCaptures { bytes } => bytes > 0,
+        Place::LostAfterCapture { .. }
+        | Place::ReceiverSocketBuffer { .. }
+        | Place::ClientGone { .. } => true,
+        Place::Unknown { bytes } => bytes.is_some_and(|b| b > 0),
+        Place::Delivered { .. }
+        | Place::CaptureDropped { .. }
+        | Place::CaptureMissed { .. }
+        | Place::CutByDamagedFile => false,
+    }
+}
+
 /// Where the client's missing bytes went, for the legend.
 fn loss_places(r: &ClientRow) -> String {
     let places: Vec<String> = r
@@ -224,15 +240,13 @@ fn secs_since(ns: i64, from: i64) -> f64 {
     ns.saturating_sub(from) as f64 / 1e9
 }
 
-/// Inclusive ranges merged until at most `limit` remain (the closest
-/// neighbours first), so that a long list still draws in bounded time.
-fn merge_ranges(mut ranges: Vec<(u32, u32)>, limit: usize) -> Vec<(u32, u32)> {
+/// Inclusive ranges with their neighbours closer than `unseen` merged (a
+/// gap no picture could show), then the closest merged until at most
+/// `limit` remain, so that a long list still draws in bounded time.
+fn merge_ranges(mut ranges: Vec<(u32, u32)>, unseen: u32, limit: usize) -> Vec<(u32, u32)> {
     ranges.sort_unstable();
-    while ranges.len() > limit {
-        let mut gap = u32::MAX;
-        for w in ranges.windows(2) {
-            gap = gap.min(w[1].0.saturating_sub(w[0].1));
-        }
+    let mut gap = unseen;
+    loop {
         let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
         for r in ranges {
             match merged.last_mut() {
@@ -241,8 +255,15 @@ fn merge_ranges(mut ranges: Vec<(u32, u32)>, limit: usize) -> Vec<(u32, u32)> {
             }
         }
         ranges = merged;
+        if ranges.len() <= limit {
+            return ranges;
+        }
+        gap = ranges
+            .windows(2)
+            .map(|w| w[1].0.saturating_sub(w[0].1))
+            .min()
+            .unwrap_or(u32::MAX);
     }
-    ranges
 }
 
 /// The time-sequence plot: each capture point's datagrams (their lowest to
@@ -260,6 +281,8 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
     let total = r.datagrams_total.unwrap_or(0);
     let y_max = (u64::from(top) + 1).max(total).max(1) as f64;
     let v1 = r.protocol == Some(Protocol::V1);
+    // Sequence numbers closer than about a pixel apart.
+    let unseen = (y_max / f64::from(PLOT_HEIGHT * 2)) as u32;
     // v1: the client's own list of missing sequence numbers; the lab's
     // protocol has none, so its shortfall is shown as a band at the top.
     let (shaded, how_many): (Vec<(u32, u32)>, u64) = match (&p.missing, v1) {
@@ -269,7 +292,7 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
                 .map(|s| u64::from(s.last.saturating_sub(s.first)) + 1)
                 .sum();
             let pairs = ranges.iter().map(|s| (s.first, s.last)).collect();
-            (merge_ranges(pairs, MAX_SHADED), n)
+            (merge_ranges(pairs, unseen, MAX_SHADED), n)
         }
         _ => {
             let got = r.received_bytes.zip(r.file_size).zip(r.datagrams_total);
@@ -290,7 +313,16 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
         .iter()
         .filter(|(_, b)| b.bins.iter().any(|x| x.retransmitted > 0))
         .count();
-    let rows = usize::from(!shaded.is_empty()) + p.flows.len() + resent_points;
+    // Loss with no list of what is missing (a client gone before it
+    // reported) is still named.
+    let unlisted = (shaded.is_empty() && r.account.places.iter().any(is_loss)).then(|| {
+        (
+            format!("lost, no list of which datagrams: {}", loss_places(r)),
+            Swatch::Fill(MISSING.mix(0.0)),
+        )
+    });
+    let rows =
+        usize::from(!shaded.is_empty() || unlisted.is_some()) + p.flows.len() + resent_points;
     svg_with_legend((WIDTH, PLOT_HEIGHT), rows, |root, legend| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -326,6 +358,7 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
             }))?;
             legend.push((label, Swatch::Fill(MISSING.mix(0.4))));
         }
+        legend.extend(unlisted.clone());
         for (i, (point, b)) in p.flows.iter().enumerate() {
             let color = point_color(i);
             let frames: u64 = b.bins.iter().map(|x| u64::from(x.frames)).sum();
@@ -1129,9 +1162,12 @@ mod tests {
 
     #[test]
     fn ranges_merge_down_to_the_limit() {
-        let r = merge_ranges(vec![(10, 10), (0, 1), (3, 4), (100, 120)], 2);
+        let r = merge_ranges(vec![(10, 10), (0, 1), (3, 4), (100, 120)], 0, 2);
         assert_eq!(r, vec![(0, 10), (100, 120)]);
-        assert_eq!(merge_ranges(vec![(5, 6)], 2), vec![(5, 6)]);
+        assert_eq!(merge_ranges(vec![(5, 6)], 0, 2), vec![(5, 6)]);
+        // Gaps too small to see close first, whatever the limit.
+        let r = merge_ranges(vec![(0, 1), (3, 4), (10, 10)], 2, 10);
+        assert_eq!(r, vec![(0, 4), (10, 10)]);
     }
 
     #[test]

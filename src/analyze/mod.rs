@@ -12,6 +12,9 @@
 //! report shows, and [`report`] writes them as a table, JSON or CSV.
 //! With [`Options::conversations`], [`conversations`] lists every TCP
 //! connection and UDP flow of the capture as well, in the same pass.
+//! With [`Options::pictures`], the tables also keep [`series`] (each flow's
+//! datagrams binned by time, each control connection's segments), from
+//! which [`html`] draws the report's page and its SVG pictures.
 
 pub mod account;
 pub mod conversations;
