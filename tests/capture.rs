@@ -655,6 +655,26 @@ fn the_capture_counts_the_datagrams_the_reliable_mode_resent() {
             "{c}"
         );
         resent += log.datagrams_retransmitted.unwrap();
+        // The page draws the repair: the copies at the capture point, the
+        // client's requests for them, its reports in the ladder.
+        let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+        let figure = |name: &str| {
+            let id = format!("<figure id=\"client-{k}-{name}\">");
+            let at = page.find(&id).unwrap_or_else(|| panic!("no {id}"));
+            let len = page[at..].find("</figure>").unwrap();
+            page[at..at + len].to_string()
+        };
+        let copies = c["wire_retransmitted"].as_u64().unwrap();
+        let ts = figure("time-sequence");
+        if copies > 0 {
+            assert!(
+                ts.contains(&format!(": {copies} repair copies")),
+                "{ts:.800}"
+            );
+            assert!(ts.contains("the client asked for a repair round ("));
+        }
+        let ladder = figure("ladder");
+        assert!(ladder.contains("done (") && ladder.contains("report ("));
     }
     assert!(resent > 0, "4 KiB buffers lost nothing: nothing to count");
 }

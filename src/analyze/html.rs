@@ -23,7 +23,7 @@ use plotters::prelude::*;
 use super::Analysis;
 use super::account::Place;
 use super::rows::ClientRow;
-use super::series::{Binned, ClientPictures, Ladder, Segment};
+use super::series::{Binned, ClientPictures, Ladder, Segment, Step};
 use super::tcp::Side;
 use crate::protocol::{Mode, Protocol};
 
@@ -314,15 +314,25 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
         .filter(|(_, b)| b.bins.iter().any(|x| x.retransmitted > 0))
         .count();
     // Loss with no list of what is missing (a client gone before it
-    // reported) is still named.
+    // reported, copies the reliable mode resent) is still named.
     let unlisted = (shaded.is_empty() && r.account.places.iter().any(is_loss)).then(|| {
+        let what = if r.mode == Some(Mode::Reliable) {
+            // The reliable mode resends what was lost: the final report
+            // lists what is still missing, not the copies lost on the way.
+            "copies lost and resent"
+        } else {
+            "lost, no list of which datagrams"
+        };
         (
-            format!("lost, no list of which datagrams: {}", loss_places(r)),
+            format!("{what}: {}", loss_places(r)),
             Swatch::Fill(MISSING.mix(0.0)),
         )
     });
-    let rows =
-        usize::from(!shaded.is_empty() || unlisted.is_some()) + p.flows.len() + resent_points;
+    let requests = p.repair_requests();
+    let rows = usize::from(!shaded.is_empty() || unlisted.is_some())
+        + p.flows.len()
+        + resent_points
+        + usize::from(!requests.is_empty());
     svg_with_legend((WIDTH, PLOT_HEIGHT), rows, |root, legend| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -359,6 +369,7 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
             legend.push((label, Swatch::Fill(MISSING.mix(0.4))));
         }
         legend.extend(unlisted.clone());
+        repair_marks(&mut chart, legend, &requests, start, y_max)?;
         for (i, (point, b)) in p.flows.iter().enumerate() {
             let color = point_color(i);
             let frames: u64 = b.bins.iter().map(|x| u64::from(x.frames)).sum();
@@ -402,6 +413,37 @@ fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
 /// goodput in 10^6 bytes per second.
 type IoPoint = (f64, f64, f64);
 
+/// The client's repair requests (reports that data followed) as dashed
+/// vertical lines across a time plot.
+fn repair_marks(
+    chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    legend: &mut Legend,
+    requests: &[i64],
+    start: i64,
+    y_max: f64,
+) -> Drawn {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    for &t in requests {
+        let x = secs_since(t, start);
+        chart.draw_series(DashedLineSeries::new(
+            [(x, 0.0), (x, y_max)],
+            5,
+            4,
+            RESENT.stroke_width(1),
+        ))?;
+    }
+    legend.push((
+        format!(
+            "the client asked for a repair round ({} reports followed by data)",
+            requests.len()
+        ),
+        Swatch::Dashed(RESENT),
+    ));
+    Ok(())
+}
+
 /// Bins merged a few at a time into points of the IO graph.
 fn io_points(b: &Binned, origin_ns: i64) -> Vec<IoPoint> {
     let k = b.bins.len().div_ceil(IO_POINTS).max(1);
@@ -441,7 +483,11 @@ fn io_graph(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
         .fold(from_log.map_or(0.0, |g| g.0), f64::max);
     let y_max = (peak * 1.15).max(0.001);
     let reliable = r.mode == Some(Mode::Reliable);
-    let rows = lines.len() + usize::from(!lines.is_empty()) + usize::from(from_log.is_some());
+    let requests = p.repair_requests();
+    let rows = lines.len()
+        + usize::from(!lines.is_empty())
+        + usize::from(from_log.is_some())
+        + usize::from(!requests.is_empty());
     svg_with_legend((WIDTH, PLOT_HEIGHT), rows, |root, legend| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -455,6 +501,7 @@ fn io_graph(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
             .y_desc("10^6 bytes per second")
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
+        repair_marks(&mut chart, legend, &requests, start, y_max)?;
         for (i, (point, line)) in lines.iter().enumerate() {
             let color = point_color(i);
             let what = if reliable && i == 0 {
@@ -504,7 +551,7 @@ fn ladder(l: &Ladder, title: &str) -> String {
     let rows = l.steps.len() as i32 + i32::from(l.skipped > 0);
     let height = (LADDER_TOP + LADDER_ROW * rows + 30).max(140) as u32;
     let (xc, xs) = (260i32, 800i32);
-    let start = l.steps.first().map_or(0, |(s, _)| s.at_ns);
+    let start = l.steps.first().map_or(0, |s| s.segment.at_ns);
     let text = |size: u32| ("sans-serif", size).into_font().color(&BLACK);
     svg((WIDTH, height), |root| {
         root.draw(&Text::new(title.to_string(), (12, 10), text(18)))?;
@@ -528,7 +575,7 @@ fn ladder(l: &Ladder, title: &str) -> String {
         root.draw(&Text::new("time (s)", (12, 40), text(13)))?;
         let mut y = LADDER_TOP;
         let mut shown_skip = false;
-        for (i, (s, label)) in l.steps.iter().enumerate() {
+        for (i, Step { segment, label, .. }) in l.steps.iter().enumerate() {
             if !shown_skip && l.skipped > 0 && i == l.steps.len().saturating_sub(tail_len(l)) {
                 root.draw(&Text::new(
                     format!("... {} segments not shown ...", l.skipped),
@@ -538,7 +585,7 @@ fn ladder(l: &Ladder, title: &str) -> String {
                 y += LADDER_ROW;
                 shown_skip = true;
             }
-            step(root, s, label, y, xc, xs, start)?;
+            step(root, segment, label, y, xc, xs, start)?;
             y += LADDER_ROW;
         }
         Ok(())
@@ -612,13 +659,13 @@ impl Phases {
     fn of(p: &ClientPictures) -> Phases {
         let data = p.data_start_ns().zip(p.data_end_ns());
         let steps = p.ladder.as_ref().map(|l| &l.steps[..]).unwrap_or_default();
-        let first = steps.first().map(|(s, _)| s.at_ns);
+        let first = steps.first().map(|s| s.segment.at_ns);
         // Registered once the client's port message is on the wire.
         let registered = steps
             .iter()
-            .find(|(s, _)| s.from == Side::Client && s.len > 0)
-            .map(|(s, _)| s.at_ns);
-        let last = steps.last().map(|(s, _)| s.at_ns);
+            .find(|s| s.segment.from == Side::Client && s.segment.len > 0)
+            .map(|s| s.segment.at_ns);
+        let last = steps.last().map(|s| s.segment.at_ns);
         Phases {
             registration: first.zip(registered.or(first)),
             barrier: registered.zip(data.map(|d| d.0)).filter(|(a, b)| a < b),

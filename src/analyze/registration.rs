@@ -160,7 +160,34 @@ fn describe(m: &v1::Message) -> String {
 pub struct Span {
     pub from: Side,
     pub offset: u64,
+    pub what: Carried,
     pub label: String,
+}
+
+/// What kind of control message a span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// The lab's registration bytes: client id, concurrency, port.
+    Registration,
+    Announce,
+    Start,
+    Done,
+    Report,
+    Abort,
+    Feedback,
+}
+
+impl Carried {
+    fn of(m: &v1::Message) -> Carried {
+        match m {
+            v1::Message::Announce(_) => Carried::Announce,
+            v1::Message::Start { .. } => Carried::Start,
+            v1::Message::Done(_) => Carried::Done,
+            v1::Message::Report(_) => Carried::Report,
+            v1::Message::Abort { .. } => Carried::Abort,
+            v1::Message::Feedback(_) => Carried::Feedback,
+        }
+    }
 }
 
 /// Where v1's framed messages start in each direction: after the lab's
@@ -178,10 +205,11 @@ pub fn framed_from(side: Side) -> u64 {
 pub fn message_spans(c: &Connection) -> Vec<Span> {
     let r = decode_registration(c);
     let mut out = Vec::new();
-    let mut push = |from: Side, offset: u64, label: String| {
+    let mut push = |from: Side, offset: u64, what: Carried, label: String| {
         out.push(Span {
             from,
             offset,
+            what,
             label,
         })
     };
@@ -190,15 +218,26 @@ pub fn message_spans(c: &Connection) -> Vec<Span> {
             Some(proto) => proto.as_str().to_string(),
             None => format!("version {}", p.version),
         };
-        push(Side::Client, 0, format!("port {} ({speaks})", p.port));
+        push(
+            Side::Client,
+            0,
+            Carried::Registration,
+            format!("port {} ({speaks})", p.port),
+        );
     }
     if let Some(id) = r.client_id {
-        push(Side::Server, 0, format!("client id {id}"));
+        push(
+            Side::Server,
+            0,
+            Carried::Registration,
+            format!("client id {id}"),
+        );
     }
     if let Some(n) = r.concurrency {
         push(
             Side::Server,
             lab::CLIENT_ID_LEN as u64,
+            Carried::Registration,
             format!("concurrency {n}"),
         );
     }
@@ -211,7 +250,7 @@ pub fn message_spans(c: &Connection) -> Vec<Span> {
     ] {
         let mut at = framed_from(from) as usize;
         while let Ok(Some((msg, used))) = v1::Message::decode(bytes.get(at..).unwrap_or_default()) {
-            push(from, at as u64, describe(&msg));
+            push(from, at as u64, Carried::of(&msg), describe(&msg));
             at += used.max(1);
         }
     }

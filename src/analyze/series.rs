@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::correlate::{CapturePoint, Transfer};
-use super::registration::{Span, framed_from, message_spans};
+use super::registration::{Carried, Span, framed_from, message_spans};
 use super::rows::reported_missing;
 use super::tcp::Side;
 use crate::protocol::Protocol;
@@ -226,6 +226,15 @@ pub struct ClientPictures {
     pub missing: Option<(Vec<SeqRange>, bool)>,
 }
 
+/// One segment of the ladder: the segment, the kinds of control message
+/// that start in it, and its label.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub segment: Segment,
+    pub carries: Vec<Carried>,
+    pub label: String,
+}
+
 /// A control connection's segments, each with the messages it carries.
 #[derive(Debug, Clone)]
 pub struct Ladder {
@@ -233,7 +242,7 @@ pub struct Ladder {
     pub server: SocketAddr,
     /// The capture point that saw it.
     pub point: String,
-    pub steps: Vec<(Segment, String)>,
+    pub steps: Vec<Step>,
     /// Segments left out between the first and the last ones.
     pub skipped: u64,
 }
@@ -274,6 +283,21 @@ impl ClientPictures {
         })
     }
 
+    /// Times of the client's reports that data followed: each asks for a
+    /// repair round (the reliable mode).
+    pub fn repair_requests(&self) -> Vec<i64> {
+        let end = self.data_end_ns().unwrap_or(i64::MIN);
+        let Some(l) = &self.ladder else {
+            return Vec::new();
+        };
+        l.steps
+            .iter()
+            .filter(|s| s.segment.from == Side::Client && s.carries.contains(&Carried::Report))
+            .map(|s| s.segment.at_ns)
+            .filter(|&t| t < end)
+            .collect()
+    }
+
     /// The first data datagram over every capture point.
     pub fn data_start_ns(&self) -> Option<i64> {
         self.flows.iter().map(|(_, b)| b.origin_ns).min()
@@ -287,11 +311,12 @@ impl ClientPictures {
 
 /// Each segment with what it carries: its flags, and the control messages
 /// that start in its bytes.
-fn label_segments(trace: &Trace, spans: &[Span], v1: bool) -> Vec<(Segment, String)> {
+fn label_segments(trace: &Trace, spans: &[Span], v1: bool) -> Vec<Step> {
     trace
         .segments()
         .map(|s| {
             let mut parts: Vec<String> = Vec::new();
+            let mut carries = Vec::new();
             let flags = [
                 (s.syn && !s.ack, "SYN"),
                 (s.syn && s.ack, "SYN-ACK"),
@@ -304,11 +329,12 @@ fn label_segments(trace: &Trace, spans: &[Span], v1: bool) -> Vec<(Segment, Stri
             }
             if s.len > 0 {
                 let end = s.offset + u64::from(s.len);
-                let carried: Vec<&str> = spans
+                let here: Vec<&Span> = spans
                     .iter()
                     .filter(|m| m.from == s.from && (s.offset..end).contains(&m.offset))
-                    .map(|m| m.label.as_str())
                     .collect();
+                carries.extend(here.iter().map(|m| m.what));
+                let carried: Vec<&str> = here.iter().map(|m| m.label.as_str()).collect();
                 let framed = s.offset >= framed_from(s.from);
                 let kind = s
                     .first_byte
@@ -323,7 +349,11 @@ fn label_segments(trace: &Trace, spans: &[Span], v1: bool) -> Vec<(Segment, Stri
                     parts.push(carried.join(", "));
                 }
             }
-            (*s, parts.join(" "))
+            Step {
+                segment: *s,
+                carries,
+                label: parts.join(" "),
+            }
         })
         .collect()
 }
