@@ -24,7 +24,7 @@ pub const MAX_BINS: usize = 1024;
 /// The width of a flow's bins before any merge.
 const FIRST_WIDTH_NS: i64 = 1_000_000;
 /// Bins over all flows; flows beyond it are drawn without a series.
-pub const BIN_BUDGET: usize = 1 << 21;
+pub const BIN_BUDGET: usize = 1 << 19;
 
 /// The data datagrams of one flow that fell in one time bin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,9 +169,15 @@ pub struct Segment {
     pub first_byte: Option<u8>,
 }
 
+/// Segments kept over all connections (about 2.5 MiB), each trace taking
+/// its most ([`TRACE_SEGMENTS`]) when it starts; connections beyond it
+/// are drawn without a ladder.
+pub const SEGMENT_BUDGET: usize = 1 << 16;
 /// Segments kept from the start of a connection, and from its end.
 pub const HEAD_SEGMENTS: usize = 48;
 const TAIL_SEGMENTS: usize = 16;
+/// The most segments one trace keeps.
+pub const TRACE_SEGMENTS: usize = HEAD_SEGMENTS + TAIL_SEGMENTS;
 
 /// The segments of a control connection that the ladder shows: the
 /// handshake, those carrying bytes and the teardown, the first and last

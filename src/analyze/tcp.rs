@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::Tcp;
-use super::series::{Segment, Trace};
+use super::series::{SEGMENT_BUDGET, Segment, TRACE_SEGMENTS, Trace};
 
 /// Bytes of control stream kept per direction: the lab's registration is 7
 /// bytes, v1's messages are at most 64 KiB each.
@@ -339,6 +339,8 @@ pub struct TcpTable {
     budget: usize,
     /// Keep each connection's segments for the ladder.
     traces: bool,
+    /// Segments that traces may still keep.
+    segment_budget: usize,
 }
 
 impl TcpTable {
@@ -351,6 +353,7 @@ impl TcpTable {
             overflow: 0,
             budget: STREAM_BUDGET,
             traces: false,
+            segment_budget: SEGMENT_BUDGET,
         }
     }
 
@@ -421,13 +424,17 @@ impl TcpTable {
             }
             _ => {}
         }
-        if self.traces {
+        if self.traces && c.trace.is_none() && self.segment_budget >= TRACE_SEGMENTS {
+            self.segment_budget -= TRACE_SEGMENTS;
+            c.trace = Some(Box::default());
+        }
+        if let Some(trace) = c.trace.as_deref_mut() {
             let stream = match from {
                 Side::Client => &c.to_server,
                 Side::Server => &c.to_client,
             };
             let offset = if f.syn { 0 } else { stream.offset(tcp.seq) };
-            c.trace.get_or_insert_default().push(
+            trace.push(
                 Segment {
                     at_ns: ts_ns,
                     from,
@@ -584,6 +591,40 @@ mod tests {
                 (Side::Server, 2, "concurrency 2"),
             ]
         );
+    }
+
+    /// Traces share one budget of segments: past it, further connections
+    /// are followed without one, and the kept ones stay whole.
+    #[test]
+    fn traces_stop_at_their_budget() {
+        let mut t = TcpTable::new(5005).with_traces();
+        let server = SocketAddr::from(SERVER);
+        let per = 40u32;
+        let conns = SEGMENT_BUDGET as u32 / per + 10;
+        for k in 0..conns {
+            let client = SocketAddr::from(([127, 0, (k >> 8) as u8, k as u8], 40000));
+            let mut s = seg(true, SYN, 1000, 0, b"");
+            s.src_port = 40000;
+            t.ingest(0, client, server, 0, &s);
+            for i in 1..per {
+                let mut d = seg(true, ACK, 1000 + i, 1, b"x");
+                d.src_port = 40000;
+                t.ingest(0, client, server, i64::from(i), &d);
+            }
+        }
+        let conns = t.finish();
+        let kept: usize = conns
+            .iter()
+            .filter_map(|c| c.trace.as_deref())
+            .map(|tr| tr.segments().count())
+            .sum();
+        let traced = conns.iter().filter(|c| c.trace.is_some()).count();
+        assert_eq!(traced, SEGMENT_BUDGET / TRACE_SEGMENTS);
+        assert!(kept <= SEGMENT_BUDGET, "{kept}");
+        // Each kept trace is whole: its SYN and every segment with bytes.
+        for tr in conns.iter().filter_map(|c| c.trace.as_deref()) {
+            assert_eq!(tr.segments().count(), per as usize);
+        }
     }
 
     #[test]
