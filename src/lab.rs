@@ -21,8 +21,9 @@
 //! leaves no process behind, only namespaces, which the next run removes.
 //!
 //! Everything lands in a fresh run directory: the captures, the logs,
-//! `report.json` (and on the path `counters.json`), and the made test file
-//! and the received files, which are removed at the end unless kept.
+//! `report.json` and `report.html` (and on the path `counters.json`), and
+//! the made test file and the received files, which are removed at the end
+//! unless kept.
 //! Without the right to capture (or in a build without the `capture`
 //! feature) the transfer still runs and the report comes from the logs
 //! alone, saying why the wire column is empty.
