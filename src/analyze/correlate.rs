@@ -17,7 +17,7 @@ use super::flows::Flow;
 use super::logs::{self, Assignment, LoadedLog, Wanted};
 use super::registration::{Registration, decode_registration};
 use super::rows::{self, ClientRow, ControlRow};
-use super::series::ClientPictures;
+use super::series::ClientSeries;
 use super::tcp::Connection;
 use crate::transfer_log::Role;
 
@@ -123,7 +123,7 @@ pub struct Correlated {
     pub warnings: Vec<String>,
     /// What each client's pictures are drawn from, in the order of
     /// `clients`; `None` where nothing was gathered for them.
-    pub pictures: Vec<Option<ClientPictures>>,
+    pub series: Vec<Option<ClientSeries>>,
 }
 
 pub fn correlate(inp: &Inputs) -> Correlated {
@@ -238,17 +238,17 @@ fn finish<'a>(
         t.server_log = log(&assignment.server);
         t.client_log = log(&assignment.client);
     }
-    let mut joined: Vec<(ClientRow, Option<ClientPictures>)> = transfers
+    let mut joined: Vec<(ClientRow, Option<ClientSeries>)> = transfers
         .iter()
         .map(|t| {
             (
                 rows::client_row(t, inp.points),
-                ClientPictures::of(t, inp.points),
+                ClientSeries::of(t, inp.points),
             )
         })
         .collect();
     joined.sort_by_key(|(r, _)| (r.client_id.is_none(), r.client_id));
-    let (clients, pictures) = joined.into_iter().unzip();
+    let (clients, series) = joined.into_iter().unzip();
     let mut used: Vec<usize> = assignment
         .server
         .iter()
@@ -268,7 +268,7 @@ fn finish<'a>(
         logs_used,
         assignment,
         warnings,
-        pictures,
+        series,
     }
 }
 

@@ -23,7 +23,7 @@ use plotters::prelude::*;
 use super::Analysis;
 use super::account::Place;
 use super::rows::ClientRow;
-use super::series::{Binned, ClientPictures, Ladder, Segment, Step};
+use super::series::{Binned, ClientSeries, Ladder, Segment, Step};
 use super::tcp::Side;
 use crate::protocol::{Mode, Protocol};
 
@@ -269,7 +269,7 @@ fn merge_ranges(mut ranges: Vec<(u32, u32)>, unseen: u32, limit: usize) -> Vec<(
 /// The time-sequence plot: each capture point's datagrams (their lowest to
 /// highest number in each time bin), what the client reported missing
 /// shaded across, named with where the account places the loss.
-fn time_sequence(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
+fn time_sequence(r: &ClientRow, p: &ClientSeries, title: &str) -> String {
     let start = p.data_start_ns().unwrap_or(0);
     let t_end = secs_since(p.data_end_ns().unwrap_or(start), start).max(1e-3);
     let top = p
@@ -465,7 +465,7 @@ fn io_points(b: &Binned, origin_ns: i64) -> Vec<IoPoint> {
 /// Throughput over time at each capture point (every copy), the goodput
 /// at the point nearest the receiver (first copies), and the goodput the
 /// logs tell as a level.
-fn io_graph(r: &ClientRow, p: &ClientPictures, title: &str) -> String {
+fn io_graph(r: &ClientRow, p: &ClientSeries, title: &str) -> String {
     let start = p.data_start_ns().unwrap_or(0);
     let t_end = secs_since(p.data_end_ns().unwrap_or(start), start).max(1e-3);
     let lines: Vec<(String, Vec<IoPoint>)> = p
@@ -576,7 +576,8 @@ fn ladder(l: &Ladder, title: &str) -> String {
         let mut y = LADDER_TOP;
         let mut shown_skip = false;
         for (i, Step { segment, label, .. }) in l.steps.iter().enumerate() {
-            if !shown_skip && l.skipped > 0 && i == l.steps.len().saturating_sub(tail_len(l)) {
+            // The steps left out lie between the trace's head and tail.
+            if !shown_skip && l.skipped > 0 && i == super::series::HEAD_SEGMENTS {
                 root.draw(&Text::new(
                     format!("... {} segments not shown ...", l.skipped),
                     ((xc + xs) / 2 - 80, y - 6),
@@ -590,11 +591,6 @@ fn ladder(l: &Ladder, title: &str) -> String {
         }
         Ok(())
     })
-}
-
-/// Steps of a ladder taken from the end of its connection.
-fn tail_len(l: &Ladder) -> usize {
-    l.steps.len().saturating_sub(super::series::HEAD_SEGMENTS)
 }
 
 /// One arrow of the ladder.
@@ -656,7 +652,7 @@ struct Phases {
 }
 
 impl Phases {
-    fn of(p: &ClientPictures) -> Phases {
+    fn of(p: &ClientSeries) -> Phases {
         let data = p.data_start_ns().zip(p.data_end_ns());
         let steps = p.ladder.as_ref().map(|l| &l.steps[..]).unwrap_or_default();
         let first = steps.first().map(|s| s.segment.at_ns);
@@ -957,12 +953,12 @@ pub fn pictures(a: &Analysis) -> Pictures {
         .enumerate()
         .map(|(i, r)| client_name(r, i))
         .collect();
-    let picture_of = |i: usize| a.pictures.get(i).and_then(Option::as_ref);
+    let series_of = |i: usize| a.series.get(i).and_then(Option::as_ref);
     let mut clients = Vec::new();
     for (i, r) in a.clients.iter().enumerate() {
         let (heading, stem) = &names[i];
         let mut pictures = Vec::new();
-        if let Some(p) = picture_of(i) {
+        if let Some(p) = series_of(i) {
             if !p.flows.is_empty() {
                 let title = format!("{heading}: time-sequence");
                 pictures.push(Picture {
@@ -996,7 +992,7 @@ pub fn pictures(a: &Analysis) -> Pictures {
     let labels: Vec<String> = names.iter().map(|n| n.0.clone()).collect();
     if !a.clients.is_empty() {
         let phases: Vec<Option<Phases>> = (0..a.clients.len())
-            .map(|i| picture_of(i).map(Phases::of))
+            .map(|i| series_of(i).map(Phases::of))
             .collect();
         if phases.iter().flatten().any(|p| p.earliest().is_some()) {
             run.push(Picture {

@@ -104,7 +104,7 @@ pub struct Analysis {
     /// What each client's pictures are drawn from, in the order of
     /// `clients` (with [`Options::pictures`]).
     #[serde(skip)]
-    pub pictures: Vec<Option<series::ClientPictures>>,
+    pub series: Vec<Option<series::ClientSeries>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -231,7 +231,7 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         errors: Vec::new(),
         conversations: None,
         suggested_port: None,
-        pictures: c.pictures,
+        series: c.series,
     }
 }
 
@@ -391,7 +391,7 @@ fn build(
         errors,
         conversations: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
-        pictures: c.pictures,
+        series: c.series,
     }
 }
 

@@ -221,7 +221,7 @@ impl Trace {
 
 /// What one client's pictures are drawn from.
 #[derive(Debug, Clone, Default)]
-pub struct ClientPictures {
+pub struct ClientSeries {
     /// Its data flow at each capture point, in path order: the point's
     /// label and the flow's bins.
     pub flows: Vec<(String, Binned)>,
@@ -253,10 +253,10 @@ pub struct Ladder {
     pub skipped: u64,
 }
 
-impl ClientPictures {
+impl ClientSeries {
     /// From a joined transfer; `None` when its flows and connection were
     /// followed without pictures.
-    pub fn of(t: &Transfer, points: &[CapturePoint]) -> Option<ClientPictures> {
+    pub fn of(t: &Transfer, points: &[CapturePoint]) -> Option<ClientSeries> {
         let label = |point: usize| {
             points
                 .get(point)
@@ -282,7 +282,7 @@ impl ClientPictures {
         if flows.is_empty() && ladder.is_none() {
             return None;
         }
-        Some(ClientPictures {
+        Some(ClientSeries {
             flows,
             ladder,
             missing: reported_missing(t),
