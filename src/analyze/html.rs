@@ -704,7 +704,7 @@ fn timeline(names: &[String], phases: &[Option<Phases>]) -> String {
         .unwrap_or(origin);
     let t_end = secs_since(end, origin).max(1e-3);
     let n = names.len().max(1);
-    let height = (90 + 34 * n) as u32;
+    let height = (90 + 34 * n).max(220) as u32;
     const KINDS: [(&str, RGBColor); 4] = [
         ("registration", RGBColor(148, 103, 189)),
         ("barrier (waiting for the others)", RGBColor(199, 199, 199)),
@@ -890,7 +890,7 @@ fn bars(names: &[String], rows: &[&ClientRow]) -> String {
         .max(1) as f64
         / 1e6;
     let n = names.len().max(1);
-    let height = (90 + 34 * n) as u32;
+    let height = (90 + 34 * n).max(220) as u32;
     let present = Share::ALL
         .iter()
         .filter(|s| shares.iter().any(|c| c.iter().any(|e| e.0 == **s)))
