@@ -375,6 +375,13 @@ pub struct AnalyzeArgs {
     /// text with their printable share (docs/ANALYZE.md, "Conversations").
     #[arg(long)]
     pub conversations: bool,
+    /// Also write the report as one self-contained HTML page with its
+    /// pictures (docs/ANALYZE.md, "Pictures").
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write each picture as its own SVG file in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }
 
 fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {

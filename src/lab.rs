@@ -21,8 +21,9 @@
 //! leaves no process behind, only namespaces, which the next run removes.
 //!
 //! Everything lands in a fresh run directory: the captures, the logs,
-//! `report.json` (and on the path `counters.json`), and the made test file
-//! and the received files, which are removed at the end unless kept.
+//! `report.json` and `report.html` (and on the path `counters.json`), and
+//! the made test file and the received files, which are removed at the end
+//! unless kept.
 //! Without the right to capture (or in a build without the `capture`
 //! feature) the transfer still runs and the report comes from the logs
 //! alone, saying why the wire column is empty.
@@ -595,6 +596,7 @@ pub fn run_at(
     analyze::report::write(&mut json, &analysis, analyze::report::Format::Json)
         .context("rendering report.json")?;
     fs::write(&report_path, json).with_context(|| format!("writing {}", report_path.display()))?;
+    analyze::html::write_html(&run_dir.join("report.html"), &analysis)?;
     let link = match (venue, before) {
         (Venue::Link(net), Some(before)) => {
             record_counters(net, &before, &captures, &analysis, &loaded, run_dir)
@@ -702,6 +704,7 @@ fn analyze_run(
         chunk: crate::protocol::lab::CHUNK,
         log_utc_offset: None,
         conversations: false,
+        pictures: true,
     };
     let paths: Vec<PathBuf> = captures
         .iter()

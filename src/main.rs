@@ -383,6 +383,7 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         chunk: args.chunk as usize,
         log_utc_offset: args.log_utc_offset,
         conversations: args.conversations,
+        pictures: args.html.is_some() || args.plots.is_some(),
     };
     let mut analysis = analyze_files(&args.captures, &logs, &opts, quiet)?;
     // Without --port, a run on another control port is found by reading
@@ -407,6 +408,12 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     analyze::report::write(&mut out, &analysis, args.format)?;
     out.flush()?;
+    if let Some(path) = &args.html {
+        analyze::html::write_html(path, &analysis)?;
+    }
+    if let Some(dir) = &args.plots {
+        analyze::html::write_plots(dir, &analysis)?;
+    }
     for e in &analysis.errors {
         error!("{e}");
     }

@@ -555,6 +555,15 @@ fn the_lab_with_three_clients_puts_on_the_wire_what_the_server_sent() {
     assert!(run.join("capture.pcapng").is_file());
     assert!(!run.join("received").exists(), "received files are removed");
     assert!(!run.join("4MiB.bin").exists(), "the made file is removed");
+    // The page beside report.json draws every client's capture.
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for k in 1..=3 {
+        for picture in ["time-sequence", "io", "ladder"] {
+            let id = format!("<figure id=\"client-{k}-{picture}\">");
+            assert!(page.contains(&id), "report.html lacks {id}");
+        }
+    }
+    assert!(page.contains("<figure id=\"run-timeline\">"));
 
     let sent = server_logs(&run.join("logs"));
     let clients = report["clients"].as_array().unwrap();
@@ -646,6 +655,26 @@ fn the_capture_counts_the_datagrams_the_reliable_mode_resent() {
             "{c}"
         );
         resent += log.datagrams_retransmitted.unwrap();
+        // The page draws the repair: the copies at the capture point, the
+        // client's requests for them, its reports in the ladder.
+        let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+        let figure = |name: &str| {
+            let id = format!("<figure id=\"client-{k}-{name}\">");
+            let at = page.find(&id).unwrap_or_else(|| panic!("no {id}"));
+            let len = page[at..].find("</figure>").unwrap();
+            page[at..at + len].to_string()
+        };
+        let copies = c["wire_retransmitted"].as_u64().unwrap();
+        let ts = figure("time-sequence");
+        if copies > 0 {
+            assert!(
+                ts.contains(&format!(": {copies} repair copies")),
+                "{ts:.800}"
+            );
+            assert!(ts.contains("the client asked for a repair round ("));
+        }
+        let ladder = figure("ladder");
+        assert!(ladder.contains("done (") && ladder.contains("report ("));
     }
     assert!(resent > 0, "4 KiB buffers lost nothing: nothing to count");
 }

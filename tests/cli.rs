@@ -256,6 +256,7 @@ fn server_claims_no_delivery_to_legacy_clients() {
         chunk: 1024,
         log_utc_offset: None,
         conversations: false,
+        pictures: false,
     };
     let analysis = udplab::analyze::from_logs(&loaded, &opts, "not asked for");
     assert_eq!(analysis.clients.len(), 2);

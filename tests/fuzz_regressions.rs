@@ -25,9 +25,11 @@ fn past_crashes_stay_fixed() {
         let analysis = analyze::analyze(
             &mut reader,
             &analyze::logs::LogSet::default(),
-            // With the conversation view, so that its code is run too.
+            // With the conversation view and the pictures, so that their
+            // code is run too.
             &Options {
                 conversations: true,
+                pictures: true,
                 ..Options::default()
             },
             &mut |_, _| {},
@@ -35,6 +37,7 @@ fn past_crashes_stay_fixed() {
         for format in [Format::Json, Format::Table, Format::Csv, Format::Jsonl] {
             report::write(&mut std::io::sink(), &analysis, format).unwrap();
         }
+        assert!(analyze::html::render(&analysis).ends_with("</html>\n"));
         seen += 1;
     }
     assert!(seen > 0, "no regression input could be opened");

@@ -53,6 +53,11 @@ fn without_a_capture_the_lab_reports_from_the_logs_in_a_fresh_run_directory() {
     assert!(!run.join("2MiB.bin").exists());
     let logs: Vec<PathBuf> = run_dirs(&run.join("logs"));
     assert_eq!(logs.len(), 4, "{logs:?}");
+    // The page beside report.json: the logs' account as bars, and no
+    // picture of a wire that was not captured.
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(page.contains("<figure id=\"run-bytes\">"), "{page:.500}");
+    assert!(!page.contains("time-sequence"));
 
     let r = report(run);
     assert_eq!(r["captures"].as_array().unwrap().len(), 0);

@@ -1,6 +1,6 @@
 //! The whole `udplab analyze` pipeline on one capture file's bytes: reader,
-//! decoder, TCP and UDP tables, the conversation view, correlation, and the
-//! report in every format.
+//! decoder, TCP and UDP tables, the conversation view, correlation, the
+//! report in every format, and the HTML page with its pictures.
 #![no_main]
 
 use std::io::Cursor;
@@ -22,9 +22,11 @@ fuzz_target!(|data: &[u8]| {
     let analysis = analyze::analyze(
         &mut reader,
         &analyze::logs::LogSet::default(),
-        // With the conversation view, so that its code is run too.
+        // With the conversation view and the pictures, so that their code
+        // is run too.
         &Options {
             conversations: true,
+            pictures: true,
             ..Options::default()
         },
         &mut |_, _| {},
@@ -32,4 +34,5 @@ fuzz_target!(|data: &[u8]| {
     for format in [Format::Json, Format::Table, Format::Csv, Format::Jsonl] {
         report::write(&mut std::io::sink(), &analysis, format).expect("writing to a sink");
     }
+    let _ = analyze::html::render(&analysis);
 });

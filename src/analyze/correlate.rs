@@ -17,6 +17,7 @@ use super::flows::Flow;
 use super::logs::{self, Assignment, LoadedLog, Wanted};
 use super::registration::{Registration, decode_registration};
 use super::rows::{self, ClientRow, ControlRow};
+use super::series::ClientSeries;
 use super::tcp::Connection;
 use crate::transfer_log::Role;
 
@@ -120,6 +121,9 @@ pub struct Correlated {
     pub logs_used: Vec<String>,
     pub assignment: Assignment,
     pub warnings: Vec<String>,
+    /// What each client's pictures are drawn from, in the order of
+    /// `clients`; `None` where nothing was gathered for them.
+    pub series: Vec<Option<ClientSeries>>,
 }
 
 pub fn correlate(inp: &Inputs) -> Correlated {
@@ -234,11 +238,17 @@ fn finish<'a>(
         t.server_log = log(&assignment.server);
         t.client_log = log(&assignment.client);
     }
-    let mut clients: Vec<ClientRow> = transfers
+    let mut joined: Vec<(ClientRow, Option<ClientSeries>)> = transfers
         .iter()
-        .map(|t| rows::client_row(t, inp.points))
+        .map(|t| {
+            (
+                rows::client_row(t, inp.points),
+                ClientSeries::of(t, inp.points),
+            )
+        })
         .collect();
-    clients.sort_by_key(|r| (r.client_id.is_none(), r.client_id));
+    joined.sort_by_key(|(r, _)| (r.client_id.is_none(), r.client_id));
+    let (clients, series) = joined.into_iter().unzip();
     let mut used: Vec<usize> = assignment
         .server
         .iter()
@@ -258,6 +268,7 @@ fn finish<'a>(
         logs_used,
         assignment,
         warnings,
+        series,
     }
 }
 
@@ -694,6 +705,7 @@ mod tests {
             to_server: stream(up),
             to_client: stream(down),
             teardown: None,
+            trace: None,
         }
     }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::{Icmp, Udp};
+use super::series::{BIN_BUDGET, Binned};
 use crate::protocol::{Protocol, lab, v1};
 
 /// The most flows the table follows; datagrams of further flows are counted
@@ -58,6 +59,8 @@ pub struct Flow {
     /// ICMP port-unreachable messages quoting a datagram of this flow.
     pub icmp_unreachable: u64,
     pub first_icmp_ns: Option<i64>,
+    /// Its data datagrams binned by time, when pictures are asked for.
+    pub series: Option<Box<Binned>>,
 }
 
 /// The data datagrams of a flow.
@@ -280,6 +283,10 @@ pub struct FlowTable {
     /// Datagrams not followed because the table was full.
     pub overflow: u64,
     seq_bits: u64,
+    /// Bin each flow's data datagrams by time (for the pictures).
+    series: bool,
+    /// Bins over all flows.
+    bins: usize,
 }
 
 impl FlowTable {
@@ -292,6 +299,31 @@ impl FlowTable {
             icmp_orphans: HashMap::new(),
             overflow: 0,
             seq_bits: 0,
+            series: false,
+            bins: 0,
+        }
+    }
+
+    /// Bin each flow's data datagrams by time, for the pictures.
+    pub fn with_series(mut self) -> FlowTable {
+        self.series = true;
+        self
+    }
+
+    /// One data datagram into its flow's series, while the budget lasts.
+    fn bin(&mut self, i: usize, ts_ns: i64, place: u32, bytes: usize, new: bool, resent: bool) {
+        if !self.series {
+            return;
+        }
+        let Some(state) = self.flows.get_mut(i) else {
+            return;
+        };
+        let series = &mut state.flow.series;
+        if series.is_none() && self.bins < BIN_BUDGET {
+            *series = Some(Box::new(Binned::new(ts_ns)));
+        }
+        if let Some(b) = series.as_mut() {
+            self.bins += b.push(ts_ns, place, bytes as u64, new, resent);
         }
     }
 
@@ -336,6 +368,8 @@ impl FlowTable {
             let budget_left = self.seq_bits < SEQ_BUDGET_BITS;
             let seq = f.seq.get_or_insert_with(SeqStats::default);
             let grows = (header.seq / 64) as usize >= seq.seen.len();
+            let new = !seq.was_seen(header.seq);
+            let resent = header.flags & v1::FLAG_RETRANSMIT != 0;
             if budget_left || !grows {
                 let before = seq.bits();
                 seq.record(
@@ -349,6 +383,7 @@ impl FlowTable {
             } else {
                 seq.untracked += 1;
             }
+            self.bin(i, ts_ns, header.seq, file_bytes, new, resent);
             return;
         }
         if f.protocol == Some(Protocol::V1) {
@@ -376,6 +411,8 @@ impl FlowTable {
                 state.opening = Opening::Data;
                 if f.protocol == Some(Protocol::Lab) {
                     f.data.record(ts_ns, frame_len, udp.payload_len, full);
+                    let place = u32::try_from(f.data.frames - 1).unwrap_or(u32::MAX);
+                    self.bin(i, ts_ns, place, udp.payload_len, true, false);
                 } else {
                     f.other_frames += 1;
                 }
@@ -469,6 +506,7 @@ impl Flow {
             seq: None,
             icmp_unreachable: 0,
             first_icmp_ns: None,
+            series: None,
         }
     }
 }
@@ -641,6 +679,37 @@ mod tests {
         // The file's bytes once each: 4 full chunks and the short last one.
         assert_eq!(s.distinct_bytes, 4 * 1008 + 84);
         assert_eq!(s.missing(5, 10), (vec![], 0));
+    }
+
+    /// Pictures asked for: each data datagram in its flow's bins, at its
+    /// sequence number, a copy of one already seen not counted again in
+    /// the goodput; the opening datagrams of the lab's protocol are not
+    /// data. Not asked for: no series at all.
+    #[test]
+    fn series_bins_data_datagrams_only_when_asked() {
+        let k = key(5006, 40000);
+        let mut t = FlowTable::new(1024).with_series();
+        for (i, seq) in [0u32, 1, 1, 3].into_iter().enumerate() {
+            let d = v1_datagram(seq, 0, 0);
+            t.ingest_udp(0, k, i as i64 * 1_000, 1066, &udp(&d, 1024));
+        }
+        let lab = key(5007, 40001);
+        t.ingest_udp(0, lab, 0, 52, &udp(b"f.bin", 5));
+        t.ingest_udp(0, lab, 1, 50, &udp(&2048u64.to_le_bytes(), 8));
+        t.ingest_udp(0, lab, 2, 1066, &udp(&[0; 8], 1024));
+        t.ingest_udp(0, lab, 3, 1066, &udp(&[0; 8], 1024));
+        let flows = t.finish();
+        let b = flows[0].series.as_deref().expect("v1 series");
+        assert_eq!(b.bins.len(), 1);
+        let bin = b.bins[0];
+        assert_eq!((bin.frames, bin.lo, bin.hi), (4, 0, 3));
+        assert_eq!((bin.bytes, bin.new_bytes), (4 * 1008, 3 * 1008));
+        let b = flows[1].series.as_deref().expect("lab series");
+        assert_eq!((b.bins[0].frames, b.bins[0].lo, b.bins[0].hi), (2, 0, 1));
+
+        let mut t = FlowTable::new(1024);
+        t.ingest_udp(0, k, 0, 1066, &udp(&v1_datagram(0, 0, 0), 1024));
+        assert!(t.finish()[0].series.is_none());
     }
 
     #[test]

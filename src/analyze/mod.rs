@@ -13,18 +13,23 @@
 //! [`jsonl`] as one line per client for files of many runs.
 //! With [`Options::conversations`], [`conversations`] lists every TCP
 //! connection and UDP flow of the capture as well, in the same pass.
+//! With [`Options::pictures`], the tables also keep [`series`] (each flow's
+//! datagrams binned by time, each control connection's segments), from
+//! which [`html`] draws the report's page and its SVG pictures.
 
 pub mod account;
 pub mod conversations;
 pub mod correlate;
 pub mod decode;
 pub mod flows;
+pub mod html;
 pub mod jsonl;
 pub mod logs;
 pub mod reader;
 pub mod registration;
 pub mod report;
 pub mod rows;
+pub mod series;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +60,9 @@ pub struct Options {
     /// List every TCP connection and UDP flow (`--conversations`); off, the
     /// pass spends nothing on them.
     pub conversations: bool,
+    /// Gather what the pictures are drawn from (`--html`, `--plots`); off,
+    /// the pass spends nothing on them.
+    pub pictures: bool,
 }
 
 impl Default for Options {
@@ -64,6 +72,7 @@ impl Default for Options {
             chunk: crate::protocol::lab::CHUNK,
             log_utc_offset: None,
             conversations: false,
+            pictures: false,
         }
     }
 }
@@ -94,6 +103,10 @@ pub struct Analysis {
     /// were opened to instead.
     #[serde(skip)]
     pub suggested_port: Option<u16>,
+    /// What each client's pictures are drawn from, in the order of
+    /// `clients` (with [`Options::pictures`]).
+    #[serde(skip)]
+    pub series: Vec<Option<series::ClientSeries>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +233,7 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         errors: Vec::new(),
         conversations: None,
         suggested_port: None,
+        series: c.series,
     }
 }
 
@@ -238,6 +252,10 @@ fn ingest(
     let mut tcp = TcpTable::new(opts.control_port);
     let mut conversations = opts.conversations.then(ConversationTable::new);
     let mut flows = FlowTable::new(opts.chunk);
+    if opts.pictures {
+        tcp = tcp.with_traces();
+        flows = flows.with_series();
+    }
     let mut skipped: HashMap<String, u64> = HashMap::new();
     let mut count = 0u64;
     while let Some(pkt) = reader.next_packet() {
@@ -375,6 +393,7 @@ fn build(
         errors,
         conversations: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
+        series: c.series,
     }
 }
 

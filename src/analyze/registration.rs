@@ -3,7 +3,7 @@
 //! messages in both directions (announce, start, done, report, feedback,
 //! abort).
 
-use super::tcp::Connection;
+use super::tcp::{Connection, Side};
 use crate::protocol::{Protocol, lab, v1};
 
 /// The control bytes of a connection, decoded.
@@ -153,4 +153,106 @@ fn describe(m: &v1::Message) -> String {
             f.round, f.arrived, f.lost
         ),
     }
+}
+
+/// A control message and where it starts in its direction's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub from: Side,
+    pub offset: u64,
+    pub what: Carried,
+    pub label: String,
+}
+
+/// What kind of control message a span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// The lab's registration bytes: client id, concurrency, port.
+    Registration,
+    Announce,
+    Start,
+    Done,
+    Report,
+    Abort,
+    Feedback,
+}
+
+impl Carried {
+    fn of(m: &v1::Message) -> Carried {
+        match m {
+            v1::Message::Announce(_) => Carried::Announce,
+            v1::Message::Start { .. } => Carried::Start,
+            v1::Message::Done(_) => Carried::Done,
+            v1::Message::Report(_) => Carried::Report,
+            v1::Message::Abort { .. } => Carried::Abort,
+            v1::Message::Feedback(_) => Carried::Feedback,
+        }
+    }
+}
+
+/// Where v1's framed messages start in each direction: after the lab's
+/// registration bytes.
+pub fn framed_from(side: Side) -> u64 {
+    match side {
+        Side::Server => (lab::CLIENT_ID_LEN + lab::CONCURRENCY_LEN) as u64,
+        Side::Client => lab::PORT_MSG_LEN as u64,
+    }
+}
+
+/// Every control message of a connection with its stream offset, in
+/// stream order per direction, as far as the captured bytes hold them:
+/// what the ladder diagram labels its segments with.
+pub fn message_spans(c: &Connection) -> Vec<Span> {
+    let r = decode_registration(c);
+    let mut out = Vec::new();
+    let mut push = |from: Side, offset: u64, what: Carried, label: String| {
+        out.push(Span {
+            from,
+            offset,
+            what,
+            label,
+        })
+    };
+    if let Some(p) = r.port {
+        let speaks = match r.protocol() {
+            Some(proto) => proto.as_str().to_string(),
+            None => format!("version {}", p.version),
+        };
+        push(
+            Side::Client,
+            0,
+            Carried::Registration,
+            format!("port {} ({speaks})", p.port),
+        );
+    }
+    if let Some(id) = r.client_id {
+        push(
+            Side::Server,
+            0,
+            Carried::Registration,
+            format!("client id {id}"),
+        );
+    }
+    if let Some(n) = r.concurrency {
+        push(
+            Side::Server,
+            lab::CLIENT_ID_LEN as u64,
+            Carried::Registration,
+            format!("concurrency {n}"),
+        );
+    }
+    if r.version() != Some(v1::VERSION) {
+        return out;
+    }
+    for (from, bytes) in [
+        (Side::Server, &c.to_client.bytes),
+        (Side::Client, &c.to_server.bytes),
+    ] {
+        let mut at = framed_from(from) as usize;
+        while let Ok(Some((msg, used))) = v1::Message::decode(bytes.get(at..).unwrap_or_default()) {
+            push(from, at as u64, Carried::of(&msg), describe(&msg));
+            at += used.max(1);
+        }
+    }
+    out
 }

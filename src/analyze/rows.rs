@@ -800,22 +800,7 @@ impl Evidence {
 fn missed_by_sequence(flow: &Flow, t: &Transfer, total: Option<u64>) -> Option<u64> {
     let seq = flow.seq.as_ref().filter(|s| s.untracked == 0)?;
     let total = u32::try_from(total?).ok()?;
-    let report = t.registration.and_then(|r| r.report.as_ref());
-    let (ranges, truncated) = match (
-        report,
-        t.client_log.and_then(|l| l.log.missing_ranges.as_deref()),
-    ) {
-        (Some(r), _) => (r.missing.clone(), r.ranges_truncated),
-        (None, Some(text)) => v1::parse_ranges(text)?,
-        (None, None) => {
-            // A client log that lists no range and misses nothing has it all.
-            let missing = t.client_log.and_then(|l| l.log.missing_datagrams)?;
-            if missing != 0 {
-                return None;
-            }
-            (Vec::new(), false)
-        }
-    };
+    let (ranges, truncated) = reported_missing(t)?;
     if truncated {
         return None;
     }
@@ -829,6 +814,24 @@ fn missed_by_sequence(flow: &Flow, t: &Transfer, total: Option<u64>) -> Option<u
     let client_has = u64::from(total).saturating_sub(client_missing);
     let seen_of_client_has = seq.distinct_below(total)?.saturating_sub(seen_in_missing);
     Some(client_has.saturating_sub(seen_of_client_has))
+}
+
+/// v1: the ranges of sequence numbers the client reported missing (its
+/// Report message, or else its log), and whether its list was cut short.
+pub fn reported_missing(t: &Transfer) -> Option<(Vec<v1::SeqRange>, bool)> {
+    let report = t.registration.and_then(|r| r.report.as_ref());
+    match (
+        report,
+        t.client_log.and_then(|l| l.log.missing_ranges.as_deref()),
+    ) {
+        (Some(r), _) => Some((r.missing.clone(), r.ranges_truncated)),
+        (None, Some(text)) => v1::parse_ranges(text),
+        (None, None) => {
+            // A client log that lists no range and misses nothing has it all.
+            let missing = t.client_log.and_then(|l| l.log.missing_datagrams)?;
+            (missing == 0).then(|| (Vec::new(), false))
+        }
+    }
 }
 
 impl ClientRow {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::decode::Tcp;
+use super::series::{SEGMENT_BUDGET, Segment, TRACE_SEGMENTS, Trace};
 
 /// Bytes of control stream kept per direction: the lab's registration is 7
 /// bytes, v1's messages are at most 64 KiB each.
@@ -236,6 +237,8 @@ pub struct Connection {
     pub to_server: Stream,
     pub to_client: Stream,
     pub teardown: Option<Teardown>,
+    /// Its segments for the ladder, when pictures are asked for.
+    pub trace: Option<Box<Trace>>,
 }
 
 /// What one end announced in its SYN (or SYN-ACK).
@@ -275,6 +278,7 @@ impl Connection {
             to_server: Stream::default(),
             to_client: Stream::default(),
             teardown: None,
+            trace: None,
         }
     }
 
@@ -333,6 +337,10 @@ pub struct TcpTable {
     /// Segments not followed because the table was full.
     pub overflow: u64,
     budget: usize,
+    /// Keep each connection's segments for the ladder.
+    traces: bool,
+    /// Segments that traces may still keep.
+    segment_budget: usize,
 }
 
 impl TcpTable {
@@ -344,7 +352,15 @@ impl TcpTable {
             other_ports: HashMap::new(),
             overflow: 0,
             budget: STREAM_BUDGET,
+            traces: false,
+            segment_budget: SEGMENT_BUDGET,
         }
+    }
+
+    /// Keep each connection's segments for the ladder diagram.
+    pub fn with_traces(mut self) -> TcpTable {
+        self.traces = true;
+        self
     }
 
     pub fn ingest(
@@ -387,6 +403,7 @@ impl TcpTable {
         c.segments += 1;
         c.last_ns = c.last_ns.max(ts_ns);
         let f = tcp.flags;
+        let had_ack = c.ack_ns.is_some();
         match from {
             // The first SYN counts; a retransmitted one says the same.
             Side::Client if f.syn && !f.ack => {
@@ -406,6 +423,31 @@ impl TcpTable {
                 c.ack_ns = Some(ts_ns);
             }
             _ => {}
+        }
+        if self.traces && c.trace.is_none() && self.segment_budget >= TRACE_SEGMENTS {
+            self.segment_budget -= TRACE_SEGMENTS;
+            c.trace = Some(Box::default());
+        }
+        if let Some(trace) = c.trace.as_deref_mut() {
+            let stream = match from {
+                Side::Client => &c.to_server,
+                Side::Server => &c.to_client,
+            };
+            let offset = if f.syn { 0 } else { stream.offset(tcp.seq) };
+            trace.push(
+                Segment {
+                    at_ns: ts_ns,
+                    from,
+                    syn: f.syn,
+                    ack: f.ack,
+                    fin: f.fin,
+                    rst: f.rst,
+                    offset,
+                    len: u32::try_from(tcp.payload_len).unwrap_or(u32::MAX),
+                    first_byte: tcp.payload.first().copied(),
+                },
+                !had_ack && c.ack_ns.is_some(),
+            );
         }
         if !f.syn {
             let stream = match from {
@@ -508,6 +550,88 @@ mod tests {
             &seg(true, ACK, 1001, 5003, &[0x56, 0x63, 0]),
         );
         feed(t, 270_000, false, &seg(false, ACK, 5003, 1004, &[2, 0]));
+    }
+
+    /// The ladder's trace: the handshake, the segments with bytes at their
+    /// stream offsets, the teardown; bare ACKs after the handshake left out.
+    #[test]
+    fn trace_keeps_what_the_ladder_draws() {
+        let mut t = TcpTable::new(5005).with_traces();
+        lab_registration(&mut t);
+        feed(&mut t, 280_000, true, &seg(true, ACK, 1004, 5005, b""));
+        feed(&mut t, 300_000, false, &seg(false, FIN, 5005, 1004, b""));
+        let conns = t.finish();
+        let trace = conns[0].trace.as_deref().expect("a trace");
+        let steps: Vec<(Side, bool, bool, u64, u32)> = trace
+            .segments()
+            .map(|s| (s.from, s.syn, s.fin, s.offset, s.len))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (Side::Client, true, false, 0, 0),
+                (Side::Server, true, false, 0, 0),
+                (Side::Client, false, false, 0, 0),
+                (Side::Server, false, false, 0, 2),
+                (Side::Client, false, false, 0, 3),
+                (Side::Server, false, false, 2, 2),
+                (Side::Server, false, true, 4, 0),
+            ]
+        );
+        let spans = super::super::registration::message_spans(&conns[0]);
+        let labels: Vec<(Side, u64, &str)> = spans
+            .iter()
+            .map(|s| (s.from, s.offset, s.label.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                (Side::Client, 0, "port 25430 (lab)"),
+                (Side::Server, 0, "client id 1"),
+                (Side::Server, 2, "concurrency 2"),
+            ]
+        );
+    }
+
+    /// Traces share one budget of segments: past it, further connections
+    /// are followed without one, and the kept ones stay whole.
+    #[test]
+    fn traces_stop_at_their_budget() {
+        let mut t = TcpTable::new(5005).with_traces();
+        let server = SocketAddr::from(SERVER);
+        let per = 40u32;
+        let conns = SEGMENT_BUDGET as u32 / per + 10;
+        for k in 0..conns {
+            let client = SocketAddr::from(([127, 0, (k >> 8) as u8, k as u8], 40000));
+            let mut s = seg(true, SYN, 1000, 0, b"");
+            s.src_port = 40000;
+            t.ingest(0, client, server, 0, &s);
+            for i in 1..per {
+                let mut d = seg(true, ACK, 1000 + i, 1, b"x");
+                d.src_port = 40000;
+                t.ingest(0, client, server, i64::from(i), &d);
+            }
+        }
+        let conns = t.finish();
+        let kept: usize = conns
+            .iter()
+            .filter_map(|c| c.trace.as_deref())
+            .map(|tr| tr.segments().count())
+            .sum();
+        let traced = conns.iter().filter(|c| c.trace.is_some()).count();
+        assert_eq!(traced, SEGMENT_BUDGET / TRACE_SEGMENTS);
+        assert!(kept <= SEGMENT_BUDGET, "{kept}");
+        // Each kept trace is whole: its SYN and every segment with bytes.
+        for tr in conns.iter().filter_map(|c| c.trace.as_deref()) {
+            assert_eq!(tr.segments().count(), per as usize);
+        }
+    }
+
+    #[test]
+    fn no_trace_unless_asked() {
+        let mut t = TcpTable::new(5005);
+        lab_registration(&mut t);
+        assert!(t.finish()[0].trace.is_none());
     }
 
     #[test]

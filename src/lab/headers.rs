@@ -452,6 +452,7 @@ fn analyze_capture(capture: &PointCapture) -> anyhow::Result<Analysis> {
         chunk: crate::protocol::lab::CHUNK,
         log_utc_offset: None,
         conversations: true,
+        pictures: false,
     };
     let logs = analyze::logs::LogSet::default();
     Ok(match &capture.status {

@@ -263,6 +263,19 @@ mod kind {
     pub const FEEDBACK: u8 = 0x06;
 }
 
+/// The name of a control message by the kind byte that starts its frame.
+pub fn kind_name(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        kind::ANNOUNCE => "announce",
+        kind::START => "start",
+        kind::DONE => "done",
+        kind::REPORT => "report",
+        kind::ABORT => "abort",
+        kind::FEEDBACK => "feedback",
+        _ => return None,
+    })
+}
+
 const FEEDBACK_FLAG_DROPS_KNOWN: u8 = 0x01;
 const FEEDBACK_FLAG_DELAY_KNOWN: u8 = 0x02;
 /// The first form of the feedback body: counts only.
