@@ -11,7 +11,8 @@
 //! went (typed, with each figure's source), [`rows`] builds the rows the
 //! report shows, and [`report`] writes them as a table, JSON or CSV.
 //! With [`Options::conversations`], [`conversations`] lists every TCP
-//! connection and UDP flow of the capture as well, in the same pass.
+//! connection and UDP flow of the capture as well, in the same pass, and
+//! [`sessions`] the sessions of a header-cache run (`udplab headers`).
 
 pub mod account;
 pub mod conversations;
@@ -23,6 +24,7 @@ pub mod reader;
 pub mod registration;
 pub mod report;
 pub mod rows;
+pub mod sessions;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +35,7 @@ use serde::Serialize;
 use chrono::FixedOffset;
 
 use self::conversations::ConversationTable;
+use self::sessions::SessionTable;
 use self::correlate::{CapturePoint, Correlated, Inputs};
 use self::decode::Transport;
 use self::flows::{FlowKey, FlowTable};
@@ -88,6 +91,13 @@ pub struct Analysis {
     /// key is absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversations: Option<Vec<conversations::ConversationRow>>,
+    /// The header-cache sessions, with `--conversations` only (absent
+    /// without it, empty when the capture holds none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<sessions::SessionRow>>,
+    /// Every session's queries and answers in one order, with `sessions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_timeline: Option<Vec<sessions::TimelineRow>>,
     /// When nothing came to the control port: the port most connections
     /// were opened to instead.
     #[serde(skip)]
@@ -185,14 +195,21 @@ pub fn analyze(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
     let (tcp, flows, conversations, mut skipped) = ingest(reader, opts, progress);
-    let conversations = conversations.map(|t| {
+    let conversations = conversations.map(|(t, s)| {
         if t.overflow > 0 {
             skipped.insert("conversation table full".into(), t.overflow);
         }
-        t.finish()
+        if s.overflow > 0 {
+            skipped.insert("session table full".into(), s.overflow);
+        }
+        (t.finish(), s.finish(&logs.headers))
     });
     let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
-    a.conversations = conversations;
+    if let Some((c, s)) = conversations {
+        a.conversations = Some(c);
+        a.sessions = Some(s.sessions);
+        a.session_timeline = Some(s.timeline);
+    }
     a
 }
 
@@ -217,6 +234,8 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         warnings,
         errors: Vec::new(),
         conversations: None,
+        sessions: None,
+        session_timeline: None,
         suggested_port: None,
     }
 }
@@ -230,11 +249,13 @@ fn ingest(
 ) -> (
     TcpTable,
     FlowTable,
-    Option<ConversationTable>,
+    Option<(ConversationTable, SessionTable)>,
     HashMap<String, u64>,
 ) {
     let mut tcp = TcpTable::new(opts.control_port);
-    let mut conversations = opts.conversations.then(ConversationTable::new);
+    let mut conversations = opts
+        .conversations
+        .then(|| (ConversationTable::new(), SessionTable::new()));
     let mut flows = FlowTable::new(opts.chunk);
     let mut skipped: HashMap<String, u64> = HashMap::new();
     let mut count = 0u64;
@@ -246,8 +267,9 @@ fn ingest(
         let at = pkt.file;
         match decode::decode(pkt.link_type, pkt.data) {
             Ok(d) => {
-                if let Some(c) = conversations.as_mut() {
+                if let Some((c, s)) = conversations.as_mut() {
                     c.ingest(pkt.link_type, pkt.data, pkt.ts_ns, pkt.orig_len, &d);
+                    s.ingest(count, pkt.ts_ns, &d);
                 }
                 match &d.transport {
                     Transport::Udp(u) => {
@@ -372,6 +394,8 @@ fn build(
         warnings,
         errors,
         conversations: None,
+        sessions: None,
+        session_timeline: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use serde::Serialize;
+
 use super::decode::Tcp;
 
 /// Bytes of control stream kept per direction: the lab's registration is 7
@@ -22,7 +24,8 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const STREAM_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Which end of a control connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     Client,
     Server,
@@ -261,7 +264,12 @@ impl Syn {
 }
 
 impl Connection {
-    fn new(point: usize, client: SocketAddr, server: SocketAddr, ts_ns: i64) -> Connection {
+    pub(crate) fn new(
+        point: usize,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts_ns: i64,
+    ) -> Connection {
         Connection {
             point,
             client,
@@ -276,6 +284,67 @@ impl Connection {
             to_client: Stream::default(),
             teardown: None,
         }
+    }
+
+    /// One segment from `from`: the handshake, the stream bytes (as many
+    /// as `budget` allows) and the teardown.
+    pub(crate) fn ingest(&mut self, from: Side, ts_ns: i64, tcp: &Tcp, budget: &mut usize) {
+        self.segments += 1;
+        self.last_ns = self.last_ns.max(ts_ns);
+        let f = tcp.flags;
+        match from {
+            // The first SYN counts; a retransmitted one says the same.
+            Side::Client if f.syn && !f.ack => {
+                self.client_syn.get_or_insert(Syn::of(ts_ns, tcp));
+                self.to_server.start(tcp.seq);
+            }
+            Side::Server if f.syn && f.ack => {
+                self.server_syn.get_or_insert(Syn::of(ts_ns, tcp));
+                self.to_client.start(tcp.seq);
+            }
+            Side::Client
+                if f.ack
+                    && self.ack_ns.is_none()
+                    && self
+                        .server_syn
+                        .is_some_and(|s| tcp.ack == s.isn.wrapping_add(1)) =>
+            {
+                self.ack_ns = Some(ts_ns);
+            }
+            _ => {}
+        }
+        if !f.syn {
+            let stream = match from {
+                Side::Client => &mut self.to_server,
+                Side::Server => &mut self.to_client,
+            };
+            stream.segment(tcp.seq, tcp.payload_len, tcp.payload, budget);
+        }
+        if (f.fin || f.rst) && self.teardown.is_none() {
+            self.teardown = Some(Teardown {
+                by: from,
+                kind: if f.rst {
+                    CloseKind::Rst
+                } else {
+                    CloseKind::Fin
+                },
+                at_ns: ts_ns,
+            });
+        }
+    }
+
+    /// Whether a SYN from the client now opens a new connection on the
+    /// same ports: this one was closed, or began with another ISN.
+    pub(crate) fn reopened_by(&self, tcp: &Tcp) -> bool {
+        tcp.flags.syn
+            && !tcp.flags.ack
+            && (self.teardown.is_some() || self.client_syn.is_some_and(|s| s.isn != tcp.seq))
+    }
+
+    /// Both streams' held segments given up on: the capture has ended.
+    pub(crate) fn finish(&mut self) {
+        self.to_server.finish();
+        self.to_client.finish();
     }
 
     /// SYN to the client's ACK of the SYN-ACK, as the capture point saw it.
@@ -368,10 +437,8 @@ impl TcpTable {
         let key = (point, client, server);
         // A new SYN on a finished connection's ports starts a new one.
         if from == Side::Client
-            && tcp.flags.syn
-            && !tcp.flags.ack
             && let Some(old) = self.open.get(&key)
-            && (old.teardown.is_some() || old.client_syn.is_some_and(|s| s.isn != tcp.seq))
+            && old.reopened_by(tcp)
             && let Some(old) = self.open.remove(&key)
         {
             self.done.push(old);
@@ -384,55 +451,14 @@ impl TcpTable {
             .open
             .entry(key)
             .or_insert_with(|| Connection::new(point, client, server, ts_ns));
-        c.segments += 1;
-        c.last_ns = c.last_ns.max(ts_ns);
-        let f = tcp.flags;
-        match from {
-            // The first SYN counts; a retransmitted one says the same.
-            Side::Client if f.syn && !f.ack => {
-                c.client_syn.get_or_insert(Syn::of(ts_ns, tcp));
-                c.to_server.start(tcp.seq);
-            }
-            Side::Server if f.syn && f.ack => {
-                c.server_syn.get_or_insert(Syn::of(ts_ns, tcp));
-                c.to_client.start(tcp.seq);
-            }
-            Side::Client
-                if f.ack
-                    && c.ack_ns.is_none()
-                    && c.server_syn
-                        .is_some_and(|s| tcp.ack == s.isn.wrapping_add(1)) =>
-            {
-                c.ack_ns = Some(ts_ns);
-            }
-            _ => {}
-        }
-        if !f.syn {
-            let stream = match from {
-                Side::Client => &mut c.to_server,
-                Side::Server => &mut c.to_client,
-            };
-            stream.segment(tcp.seq, tcp.payload_len, tcp.payload, &mut self.budget);
-        }
-        if (f.fin || f.rst) && c.teardown.is_none() {
-            c.teardown = Some(Teardown {
-                by: from,
-                kind: if f.rst {
-                    CloseKind::Rst
-                } else {
-                    CloseKind::Fin
-                },
-                at_ns: ts_ns,
-            });
-        }
+        c.ingest(from, ts_ns, tcp, &mut self.budget);
     }
 
     /// Every connection, ordered by first time.
     pub fn finish(mut self) -> Vec<Connection> {
         self.done.extend(self.open.into_values());
         for c in &mut self.done {
-            c.to_server.finish();
-            c.to_client.finish();
+            c.finish();
         }
         self.done.sort_by_key(|c| (c.first_ns, c.point, c.client));
         self.done

@@ -36,9 +36,11 @@
 //! - [`server`]: `server::run(listener, cfg, shutdown)`: a thread per
 //!   session, one thread for the UDP port.
 //! - [`client`]: one session asking a list of names.
+//! - [`log`]: the two logs read back, for `udplab analyze`.
 
 pub mod cache;
 pub mod client;
+pub mod log;
 pub mod origin;
 pub mod server;
 
