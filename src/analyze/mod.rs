@@ -35,13 +35,13 @@ use serde::Serialize;
 use chrono::FixedOffset;
 
 use self::conversations::ConversationTable;
-use self::sessions::SessionTable;
 use self::correlate::{CapturePoint, Correlated, Inputs};
 use self::decode::Transport;
 use self::flows::{FlowKey, FlowTable};
 use self::logs::{Ignored, LeftOutLog};
 use self::reader::{FileFacts, Reader};
 use self::rows::{ClientRow, ControlRow, FlowRow};
+use self::sessions::SessionTable;
 use self::tcp::TcpTable;
 
 /// How to read a run.
@@ -240,18 +240,17 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
     }
 }
 
+/// The tables of `--conversations`: every conversation, and the
+/// header-cache sessions among them.
+type Views = (ConversationTable, SessionTable);
+
 /// The one pass over the packets: each decoded and fed to its table, or
 /// counted as skipped with its reason.
 fn ingest(
     reader: &mut Reader,
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
-) -> (
-    TcpTable,
-    FlowTable,
-    Option<(ConversationTable, SessionTable)>,
-    HashMap<String, u64>,
-) {
+) -> (TcpTable, FlowTable, Option<Views>, HashMap<String, u64>) {
     let mut tcp = TcpTable::new(opts.control_port);
     let mut conversations = opts
         .conversations

@@ -7,8 +7,8 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::Analysis;
 use super::conversations::{ConversationRow, Proto};
-use super::sessions::{Comparison, HeaderCopies, SessionRow, TimelineRow};
 use super::rows::ClientRow;
+use super::sessions::{Comparison, HeaderCopies, SessionRow, TimelineRow};
 
 /// Output formats of `udplab analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -531,7 +531,13 @@ pub fn write_sessions(
     if sessions.is_empty() {
         return writeln!(out, "  none");
     }
-    let yes_no = |v: bool| if v { "yes".to_string() } else { "no".to_string() };
+    let yes_no = |v: bool| {
+        if v {
+            "yes".to_string()
+        } else {
+            "no".to_string()
+        }
+    };
     for s in sessions {
         let h = &s.handshake;
         writeln!(
@@ -591,9 +597,8 @@ pub fn write_sessions(
             "origin vs file",
         ]);
         for q in &s.queries {
-            let header = |f: fn(&HeaderCopies) -> &Comparison| {
-                opt(q.header.as_ref(), |h| f(h).describe())
-            };
+            let header =
+                |f: fn(&HeaderCopies) -> &Comparison| opt(q.header.as_ref(), |h| f(h).describe());
             t.add_row(vec![
                 q.query.to_string(),
                 q.name.clone(),

@@ -116,6 +116,14 @@ impl Followed {
     }
 }
 
+/// What a mark costs of [`BUDGET`].
+const MARK_SIZE: usize = std::mem::size_of::<Mark>();
+
+/// The bytes a stream holds: in order, and out of order.
+fn kept_bytes(s: &tcp::Stream) -> usize {
+    s.bytes.len() + s.held()
+}
+
 /// A 2-byte datagram from a session's client to its server.
 #[derive(Debug, Clone)]
 struct Request {
@@ -144,7 +152,7 @@ enum Kept {
     /// The snap length cut it.
     Cut,
     /// Past [`BUDGET`].
-    NotKept,
+    OverBudget,
 }
 
 /// The header-cache sessions of a capture.
@@ -244,14 +252,15 @@ impl SessionTable {
             Side::Server
         };
         let before = f.stream(side).len;
-        let kept = f.stream(side).bytes.len();
+        let kept = kept_bytes(f.stream(side));
         let mut room = f.cap(side).saturating_sub(kept).min(self.budget);
         f.conn.ingest(side, at_ns, t, &mut room);
-        let stream = f.stream(side);
-        let (grew, kept_now) = (stream.len > before, stream.bytes.len());
+        let grew = f.stream(side).len > before;
+        let kept_now = kept_bytes(f.stream(side));
         self.budget = self.budget.saturating_sub(kept_now.saturating_sub(kept));
         if grew && f.kind != Kind::Other {
-            if f.marks.len() < MAX_MARKS {
+            if f.marks.len() < MAX_MARKS && self.budget >= MARK_SIZE {
+                self.budget -= MARK_SIZE;
                 f.marks.push(Mark {
                     at_ns,
                     frame,
@@ -275,6 +284,7 @@ impl SessionTable {
                     self.budget += s.bytes.len();
                     s.bytes = Vec::new();
                 }
+                self.budget += f.marks.len() * MARK_SIZE;
                 f.marks = Vec::new();
             }
             _ => {}
@@ -287,7 +297,7 @@ impl SessionTable {
             let payload = if captured.len() < u.payload_len {
                 Kept::Cut
             } else if captured.len() > self.budget {
-                Kept::NotKept
+                Kept::OverBudget
             } else {
                 self.budget -= captured.len();
                 Kept::Whole(captured.to_vec())
@@ -672,7 +682,10 @@ pub fn compare(a: Copy, b: Copy) -> Comparison {
         return Comparison::Identical;
     }
     Comparison::Differs {
-        line: a.get(..common).map_or(0, |p| p.iter().filter(|&&c| c == b'\n').count()) + 1,
+        line: a
+            .get(..common)
+            .map_or(0, |p| p.iter().filter(|&&c| c == b'\n').count())
+            + 1,
         offset: common,
     }
 }
@@ -749,7 +762,14 @@ fn timeline(sessions: &[SessionRow]) -> Vec<TimelineRow> {
             if let (Some(t), Some(f), Some(at)) =
                 (&q.answered_time, q.answered_frame, q.at_ns.answered)
             {
-                push(at, t.clone(), f, Some(q.query), Event::Answered, name.clone());
+                push(
+                    at,
+                    t.clone(),
+                    f,
+                    Some(q.query),
+                    Event::Answered,
+                    name.clone(),
+                );
             }
             for (row, at, event) in [
                 (&q.udp_request, q.at_ns.udp_request, Event::UdpRequest),
@@ -793,7 +813,12 @@ fn server_log<'a>(
         _ => None,
     });
     let first = found.next()?;
-    let same = |s: &ServerLog| s.queries.iter().map(|(n, _)| n.as_str()).eq(names.iter().copied());
+    let same = |s: &ServerLog| {
+        s.queries
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .eq(names.iter().copied())
+    };
     if same(first.1) {
         return Some(first);
     }
@@ -810,7 +835,12 @@ fn client_log<'a>(
         _ => None,
     });
     let first = found.next()?;
-    let same = |c: &ClientLog| c.queries.iter().map(|(n, _)| n.as_str()).eq(names.iter().copied());
+    let same = |c: &ClientLog| {
+        c.queries
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .eq(names.iter().copied())
+    };
     if same(first.1) {
         return Some(first);
     }
@@ -886,7 +916,7 @@ fn session_row(
         let udp = request.and_then(|r| r.answer.as_ref());
         let udp_copy: Copy = match udp.map(|d| &d.payload) {
             Some(Kept::Whole(b)) => Ok(b),
-            Some(Kept::Cut | Kept::NotKept) => Err(Comparison::CutInCapture),
+            Some(Kept::Cut | Kept::OverBudget) => Err(Comparison::CutInCapture),
             None => Err(Comparison::NotInCapture),
         };
         let header = port.map(|_| {
@@ -1053,4 +1083,199 @@ fn find_request<'a>(
         *c = true;
     }
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::decode::decode;
+    use pcap_parser::Linktype;
+
+    const CLIENT: ([u8; 4], u16) = ([127, 0, 0, 1], 40000);
+    const SERVER: ([u8; 4], u16) = ([127, 0, 0, 1], 50366);
+    const UDP_SERVER: u16 = 50367;
+    const UDP_CLIENT: u16 = 41000;
+    const ORIGIN: u16 = 8080;
+    const HEADER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: t\r\nX-Host: a.test\r\n\r\n";
+
+    /// Frames fed in order, one microsecond apart.
+    struct Feed {
+        table: SessionTable,
+        frame: u64,
+    }
+
+    impl Feed {
+        fn new() -> Feed {
+            Feed {
+                table: SessionTable::new(),
+                frame: 0,
+            }
+        }
+
+        fn raw(&mut self, bytes: &[u8]) {
+            self.frame += 1;
+            let d = decode(Linktype::RAW, bytes).unwrap();
+            self.table.ingest(self.frame, self.frame as i64 * 1_000, &d);
+        }
+
+        /// A TCP segment between `lo` (the client, `from_client`) and `hi`.
+        #[allow(clippy::too_many_arguments)]
+        fn tcp(
+            &mut self,
+            lo: u16,
+            hi: u16,
+            from_client: bool,
+            flags: &str,
+            seq: u32,
+            ack: u32,
+            payload: &[u8],
+        ) {
+            let (s, d) = if from_client { (lo, hi) } else { (hi, lo) };
+            let mut b =
+                etherparse::PacketBuilder::ipv4(CLIENT.0, SERVER.0, 64).tcp(s, d, seq, 65535);
+            for f in flags.chars() {
+                b = match f {
+                    'S' => b.syn(),
+                    'A' => b.ack(ack),
+                    'F' => b.fin(),
+                    _ => b,
+                };
+            }
+            let mut out = Vec::new();
+            b.write(&mut out, payload).unwrap();
+            self.raw(&out);
+        }
+
+        fn udp(&mut self, s: u16, d: u16, payload: &[u8]) {
+            let b = etherparse::PacketBuilder::ipv4(CLIENT.0, SERVER.0, 64).udp(s, d);
+            let mut out = Vec::new();
+            b.write(&mut out, payload).unwrap();
+            self.raw(&out);
+        }
+    }
+
+    /// A session of one query answered from the origin, the header as the
+    /// origin sent it or `udp_header` over UDP.
+    fn one_query(udp_header: &[u8], answer: &[u8]) -> Sessions {
+        let (c, s) = (CLIENT.1, SERVER.1);
+        let mut f = Feed::new();
+        f.tcp(c, s, true, "S", 100, 0, b"");
+        f.tcp(c, s, false, "SA", 500, 101, b"");
+        f.tcp(c, s, true, "A", 101, 501, b"");
+        f.tcp(c, s, true, "A", 101, 501, b"a.test");
+        // The server asks the origin.
+        let (o, p) = (45000, ORIGIN);
+        f.tcp(o, p, true, "S", 7, 0, b"");
+        f.tcp(o, p, false, "SA", 9, 8, b"");
+        f.tcp(
+            o,
+            p,
+            true,
+            "A",
+            8,
+            10,
+            b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        );
+        let mut body = HEADER.to_vec();
+        body.extend_from_slice(b"<html>");
+        f.tcp(o, p, false, "A", 10, 40, &body);
+        f.tcp(c, s, false, "A", 501, 107, answer);
+        f.udp(UDP_CLIENT, UDP_SERVER, &c.to_be_bytes());
+        f.udp(UDP_SERVER, UDP_CLIENT, udp_header);
+        let at = 501 + answer.len() as u32;
+        f.tcp(c, s, true, "A", 107, at, b"terminate");
+        f.tcp(c, s, true, "FA", 116, at, b"");
+        f.tcp(c, s, false, "FA", at, 117, b"");
+        f.table.finish(&[])
+    }
+
+    #[test]
+    fn a_session_of_one_query_and_its_three_copies() {
+        let out = one_query(HEADER, b"50367");
+        assert_eq!(out.sessions.len(), 1);
+        let s = &out.sessions[0];
+        assert_eq!(
+            (s.client.as_str(), s.server.as_str()),
+            ("127.0.0.1:40000", "127.0.0.1:50366")
+        );
+        assert_eq!(s.ports_stable, Some(true));
+        assert!(s.terminated);
+        assert_eq!(s.teardown.as_ref().map(|t| t.by), Some(Side::Client));
+        assert_eq!(s.handshake.seen, "complete");
+        assert_eq!(s.handshake.rtt_us, Some(2.0));
+        let texts: Vec<&str> = s.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["a.test", "50367", "terminate"]);
+        let q = &s.queries[0];
+        assert_eq!((q.name.as_str(), q.port), ("a.test", Some(UDP_SERVER)));
+        let req = q.udp_request.as_ref().unwrap();
+        assert_eq!(
+            (req.len, req.names_port, req.frame),
+            (2, Some(CLIENT.1), 10)
+        );
+        assert_eq!(q.udp_answer.as_ref().unwrap().len, HEADER.len());
+        let h = q.header.as_ref().unwrap();
+        assert_eq!(h.origin_vs_udp, Comparison::Identical);
+        assert_eq!(h.origin_frame, Some(8));
+        assert_eq!(h.udp_vs_file, Comparison::NoFile);
+        assert_eq!(q.cache, None);
+        let events: Vec<(u64, Event)> = out.timeline.iter().map(|e| (e.frame, e.event)).collect();
+        assert_eq!(
+            events,
+            [
+                (4, Event::Asked),
+                (9, Event::Answered),
+                (10, Event::UdpRequest),
+                (11, Event::UdpAnswer),
+                (12, Event::Terminate)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_header_differs_where_it_changed() {
+        let mut changed = HEADER.to_vec();
+        changed[30] = b'x';
+        let out = one_query(&changed, b"50367");
+        let h = out.sessions[0].queries[0].header.clone().unwrap();
+        assert_eq!(
+            h.origin_vs_udp,
+            Comparison::Differs {
+                line: 3,
+                offset: 30
+            }
+        );
+    }
+
+    #[test]
+    fn answers_that_are_no_port_are_no_session() {
+        assert!(one_query(HEADER, b"hello").sessions.is_empty());
+        // A refusal alone is not enough to tell a session.
+        assert!(
+            one_query(HEADER, b"error: not a host name")
+                .sessions
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn comparisons() {
+        assert_eq!(compare(Ok(b"ab\ncd"), Ok(b"ab\ncd")), Comparison::Identical);
+        assert_eq!(
+            compare(Ok(b"ab\ncd"), Ok(b"ab\ncx")),
+            Comparison::Differs { line: 2, offset: 4 }
+        );
+        // A copy shorter than the other differs where it ends.
+        assert_eq!(
+            compare(Ok(b"ab\n"), Ok(b"ab\ncd")),
+            Comparison::Differs { line: 2, offset: 3 }
+        );
+        assert_eq!(
+            compare(Ok(b"a"), Err(Comparison::NoFile)),
+            Comparison::NoFile
+        );
+        assert_eq!(
+            compare(Err(Comparison::NotInCapture), Err(Comparison::NoFile)),
+            Comparison::NotInCapture
+        );
+    }
 }

@@ -114,6 +114,11 @@ impl Stream {
         }
     }
 
+    /// Bytes of segments held out of order, waiting for a gap to fill.
+    pub(crate) fn held(&self) -> usize {
+        self.pending.iter().map(|(_, _, d)| d.len()).sum()
+    }
+
     /// Offset of `seq` from the stream's start.
     fn offset(&self, seq: u32) -> u64 {
         u64::from(seq.wrapping_sub(self.base.unwrap_or(seq)))
