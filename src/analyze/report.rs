@@ -420,7 +420,8 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     if let Some(c) = &a.conversations {
         write_conversations(out, c)?;
     }
-    if let Some(s) = &a.sessions {
+    // Only a header-cache run has sessions: others' reports stay as they were.
+    if let Some(s) = a.sessions.as_deref().filter(|s| !s.is_empty()) {
         write_sessions(out, s, a.session_timeline.as_deref().unwrap_or_default())?;
     }
     write_logs(out, &a.logs)?;
@@ -528,9 +529,6 @@ pub fn write_sessions(
     timeline: &[TimelineRow],
 ) -> io::Result<()> {
     writeln!(out, "\nHeader-cache sessions")?;
-    if sessions.is_empty() {
-        return writeln!(out, "  none");
-    }
     let yes_no = |v: bool| {
         if v {
             "yes".to_string()
