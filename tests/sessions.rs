@@ -157,6 +157,7 @@ fn run(clients: &[&[&str]]) -> Run {
         tcpdump_err.wait_for("listening on", Duration::from_secs(10)),
         "tcpdump did not start"
     );
+    wait_until_capturing(&cap, udp_port);
     let server_addr = format!("127.0.0.1:{tcp_port}");
     let mut outs = Vec::new();
     let children: Vec<_> = clients
@@ -200,7 +201,12 @@ fn run(clients: &[&[&str]]) -> Run {
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };
     let status = common::wait_with_timeout(&mut tcpdump.0, Duration::from_secs(10));
-    assert!(status.success(), "tcpdump: {}", tcpdump_err.all());
+    let said = tcpdump_err.all();
+    assert!(status.success(), "tcpdump: {said}");
+    assert!(
+        said.contains("\n0 packets dropped by kernel"),
+        "tcpdump: {said}"
+    );
     drop(server);
     Run {
         _dir: dir,
@@ -208,6 +214,23 @@ fn run(clients: &[&[&str]]) -> Run {
         logs,
         outs,
         udp_port,
+    }
+}
+
+/// Sends 1-byte datagrams to the server's UDP port (which it ignores: a
+/// request has 2 bytes) until the capture file holds one: tcpdump says
+/// "listening on" a moment before it keeps what it sees.
+fn wait_until_capturing(cap: &Path, udp_port: u16) {
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    // A pcap file's header is 24 bytes; a packet makes it longer.
+    while std::fs::metadata(cap).map_or(0, |m| m.len()) <= 24 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "tcpdump keeps nothing"
+        );
+        probe.send_to(b"p", ("127.0.0.1", udp_port)).unwrap();
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
