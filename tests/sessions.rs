@@ -473,14 +473,44 @@ fn check_timeline(run: &Run, a: &Value) {
             other => panic!("event {other}"),
         }
     }
-    // Who asked first and who was answered first are the timeline's.
-    let first = |event: &str| {
-        events
-            .iter()
-            .find(|e| e["event"] == event)
-            .map(|e| e["session"].clone())
-    };
-    assert!(first("asked").is_some() && first("udp_answer").is_some());
+    // Each event is its query's step, as the session lists it: who asked
+    // first and who got a header first are the timeline's order.
+    let mut want: Vec<(u64, u64, &str, u64)> = Vec::new();
+    for s in sessions {
+        let n = s["session"].as_u64().unwrap();
+        for q in s["queries"].as_array().unwrap() {
+            let k = q["query"].as_u64().unwrap();
+            want.push((n, k, "asked", q["asked_frame"].as_u64().unwrap()));
+            want.push((n, k, "answered", q["answered_frame"].as_u64().unwrap()));
+            want.push((
+                n,
+                k,
+                "udp_request",
+                q["udp_request"]["frame"].as_u64().unwrap(),
+            ));
+            want.push((
+                n,
+                k,
+                "udp_answer",
+                q["udp_answer"]["frame"].as_u64().unwrap(),
+            ));
+        }
+        let terminate = s["messages"].as_array().unwrap().last().unwrap();
+        want.push((n, 0, "terminate", terminate["frame"].as_u64().unwrap()));
+    }
+    want.sort_by_key(|w| w.3);
+    let got: Vec<(u64, u64, &str, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["session"].as_u64().unwrap(),
+                e["query"].as_u64().unwrap_or(0),
+                e["event"].as_str().unwrap(),
+                e["frame"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -586,4 +616,43 @@ fn two_concurrent_clients_with_repeated_names_one_timeline() {
         .map(|e| e["session"].as_u64().unwrap())
         .collect();
     assert_eq!(sessions.into_iter().collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn a_broken_header_log_is_named_and_a_capture_without_sessions_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("headers-server-x.txt"),
+        "role: headers-server\nclient: nowhere\nqueries: 1\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["analyze", "captures/lab-2clients-lossless/capture.pcap"])
+        .args(["--conversations", "--format", "json", "--logs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("headers-server-x.txt: log not used: client \"nowhere\" is not ip:port"),
+        "{stderr}"
+    );
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The first lab's transfers: conversations, and no session among them.
+    assert!(!a["conversations"].as_array().unwrap().is_empty());
+    assert_eq!(a["sessions"], serde_json::json!([]));
+    assert_eq!(a["session_timeline"], serde_json::json!([]));
+    // Without --conversations the keys are absent.
+    let out = Command::new(BIN)
+        .args([
+            "--quiet",
+            "analyze",
+            "captures/lab-2clients-lossless/capture.pcap",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(a.get("sessions").is_none() && a.get("session_timeline").is_none());
 }

@@ -27,7 +27,7 @@ use super::decode::{Decoded, Tcp, Transport, Udp};
 use super::rows::{format_time, round};
 use super::tcp::{self, CloseKind, Connection, Side};
 use crate::headers::log::{CacheResult, ClientLog, HeadersLog, ServerLog};
-use crate::headers::{Answer, MAX_DATAGRAM, MAX_MESSAGE, REQUEST_LEN, Refusal, TERMINATE};
+use crate::headers::{Answer, MAX_DATAGRAM, MAX_MESSAGE, REQUEST_LEN, TERMINATE};
 
 /// TCP connections followed at once; later ones are counted.
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -381,7 +381,7 @@ struct Message<'a> {
 #[derive(Debug, Clone)]
 struct Asked<'a> {
     name: Message<'a>,
-    answer: Option<(Message<'a>, Option<Answer>)>,
+    answer: Option<(Message<'a>, Answer)>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,15 +444,13 @@ fn exchange(f: &Followed) -> Option<Exchange<'_>> {
             }),
             Side::Server => {
                 let q = queries.last_mut().filter(|q| q.answer.is_none())?;
-                let answer = Answer::parse(m.bytes);
-                answer?;
-                q.answer = Some((m.clone(), answer));
+                q.answer = Some((m.clone(), Answer::parse(m.bytes)?));
             }
         }
     }
     queries
         .iter()
-        .any(|q| matches!(q.answer, Some((_, Some(Answer::Port(_))))))
+        .any(|q| matches!(q.answer, Some((_, Answer::Port(_)))))
         .then_some(Exchange {
             messages,
             queries,
@@ -731,10 +729,6 @@ pub struct TimelineRow {
     at_ns: i64,
 }
 
-fn time_and_frame(r: &UdpRow) -> (String, u64) {
-    (r.time.clone(), r.frame)
-}
-
 fn timeline(sessions: &[SessionRow]) -> Vec<TimelineRow> {
     let mut out = Vec::new();
     for s in sessions {
@@ -776,8 +770,14 @@ fn timeline(sessions: &[SessionRow]) -> Vec<TimelineRow> {
                 (&q.udp_answer, q.at_ns.udp_answer, Event::UdpAnswer),
             ] {
                 if let (Some(r), Some(at)) = (row, at) {
-                    let (t, f) = time_and_frame(r);
-                    push(at, t, f, Some(q.query), event, name.clone());
+                    push(
+                        at,
+                        r.time.clone(),
+                        r.frame,
+                        Some(q.query),
+                        event,
+                        name.clone(),
+                    );
                 }
             }
         }
@@ -888,7 +888,7 @@ fn session_row(
             .or(ex.terminate.as_ref().map(|t| t.at_ns))
             .unwrap_or(i64::MAX);
         let (answered, answer) = match &q.answer {
-            Some((m, a)) => (Some(m), *a),
+            Some((m, a)) => (Some(m), Some(*a)),
             None => (None, None),
         };
         let port = match answer {
@@ -940,7 +940,6 @@ fn session_row(
                 origin_vs_file: compare(origin_copy, file_copy),
             }
         });
-        let udp_answer = request.and_then(|r| r.answer.as_ref());
         queries.push(QueryRow {
             query: i + 1,
             name: name.clone(),
@@ -948,7 +947,7 @@ fn session_row(
             asked_frame: q.name.frame,
             port,
             refusal: match answer {
-                Some(Answer::Refused(r)) => Some(Refusal::as_str(r).to_string()),
+                Some(Answer::Refused(r)) => Some(r.to_string()),
                 _ => None,
             },
             answered_time: answered.map(|m| format_time(m.at_ns)),
@@ -961,7 +960,7 @@ fn session_row(
                 frame: r.frame,
                 names_port: Some(r.names_port),
             }),
-            udp_answer: request.zip(udp_answer).map(|(r, d)| UdpRow {
+            udp_answer: request.zip(udp).map(|(r, d)| UdpRow {
                 from: r.to.to_string(),
                 to: r.from.to_string(),
                 len: d.len,
@@ -976,7 +975,7 @@ fn session_row(
                 asked: q.name.at_ns,
                 answered: answered.map(|m| m.at_ns),
                 udp_request: request.map(|r| r.at_ns),
-                udp_answer: udp_answer.map(|d| d.at_ns),
+                udp_answer: udp.map(|d| d.at_ns),
             },
         });
     }
