@@ -113,7 +113,7 @@ fn server_ports(stderr: &str) -> (u16, u16) {
 
 /// The server, tcpdump on its ports and the origin's, and the clients
 /// each asking its names, all at once.
-fn run(clients: &[&[&str]]) -> Run {
+fn run_once(clients: &[&[&str]]) -> Result<Run, String> {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let origin = start_origin();
@@ -140,7 +140,17 @@ fn run(clients: &[&[&str]]) -> Run {
         Command::new("tcpdump")
             // Immediate mode: each packet is written as it comes, none
             // waits in a kernel block when the capture is stopped.
-            .args(["-i", "lo", "-n", "-s", "0", "-U", "--immediate-mode"])
+            .args([
+                "-i",
+                "lo",
+                "-n",
+                "-s",
+                "0",
+                "-B",
+                "8192",
+                "-U",
+                "--immediate-mode",
+            ])
             .args(["-Z", "root", "-w"])
             .arg(&cap)
             .arg(format!(
@@ -203,18 +213,33 @@ fn run(clients: &[&[&str]]) -> Run {
     let status = common::wait_with_timeout(&mut tcpdump.0, Duration::from_secs(10));
     let said = tcpdump_err.all();
     assert!(status.success(), "tcpdump: {said}");
-    assert!(
-        said.contains("\n0 packets dropped by kernel"),
-        "tcpdump: {said}"
-    );
     drop(server);
-    Run {
+    if !said.contains("\n0 packets dropped by kernel") {
+        return Err(said);
+    }
+    Ok(Run {
         _dir: dir,
         cap,
         logs,
         outs,
         udp_port,
+    })
+}
+
+/// [`run_once`] until tcpdump drops nothing (a busy machine may make it
+/// drop: such a capture misses part of what the run did), at most 3 times.
+fn run(clients: &[&[&str]]) -> Run {
+    let mut said = String::new();
+    for _ in 0..3 {
+        match run_once(clients) {
+            Ok(run) => return run,
+            Err(e) => {
+                eprintln!("tcpdump dropped packets, running again: {e}");
+                said = e;
+            }
+        }
     }
+    panic!("tcpdump dropped packets in 3 runs: {said}");
 }
 
 /// Sends 1-byte datagrams to the server's UDP port (which it ignores: a
@@ -320,7 +345,8 @@ fn check_sessions(run: &Run, a: &Value, clients: &[&[&str]]) {
         assert_eq!(s["terminated"], true);
         assert_eq!(s["teardown"]["by"], "client");
         assert_eq!(s["handshake"]["seen"], "complete");
-        assert!(s["server_log"].is_string() && s["client_log"].is_string());
+        let used = a["logs"]["used"].as_array().unwrap();
+        assert!(used.contains(&s["server_log"]) && used.contains(&s["client_log"]));
         let client_port = port_of(&s["client"]);
         // Messages: name, port, ..., terminate, alternating.
         let messages = s["messages"].as_array().unwrap();
@@ -523,6 +549,7 @@ fn one_client_a_miss_then_a_hit_and_the_header_the_same_three_ways() {
     let r = run(clients);
     let a = analyze(&r);
     check_sessions(&r, &a, clients);
+    assert_eq!(a["logs"]["used"].as_array().unwrap().len(), 2);
     let q = a["sessions"][0]["queries"].as_array().unwrap();
     let cache: Vec<&str> = q.iter().map(|q| q["cache"].as_str().unwrap()).collect();
     assert_eq!(cache, ["miss", "miss", "hit"]);

@@ -375,6 +375,10 @@ pub enum LeftOut {
     NoSuchClient { client_id: Option<u16> },
     /// Another log fits the transfer better.
     Outmatched { by: String },
+    /// A header-cache log whose client has no session in the capture.
+    NoSuchSession { client: String },
+    /// A header-cache log, and the sessions were not asked for.
+    SessionsNotAsked,
 }
 
 impl fmt::Display for LeftOut {
@@ -386,6 +390,12 @@ impl fmt::Display for LeftOut {
             }
             LeftOut::NoSuchClient { client_id: None } => f.write_str("it names no client number"),
             LeftOut::Outmatched { by } => write!(f, "{by} fits its transfer better"),
+            LeftOut::NoSuchSession { client } => {
+                write!(f, "no header-cache session of {client} in the capture")
+            }
+            LeftOut::SessionsNotAsked => {
+                f.write_str("a header-cache log: its sessions are shown with --conversations")
+            }
         }
     }
 }

@@ -205,12 +205,52 @@ pub fn analyze(
         (t.finish(), s.finish(&logs.headers))
     });
     let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
-    if let Some((c, s)) = conversations {
+    let sessions = conversations.map(|(c, s)| {
         a.conversations = Some(c);
+        s
+    });
+    account_header_logs(&mut a.logs, &logs.headers, sessions.as_ref());
+    if let Some(s) = sessions {
         a.sessions = Some(s.sessions);
         a.session_timeline = Some(s.timeline);
     }
     a
+}
+
+/// The header-cache logs in the report's `logs`: used by a session, or
+/// left out and why.
+fn account_header_logs(
+    row: &mut LogsRow,
+    headers: &[(std::path::PathBuf, crate::headers::log::HeadersLog)],
+    sessions: Option<&sessions::Sessions>,
+) {
+    use crate::headers::log::HeadersLog;
+    use logs::{LeftOut, LeftOutLog};
+    for (path, log) in headers {
+        let path = path.display().to_string();
+        let reason = match sessions {
+            None => LeftOut::SessionsNotAsked,
+            Some(s) => {
+                let used = s.sessions.iter().any(|r| {
+                    r.server_log.as_deref() == Some(path.as_str())
+                        || r.client_log.as_deref() == Some(path.as_str())
+                });
+                if used {
+                    row.used.push(path);
+                    continue;
+                }
+                LeftOut::NoSuchSession {
+                    client: match log {
+                        HeadersLog::Server(l) => l.client,
+                        HeadersLog::Client(l) => l.tcp_local,
+                    }
+                    .to_string(),
+                }
+            }
+        };
+        row.unused += 1;
+        row.left_out.push(LeftOutLog { path, reason });
+    }
 }
 
 /// The report of a run with no capture, from its logs alone; `why` says
