@@ -318,6 +318,17 @@ impl SessionTable {
         let Some(&[hi, lo]) = u.payload.first_chunk::<2>() else {
             return;
         };
+        let names_port = u16::from_be_bytes([hi, lo]);
+        // The same request again before its answer: a second capture point's
+        // copy, or a resend. The first stands.
+        if let Some(&i) = self.waiting.get(&(src, dst))
+            && self
+                .requests
+                .get(i)
+                .is_some_and(|r| r.names_port == names_port)
+        {
+            return;
+        }
         if self.requests.len() >= MAX_REQUESTS {
             self.overflow += 1;
             return;
@@ -328,7 +339,7 @@ impl SessionTable {
             frame,
             from: src,
             to: dst,
-            names_port: u16::from_be_bytes([hi, lo]),
+            names_port,
             answer: None,
         });
     }
@@ -1101,20 +1112,26 @@ mod tests {
     struct Feed {
         table: SessionTable,
         frame: u64,
+        /// Each frame read this many times, as from that many capture
+        /// points.
+        copies: u64,
     }
 
     impl Feed {
-        fn new() -> Feed {
+        fn new(copies: u64) -> Feed {
             Feed {
                 table: SessionTable::new(),
                 frame: 0,
+                copies,
             }
         }
 
         fn raw(&mut self, bytes: &[u8]) {
-            self.frame += 1;
             let d = decode(Linktype::RAW, bytes).unwrap();
-            self.table.ingest(self.frame, self.frame as i64 * 1_000, &d);
+            for _ in 0..self.copies {
+                self.frame += 1;
+                self.table.ingest(self.frame, self.frame as i64 * 1_000, &d);
+            }
         }
 
         /// A TCP segment between `lo` (the client, `from_client`) and `hi`.
@@ -1156,8 +1173,12 @@ mod tests {
     /// A session of one query answered from the origin, the header as the
     /// origin sent it or `udp_header` over UDP.
     fn one_query(udp_header: &[u8], answer: &[u8]) -> Sessions {
+        one_query_seen(udp_header, answer, 1)
+    }
+
+    fn one_query_seen(udp_header: &[u8], answer: &[u8], copies: u64) -> Sessions {
         let (c, s) = (CLIENT.1, SERVER.1);
-        let mut f = Feed::new();
+        let mut f = Feed::new(copies);
         f.tcp(c, s, true, "S", 100, 0, b"");
         f.tcp(c, s, false, "SA", 500, 101, b"");
         f.tcp(c, s, true, "A", 101, 501, b"");
@@ -1254,6 +1275,21 @@ mod tests {
                 .sessions
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn two_capture_points_give_the_same_session() {
+        let out = one_query_seen(HEADER, b"50367", 2);
+        assert_eq!(out.sessions.len(), 1);
+        let s = &out.sessions[0];
+        assert_eq!(s.messages.len(), 3);
+        let q = &s.queries[0];
+        // The first copy of each frame.
+        assert_eq!(q.udp_request.as_ref().map(|r| r.frame), Some(19));
+        assert_eq!(q.udp_answer.as_ref().map(|r| r.frame), Some(21));
+        let h = q.header.as_ref().unwrap();
+        assert_eq!(h.origin_vs_udp, Comparison::Identical);
+        assert_eq!(out.timeline.len(), 5);
     }
 
     #[test]
