@@ -292,6 +292,11 @@ impl SessionTable {
     }
 
     fn udp(&mut self, frame: u64, at_ns: i64, src: SocketAddr, dst: SocketAddr, u: &Udp) {
+        // No session and no request so far: no hash lookup per datagram of
+        // a bulk transfer.
+        if self.waiting.is_empty() && self.session_hosts.is_empty() {
+            return;
+        }
         if let Some(i) = self.waiting.remove(&(dst, src)) {
             let captured = u.payload.get(..u.payload_len).unwrap_or(u.payload);
             let payload = if captured.len() < u.payload_len {
