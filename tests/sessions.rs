@@ -643,6 +643,27 @@ fn two_concurrent_clients_with_repeated_names_one_timeline() {
         .map(|e| e["session"].as_u64().unwrap())
         .collect();
     assert_eq!(sessions.into_iter().collect::<Vec<_>>(), [1, 2]);
+    // The table says who asked first, query by query, as the timeline does.
+    let out = Command::new(BIN)
+        .args(["--quiet", "analyze"])
+        .arg(&r.cap)
+        .args(["--conversations", "--logs"])
+        .arg(&r.logs)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let first_asked = a["session_timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "asked")
+        .unwrap()["session"]
+        .clone();
+    assert!(
+        table.contains(&format!("  query 1: asked by session {first_asked}, ")),
+        "{table}"
+    );
+    assert!(table.contains("Header-cache sessions\nsession 1: client "));
 }
 
 #[test]

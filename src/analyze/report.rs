@@ -8,7 +8,7 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use super::Analysis;
 use super::conversations::{ConversationRow, Proto};
 use super::rows::ClientRow;
-use super::sessions::{Comparison, HeaderCopies, SessionRow, TimelineRow};
+use super::sessions::{Comparison, Event, HeaderCopies, SessionRow, TimelineRow};
 
 /// Output formats of `udplab analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -628,7 +628,34 @@ pub fn write_sessions(
             e.name.clone().unwrap_or_default(),
         ]);
     }
-    writeln!(out, "{t}")
+    writeln!(out, "{t}")?;
+    if sessions.len() > 1 {
+        write_order(out, timeline)?;
+    }
+    Ok(())
+}
+
+/// Per query number, the sessions in the order they asked and in the
+/// order their headers came: who went first.
+fn write_order(out: &mut dyn Write, timeline: &[TimelineRow]) -> io::Result<()> {
+    let last = timeline.iter().filter_map(|e| e.query).max().unwrap_or(0);
+    for k in 1..=last {
+        let order = |event: Event| -> String {
+            let s: Vec<String> = timeline
+                .iter()
+                .filter(|e| e.query == Some(k) && e.event == event)
+                .map(|e| e.session.to_string())
+                .collect();
+            s.join(", ")
+        };
+        writeln!(
+            out,
+            "  query {k}: asked by session {}; header to session {}",
+            order(Event::Asked),
+            order(Event::UdpAnswer)
+        )?;
+    }
+    Ok(())
 }
 
 /// Which logs were used, which were left out and why, and what was given
