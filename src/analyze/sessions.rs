@@ -145,11 +145,12 @@ struct Datagram {
     payload: Kept,
 }
 
-/// A copy of a header as the capture holds it.
+/// A header as the capture holds it: a UDP answer's payload, an HTTP
+/// response's head.
 #[derive(Debug, Clone)]
 enum Kept {
     Whole(Vec<u8>),
-    /// The snap length cut it.
+    /// The snap length or a lost segment cut it.
     Cut,
     /// Past [`BUDGET`].
     OverBudget,
@@ -481,14 +482,7 @@ struct HttpResponse {
     request_ns: i64,
     at_ns: i64,
     frame: u64,
-    head: HeadCopy,
-}
-
-#[derive(Debug, Clone)]
-enum HeadCopy {
-    Whole(Vec<u8>),
-    /// The capture holds part of it (a hole, the snap length).
-    Cut,
+    head: Kept,
 }
 
 fn http_response(f: &Followed) -> Option<HttpResponse> {
@@ -508,8 +502,8 @@ fn http_response(f: &Followed) -> Option<HttpResponse> {
     let response = first(Side::Server)?;
     let bytes = &f.conn.to_client.bytes;
     let head = match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => HeadCopy::Whole(bytes.get(..end + 4)?.to_vec()),
-        None => HeadCopy::Cut,
+        Some(end) => Kept::Whole(bytes.get(..end + 4)?.to_vec()),
+        None => Kept::Cut,
     };
     Some(HttpResponse {
         host,
@@ -684,9 +678,20 @@ impl Comparison {
 }
 
 /// One copy of a header, or why there is none.
-type Copy<'a> = Result<&'a [u8], Comparison>;
+type Held<'a> = Result<&'a [u8], Comparison>;
 
-pub fn compare(a: Copy, b: Copy) -> Comparison {
+/// A captured copy, if the capture has one.
+fn held(kept: Option<&Kept>) -> Held<'_> {
+    match kept {
+        Some(Kept::Whole(b)) => Ok(b),
+        Some(Kept::Cut | Kept::OverBudget) => Err(Comparison::CutInCapture),
+        None => Err(Comparison::NotInCapture),
+    }
+}
+
+/// Two copies side by side: identical, the first difference, or why one
+/// is missing (the first copy's reason when both are).
+fn compare(a: Held, b: Held) -> Comparison {
     let (a, b) = match (a, b) {
         (Err(why), _) | (_, Err(why)) => return why,
         (Ok(a), Ok(b)) => (a, b),
@@ -930,21 +935,13 @@ fn session_row(
             .filter(|(n, _)| n == name)
             .and_then(|(_, f)| f.clone());
         let udp = request.and_then(|r| r.answer.as_ref());
-        let udp_copy: Copy = match udp.map(|d| &d.payload) {
-            Some(Kept::Whole(b)) => Ok(b),
-            Some(Kept::Cut | Kept::OverBudget) => Err(Comparison::CutInCapture),
-            None => Err(Comparison::NotInCapture),
-        };
+        let udp_copy = held(udp.map(|d| &d.payload));
         let header = port.map(|_| {
             let answered_ns = answered.map_or(i64::MAX, |m| m.at_ns);
             let origin = origin_response(responses, name, q.name.at_ns, answered_ns, udp_copy);
-            let origin_copy: Copy = match origin.map(|r| &r.head) {
-                Some(HeadCopy::Whole(b)) => Ok(b),
-                Some(HeadCopy::Cut) => Err(Comparison::CutInCapture),
-                None => Err(Comparison::NotInCapture),
-            };
+            let origin_copy = held(origin.map(|r| &r.head));
             let stored = stored(file.as_deref());
-            let file_copy: Copy = stored.as_deref().map_err(|e| *e);
+            let file_copy: Held = stored.as_deref().map_err(|e| *e);
             HeaderCopies {
                 origin_len: origin_copy.ok().map(<[u8]>::len),
                 origin_time: origin.map(|r| format_time(r.at_ns)),
@@ -1053,7 +1050,7 @@ fn origin_response<'a>(
     name: &str,
     asked_ns: i64,
     answered_ns: i64,
-    udp: Copy,
+    udp: Held,
 ) -> Option<&'a HttpResponse> {
     let candidates: Vec<&HttpResponse> = responses
         .iter()
@@ -1066,7 +1063,7 @@ fn origin_response<'a>(
             .filter(|r| f(r))
             .max_by_key(|r| r.request_ns)
     };
-    latest(&|r| matches!((&r.head, udp), (HeadCopy::Whole(h), Ok(u)) if h.as_slice() == u))
+    latest(&|r| matches!((&r.head, udp), (Kept::Whole(h), Ok(u)) if h.as_slice() == u))
         .or_else(|| latest(&|r| r.request_ns >= asked_ns))
         .or_else(|| latest(&|_| true))
 }
