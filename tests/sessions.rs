@@ -40,7 +40,7 @@ fn can_capture() -> Result<(), String> {
     if uid != 0 {
         return Err(format!("tcpdump on lo needs root (euid is {uid})"));
     }
-    for tool in ["tcpdump", "tshark"] {
+    for tool in ["tcpdump", "tshark", "editcap"] {
         if !have(tool) {
             return Err(format!("{tool} is not installed"));
         }
@@ -274,9 +274,14 @@ fn server_logs(dir: &Path) -> usize {
 }
 
 fn analyze(run: &Run) -> Value {
+    analyze_captures(run, &[&run.cap])
+}
+
+/// `udplab analyze` on `caps` read together, with the run's logs.
+fn analyze_captures(run: &Run, caps: &[&Path]) -> Value {
     let out = Command::new(BIN)
         .args(["--quiet", "analyze"])
-        .arg(&run.cap)
+        .args(caps)
         .args(["--conversations", "--format", "json", "--logs"])
         .arg(&run.logs)
         .output()
@@ -605,6 +610,41 @@ fn one_client_a_miss_then_a_hit_and_the_header_the_same_three_ways() {
         assert_eq!(q["header"]["udp_vs_file"]["result"], "no_file");
         assert_eq!(q["header"]["origin_vs_udp"]["result"], "identical");
         assert_eq!(q["header"]["file_len"], Value::Null);
+    }
+
+    // The same capture read twice, as from two capture points: the same
+    // session, each step at its first copy.
+    let twice = analyze_captures(&r, &[&r.cap, &r.cap]);
+    let s = &twice["sessions"].as_array().unwrap()[..];
+    assert_eq!(s.len(), 1, "{twice:#}");
+    assert_eq!(s[0]["messages"].as_array().unwrap().len(), 7);
+    for (q, one) in s[0]["queries"].as_array().unwrap().iter().zip(q) {
+        assert_eq!(q["header"]["origin_vs_udp"]["result"], "identical");
+        assert_eq!(q["udp_answer"]["len"], one["udp_answer"]["len"]);
+        assert_eq!(q["udp_answer"]["time"], one["udp_answer"]["time"]);
+    }
+
+    // Frames cut to 100 bytes: the short messages are whole, the headers
+    // (in the HTTP response and the UDP answer) are not.
+    let cut = r.cap.with_file_name("cut.pcap");
+    let done = Command::new("editcap")
+        .args(["-s", "100"])
+        .arg(&r.cap)
+        .arg(&cut)
+        .status()
+        .unwrap();
+    assert!(done.success());
+    let a = analyze_captures(&r, &[&cut]);
+    let s = &a["sessions"][0];
+    assert_eq!(s["messages"][0]["text"], "a.test");
+    for q in s["queries"].as_array().unwrap() {
+        let h = &q["header"];
+        assert_eq!(h["origin_vs_udp"]["result"], "cut_in_capture", "{h:#}");
+        assert_eq!(h["origin_len"], Value::Null);
+        assert_eq!(
+            q["udp_answer"]["len"],
+            header_for(q["name"].as_str().unwrap()).len()
+        );
     }
 }
 
