@@ -753,7 +753,7 @@ mod tests {
         let logs = reliable_logs();
         let set = logs::LogSet {
             logs,
-            ignored: Vec::new(),
+            ..Default::default()
         };
         let a = super::super::from_logs(&set, &super::super::Options::default(), "test");
         let r = &a.clients[0];

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, Offset, TimeZone};
 use serde::Serialize;
 
+use crate::headers::log::{self as headers_log, HeadersLog};
 use crate::protocol::Protocol;
 use crate::transfer_log::{self, LogName, Role, TransferLog};
 
@@ -130,6 +131,8 @@ impl fmt::Display for Ignored {
 #[derive(Debug, Clone, Default)]
 pub struct LogSet {
     pub logs: Vec<LoadedLog>,
+    /// The header cache's logs (`udplab headers`), by path.
+    pub headers: Vec<(PathBuf, HeadersLog)>,
     pub ignored: Vec<Ignored>,
 }
 
@@ -145,12 +148,19 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<LogSet> {
         if meta.is_file() {
             // A file named as a log: what it is not is worth a warning.
             if seen.insert(path.clone()) {
-                match read_one(path) {
-                    Ok(log) => set.logs.push(log),
-                    Err(reason) => set.ignored.push(Ignored {
+                match read_headers_log(path) {
+                    Some(Ok(h)) => set.headers.push((path.clone(), h)),
+                    Some(Err(reason)) => set.ignored.push(Ignored {
                         path: path.display().to_string(),
                         reason,
                     }),
+                    None => match read_one(path) {
+                        Ok(log) => set.logs.push(log),
+                        Err(reason) => set.ignored.push(Ignored {
+                            path: path.display().to_string(),
+                            reason,
+                        }),
+                    },
                 }
             }
             continue;
@@ -169,6 +179,21 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<LogSet> {
         for file in files {
             if !seen.insert(file.clone()) {
                 continue;
+            }
+            match read_headers_log(&file) {
+                Some(Ok(h)) => {
+                    set.headers.push((file, h));
+                    found += 1;
+                    continue;
+                }
+                Some(Err(reason)) => {
+                    set.ignored.push(Ignored {
+                        path: file.display().to_string(),
+                        reason,
+                    });
+                    continue;
+                }
+                None => {}
             }
             match read_one(&file) {
                 Ok(log) => {
@@ -196,7 +221,26 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<LogSet> {
         }
     }
     set.logs.sort_by(|a, b| a.path.cmp(&b.path));
+    set.headers.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(set)
+}
+
+/// A header log (`udplab headers`), when the file begins like one.
+fn read_headers_log(path: &Path) -> Option<Result<HeadersLog, IgnoredReason>> {
+    let head = head(path, headers_log::SERVER_ROLE.len()).ok()?;
+    if !headers_log::looks_like(&head) {
+        return None;
+    }
+    // A session's log is a few lines per query.
+    const MAX_LEN: u64 = 16 * 1024 * 1024;
+    let text = fs::File::open(path).and_then(|f| {
+        let mut s = String::new();
+        f.take(MAX_LEN).read_to_string(&mut s).map(|_| s)
+    });
+    Some(match text {
+        Ok(t) => headers_log::parse(&t).map_err(IgnoredReason::Unreadable),
+        Err(e) => Err(IgnoredReason::Unreadable(e.to_string())),
+    })
 }
 
 fn read_one(path: &Path) -> Result<LoadedLog, IgnoredReason> {
@@ -331,6 +375,10 @@ pub enum LeftOut {
     NoSuchClient { client_id: Option<u16> },
     /// Another log fits the transfer better.
     Outmatched { by: String },
+    /// A header-cache log whose client has no session in the capture.
+    NoSuchSession { client: String },
+    /// A header-cache log, and the sessions were not asked for.
+    SessionsNotAsked,
 }
 
 impl fmt::Display for LeftOut {
@@ -342,6 +390,12 @@ impl fmt::Display for LeftOut {
             }
             LeftOut::NoSuchClient { client_id: None } => f.write_str("it names no client number"),
             LeftOut::Outmatched { by } => write!(f, "{by} fits its transfer better"),
+            LeftOut::NoSuchSession { client } => {
+                write!(f, "no header-cache session of {client} in the capture")
+            }
+            LeftOut::SessionsNotAsked => {
+                f.write_str("a header-cache log: its sessions are shown with --conversations")
+            }
         }
     }
 }

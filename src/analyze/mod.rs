@@ -12,7 +12,8 @@
 //! report shows, and [`report`] writes them as a table, JSON or CSV, or
 //! [`jsonl`] as one line per client for files of many runs.
 //! With [`Options::conversations`], [`conversations`] lists every TCP
-//! connection and UDP flow of the capture as well, in the same pass.
+//! connection and UDP flow of the capture as well, in the same pass, and
+//! [`sessions`] the sessions of a header-cache run (`udplab headers`).
 //! With [`Options::pictures`], the tables also keep [`series`] (each flow's
 //! datagrams binned by time, each control connection's segments), from
 //! which [`html`] draws the report's page and its SVG pictures.
@@ -30,6 +31,7 @@ pub mod registration;
 pub mod report;
 pub mod rows;
 pub mod series;
+pub mod sessions;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +48,7 @@ use self::flows::{FlowKey, FlowTable};
 use self::logs::{Ignored, LeftOutLog};
 use self::reader::{FileFacts, Reader};
 use self::rows::{ClientRow, ControlRow, FlowRow};
+use self::sessions::SessionTable;
 use self::tcp::TcpTable;
 
 /// How to read a run.
@@ -99,6 +102,13 @@ pub struct Analysis {
     /// key is absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversations: Option<Vec<conversations::ConversationRow>>,
+    /// The header-cache sessions, with `--conversations` only (absent
+    /// without it, empty when the capture holds none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<sessions::SessionRow>>,
+    /// Every session's queries and answers in one order, with `sessions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_timeline: Option<Vec<sessions::TimelineRow>>,
     /// When nothing came to the control port: the port most connections
     /// were opened to instead.
     #[serde(skip)]
@@ -200,15 +210,62 @@ pub fn analyze(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
     let (tcp, flows, conversations, mut skipped) = ingest(reader, opts, progress);
-    let conversations = conversations.map(|t| {
+    let conversations = conversations.map(|(t, s)| {
         if t.overflow > 0 {
             skipped.insert("conversation table full".into(), t.overflow);
         }
-        t.finish()
+        if s.overflow > 0 {
+            skipped.insert("session table full".into(), s.overflow);
+        }
+        (t.finish(), s.finish(&logs.headers))
     });
     let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
-    a.conversations = conversations;
+    let sessions = conversations.map(|(c, s)| {
+        a.conversations = Some(c);
+        s
+    });
+    account_header_logs(&mut a.logs, &logs.headers, sessions.as_ref());
+    if let Some(s) = sessions {
+        a.sessions = Some(s.sessions);
+        a.session_timeline = Some(s.timeline);
+    }
     a
+}
+
+/// The header-cache logs in the report's `logs`: used by a session, or
+/// left out and why.
+fn account_header_logs(
+    row: &mut LogsRow,
+    headers: &[(std::path::PathBuf, crate::headers::log::HeadersLog)],
+    sessions: Option<&sessions::Sessions>,
+) {
+    use crate::headers::log::HeadersLog;
+    use logs::{LeftOut, LeftOutLog};
+    for (path, log) in headers {
+        let path = path.display().to_string();
+        let reason = match sessions {
+            None => LeftOut::SessionsNotAsked,
+            Some(s) => {
+                let used = s.sessions.iter().any(|r| {
+                    r.server_log.as_deref() == Some(path.as_str())
+                        || r.client_log.as_deref() == Some(path.as_str())
+                });
+                if used {
+                    row.used.push(path);
+                    continue;
+                }
+                LeftOut::NoSuchSession {
+                    client: match log {
+                        HeadersLog::Server(l) => l.client,
+                        HeadersLog::Client(l) => l.tcp_local,
+                    }
+                    .to_string(),
+                }
+            }
+        };
+        row.unused += 1;
+        row.left_out.push(LeftOutLog { path, reason });
+    }
 }
 
 /// The report of a run with no capture, from its logs alone; `why` says
@@ -232,10 +289,16 @@ pub fn from_logs(logs: &logs::LogSet, opts: &Options, why: &str) -> Analysis {
         warnings,
         errors: Vec::new(),
         conversations: None,
+        sessions: None,
+        session_timeline: None,
         suggested_port: None,
         series: c.series,
     }
 }
+
+/// The tables of `--conversations`: every conversation, and the
+/// header-cache sessions among them.
+type Views = (ConversationTable, SessionTable);
 
 /// The one pass over the packets: each decoded and fed to its table, or
 /// counted as skipped with its reason.
@@ -243,14 +306,11 @@ fn ingest(
     reader: &mut Reader,
     opts: &Options,
     progress: &mut dyn FnMut(u64, Option<u64>),
-) -> (
-    TcpTable,
-    FlowTable,
-    Option<ConversationTable>,
-    HashMap<String, u64>,
-) {
+) -> (TcpTable, FlowTable, Option<Views>, HashMap<String, u64>) {
     let mut tcp = TcpTable::new(opts.control_port);
-    let mut conversations = opts.conversations.then(ConversationTable::new);
+    let mut conversations = opts
+        .conversations
+        .then(|| (ConversationTable::new(), SessionTable::new()));
     let mut flows = FlowTable::new(opts.chunk);
     if opts.pictures {
         tcp = tcp.with_traces();
@@ -266,8 +326,9 @@ fn ingest(
         let at = pkt.file;
         match decode::decode(pkt.link_type, pkt.data) {
             Ok(d) => {
-                if let Some(c) = conversations.as_mut() {
+                if let Some((c, s)) = conversations.as_mut() {
                     c.ingest(pkt.link_type, pkt.data, pkt.ts_ns, pkt.orig_len, &d);
+                    s.ingest(count, pkt.ts_ns, &d);
                 }
                 match &d.transport {
                     Transport::Udp(u) => {
@@ -392,6 +453,8 @@ fn build(
         warnings,
         errors,
         conversations: None,
+        sessions: None,
+        session_timeline: None,
         suggested_port: suggested_port.filter(|_| connections.is_empty()),
         series: c.series,
     }

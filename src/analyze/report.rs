@@ -9,6 +9,7 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use super::Analysis;
 use super::conversations::{ConversationRow, Proto};
 use super::rows::ClientRow;
+use super::sessions::{Comparison, Event, HeaderCopies, SessionRow, TimelineRow};
 
 /// Output formats of `udplab analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -424,6 +425,10 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     if let Some(c) = &a.conversations {
         write_conversations(out, c)?;
     }
+    // Only a header-cache run has sessions: others' reports stay as they were.
+    if let Some(s) = a.sessions.as_deref().filter(|s| !s.is_empty()) {
+        write_sessions(out, s, a.session_timeline.as_deref().unwrap_or_default())?;
+    }
     write_logs(out, &a.logs)?;
     for w in &a.warnings {
         writeln!(out, "warning: {w}")?;
@@ -517,6 +522,143 @@ pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io:
                 p.text,
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The header-cache sessions: per session its connection, messages and
+/// queries, then every session's events in one order.
+pub fn write_sessions(
+    out: &mut dyn Write,
+    sessions: &[SessionRow],
+    timeline: &[TimelineRow],
+) -> io::Result<()> {
+    writeln!(out, "\nHeader-cache sessions")?;
+    let yes_no = |v: bool| {
+        if v {
+            "yes".to_string()
+        } else {
+            "no".to_string()
+        }
+    };
+    for s in sessions {
+        let h = &s.handshake;
+        writeln!(
+            out,
+            "session {}: client {} server {}, ports stable: {}, terminate: {}",
+            s.session,
+            s.client,
+            s.server,
+            opt(s.ports_stable, yes_no),
+            yes_no(s.terminated),
+        )?;
+        writeln!(
+            out,
+            "  handshake: {}, RTT {} us, MSS {}/{}, wscale {}/{}, SACK {}/{}",
+            h.seen,
+            opt(h.rtt_us, |v| format!("{v:.1}")),
+            opt(h.mss_syn, |v| v.to_string()),
+            opt(h.mss_syn_ack, |v| v.to_string()),
+            opt(h.window_scale_syn, |v| v.to_string()),
+            opt(h.window_scale_syn_ack, |v| v.to_string()),
+            opt(h.sack_permitted_syn, yes_no),
+            opt(h.sack_permitted_syn_ack, yes_no),
+        )?;
+        match &s.teardown {
+            Some(t) => writeln!(
+                out,
+                "  teardown: {} {} first at {}",
+                t.by.as_str(),
+                t.kind,
+                t.time
+            )?,
+            None => writeln!(out, "  teardown: not seen")?,
+        }
+        for m in &s.messages {
+            writeln!(
+                out,
+                "  {} #{} {} {} B: {:?}",
+                m.time,
+                m.frame,
+                m.from.as_str(),
+                m.len,
+                m.text
+            )?;
+        }
+        if s.messages_not_listed {
+            writeln!(out, "  (more messages not listed)")?;
+        }
+        let mut t = table(&[
+            "#",
+            "name",
+            "answer",
+            "UDP request",
+            "UDP answer",
+            "cache",
+            "origin vs UDP",
+            "UDP vs file",
+            "origin vs file",
+        ]);
+        for q in &s.queries {
+            let header =
+                |f: fn(&HeaderCopies) -> &Comparison| opt(q.header.as_ref(), |h| f(h).describe());
+            t.add_row(vec![
+                q.query.to_string(),
+                q.name.clone(),
+                q.port
+                    .map(|p| p.to_string())
+                    .or_else(|| q.refusal.clone())
+                    .unwrap_or_else(|| NONE.into()),
+                opt(q.udp_request.as_ref(), |r| {
+                    format!("{} > {}, {} B", r.from, r.to, r.len)
+                }),
+                opt(q.udp_answer.as_ref(), |r| format!("{} B", r.len)),
+                opt(q.cache, |c| c.as_str().to_string()),
+                header(|h| &h.origin_vs_udp),
+                header(|h| &h.udp_vs_file),
+                header(|h| &h.origin_vs_file),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    writeln!(out, "Timeline")?;
+    let mut t = table(&["time", "frame", "session", "query", "event", "name"]);
+    for e in timeline {
+        t.add_row(vec![
+            e.time.clone(),
+            e.frame.to_string(),
+            e.session.to_string(),
+            opt(e.query, |v| v.to_string()),
+            e.event.as_str().to_string(),
+            e.name.clone().unwrap_or_default(),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    if sessions.len() > 1 {
+        write_order(out, timeline)?;
+    }
+    Ok(())
+}
+
+/// Per query number, the sessions in the order they asked and in the
+/// order their headers came: who went first.
+fn write_order(out: &mut dyn Write, timeline: &[TimelineRow]) -> io::Result<()> {
+    let last = timeline.iter().filter_map(|e| e.query).max().unwrap_or(0);
+    for k in 1..=last {
+        let order = |event: Event| -> String {
+            let s: Vec<String> = timeline
+                .iter()
+                .filter(|e| e.query == Some(k) && e.event == event)
+                .map(|e| e.session.to_string())
+                .collect();
+            s.join(", ")
+        };
+        writeln!(
+            out,
+            "  query {k}: asked by session {}; header to session {}",
+            order(Event::Asked),
+            order(Event::UdpAnswer)
+        )?;
     }
     Ok(())
 }

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use serde::Serialize;
+
 use super::decode::Tcp;
 use super::series::{SEGMENT_BUDGET, Segment, TRACE_SEGMENTS, Trace};
 
@@ -23,7 +25,8 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const STREAM_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Which end of a control connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     Client,
     Server,
@@ -110,6 +113,11 @@ impl Stream {
             self.base = Some(isn.wrapping_add(1));
             self.next = isn.wrapping_add(1);
         }
+    }
+
+    /// Bytes of segments held out of order, waiting for a gap to fill.
+    pub(crate) fn held(&self) -> usize {
+        self.pending.iter().map(|(_, _, d)| d.len()).sum()
     }
 
     /// Offset of `seq` from the stream's start.
@@ -264,7 +272,12 @@ impl Syn {
 }
 
 impl Connection {
-    fn new(point: usize, client: SocketAddr, server: SocketAddr, ts_ns: i64) -> Connection {
+    pub(crate) fn new(
+        point: usize,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts_ns: i64,
+    ) -> Connection {
         Connection {
             point,
             client,
@@ -280,6 +293,67 @@ impl Connection {
             teardown: None,
             trace: None,
         }
+    }
+
+    /// One segment from `from`: the handshake, the stream bytes (as many
+    /// as `budget` allows) and the teardown.
+    pub(crate) fn ingest(&mut self, from: Side, ts_ns: i64, tcp: &Tcp, budget: &mut usize) {
+        self.segments += 1;
+        self.last_ns = self.last_ns.max(ts_ns);
+        let f = tcp.flags;
+        match from {
+            // The first SYN counts; a retransmitted one says the same.
+            Side::Client if f.syn && !f.ack => {
+                self.client_syn.get_or_insert(Syn::of(ts_ns, tcp));
+                self.to_server.start(tcp.seq);
+            }
+            Side::Server if f.syn && f.ack => {
+                self.server_syn.get_or_insert(Syn::of(ts_ns, tcp));
+                self.to_client.start(tcp.seq);
+            }
+            Side::Client
+                if f.ack
+                    && self.ack_ns.is_none()
+                    && self
+                        .server_syn
+                        .is_some_and(|s| tcp.ack == s.isn.wrapping_add(1)) =>
+            {
+                self.ack_ns = Some(ts_ns);
+            }
+            _ => {}
+        }
+        if !f.syn {
+            let stream = match from {
+                Side::Client => &mut self.to_server,
+                Side::Server => &mut self.to_client,
+            };
+            stream.segment(tcp.seq, tcp.payload_len, tcp.payload, budget);
+        }
+        if (f.fin || f.rst) && self.teardown.is_none() {
+            self.teardown = Some(Teardown {
+                by: from,
+                kind: if f.rst {
+                    CloseKind::Rst
+                } else {
+                    CloseKind::Fin
+                },
+                at_ns: ts_ns,
+            });
+        }
+    }
+
+    /// Whether a SYN from the client now opens a new connection on the
+    /// same ports: this one was closed, or began with another ISN.
+    pub(crate) fn reopened_by(&self, tcp: &Tcp) -> bool {
+        tcp.flags.syn
+            && !tcp.flags.ack
+            && (self.teardown.is_some() || self.client_syn.is_some_and(|s| s.isn != tcp.seq))
+    }
+
+    /// Both streams' held segments given up on: the capture has ended.
+    pub(crate) fn finish(&mut self) {
+        self.to_server.finish();
+        self.to_client.finish();
     }
 
     /// SYN to the client's ACK of the SYN-ACK, as the capture point saw it.
@@ -384,10 +458,8 @@ impl TcpTable {
         let key = (point, client, server);
         // A new SYN on a finished connection's ports starts a new one.
         if from == Side::Client
-            && tcp.flags.syn
-            && !tcp.flags.ack
             && let Some(old) = self.open.get(&key)
-            && (old.teardown.is_some() || old.client_syn.is_some_and(|s| s.isn != tcp.seq))
+            && old.reopened_by(tcp)
             && let Some(old) = self.open.remove(&key)
         {
             self.done.push(old);
@@ -400,39 +472,20 @@ impl TcpTable {
             .open
             .entry(key)
             .or_insert_with(|| Connection::new(point, client, server, ts_ns));
-        c.segments += 1;
-        c.last_ns = c.last_ns.max(ts_ns);
-        let f = tcp.flags;
         let had_ack = c.ack_ns.is_some();
-        match from {
-            // The first SYN counts; a retransmitted one says the same.
-            Side::Client if f.syn && !f.ack => {
-                c.client_syn.get_or_insert(Syn::of(ts_ns, tcp));
-                c.to_server.start(tcp.seq);
-            }
-            Side::Server if f.syn && f.ack => {
-                c.server_syn.get_or_insert(Syn::of(ts_ns, tcp));
-                c.to_client.start(tcp.seq);
-            }
-            Side::Client
-                if f.ack
-                    && c.ack_ns.is_none()
-                    && c.server_syn
-                        .is_some_and(|s| tcp.ack == s.isn.wrapping_add(1)) =>
-            {
-                c.ack_ns = Some(ts_ns);
-            }
-            _ => {}
-        }
+        c.ingest(from, ts_ns, tcp, &mut self.budget);
         if self.traces && c.trace.is_none() && self.segment_budget >= TRACE_SEGMENTS {
             self.segment_budget -= TRACE_SEGMENTS;
             c.trace = Some(Box::default());
         }
         if let Some(trace) = c.trace.as_deref_mut() {
+            let f = tcp.flags;
             let stream = match from {
                 Side::Client => &c.to_server,
                 Side::Server => &c.to_client,
             };
+            // Where the segment starts in its stream (a first segment of a
+            // stream whose SYN was not seen starts it: 0).
             let offset = if f.syn { 0 } else { stream.offset(tcp.seq) };
             trace.push(
                 Segment {
@@ -449,32 +502,13 @@ impl TcpTable {
                 !had_ack && c.ack_ns.is_some(),
             );
         }
-        if !f.syn {
-            let stream = match from {
-                Side::Client => &mut c.to_server,
-                Side::Server => &mut c.to_client,
-            };
-            stream.segment(tcp.seq, tcp.payload_len, tcp.payload, &mut self.budget);
-        }
-        if (f.fin || f.rst) && c.teardown.is_none() {
-            c.teardown = Some(Teardown {
-                by: from,
-                kind: if f.rst {
-                    CloseKind::Rst
-                } else {
-                    CloseKind::Fin
-                },
-                at_ns: ts_ns,
-            });
-        }
     }
 
     /// Every connection, ordered by first time.
     pub fn finish(mut self) -> Vec<Connection> {
         self.done.extend(self.open.into_values());
         for c in &mut self.done {
-            c.to_server.finish();
-            c.to_client.finish();
+            c.finish();
         }
         self.done.sort_by_key(|c| (c.first_ns, c.point, c.client));
         self.done

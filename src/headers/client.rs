@@ -93,7 +93,12 @@ impl Outcome {
                 } => writeln!(
                     out,
                     "query_{k}_answer: {udp_port}\nquery_{k}_udp_local: {udp_local}\nquery_{k}_bytes: {bytes}\nquery_{k}_file: {}",
-                    path.display()
+                    // Absolute: the log is read from elsewhere (`udplab
+                    // analyze --logs` compares the file with the capture).
+                    std::path::absolute(path)
+                        .as_deref()
+                        .unwrap_or(path)
+                        .display()
                 ),
                 Reply::Refused(r) => writeln!(out, "query_{k}_answer: {r}"),
                 Reply::Failed(why) => {

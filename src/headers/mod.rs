@@ -1,5 +1,5 @@
 //! The second lab: a cache of HTTP response headers served over TCP and UDP
-//! (issue 13, "The system, as the report shows it").
+//! (the second lab report's system, as the report shows it).
 //!
 //! # Protocol
 //! A client keeps one TCP connection for a session of queries. Per query:
@@ -38,10 +38,12 @@
 //! - [`client`]: one session asking a list of names.
 //! - [`local_origin`]: an HTTP/1.1 origin on loopback with varied heads
 //!   per host, counting its requests (`udplab lab headers`, the tests).
+//! - [`log`]: the two logs read back, for `udplab analyze`.
 
 pub mod cache;
 pub mod client;
 pub mod local_origin;
+pub mod log;
 pub mod origin;
 pub mod server;
 

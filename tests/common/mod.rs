@@ -140,6 +140,11 @@ impl StderrLines {
         false
     }
 
+    /// What has been written so far.
+    pub fn snapshot(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
     /// Everything written, once the child has ended (its stderr closed).
     pub fn all(mut self) -> String {
         if let Some(reader) = self.reader.take() {
