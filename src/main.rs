@@ -231,7 +231,7 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
     let mut failed = false;
     if suite {
         let mut rows = Vec::new();
-        let dir = lab::suite(&cfg, &lab::SUITE, shutdown, &mut |i, t, o| {
+        let ran = lab::suite(&cfg, &lab::SUITE, shutdown, &mut |i, t, o| {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -253,11 +253,15 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
                 o.elapsed.as_secs_f64(),
             ));
             Ok(())
-        })?;
+        });
+        // The tests that ran are summed up, also when a later one failed
+        // or the suite was stopped.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "\nSummary: loss per test")?;
-        report::write_suite_summary(&mut out, &rows)?;
-        writeln!(out, "suite directory: {}", dir.display())?;
+        if !rows.is_empty() {
+            writeln!(out, "\nSummary: loss per test")?;
+            report::write_suite_summary(&mut out, &rows)?;
+        }
+        writeln!(out, "suite directory: {}", ran?.display())?;
     } else {
         let dir = lab::new_run_dir(&cfg.dir, "")?;
         let o = lab::run(&cfg, &dir, shutdown)?;
