@@ -2,9 +2,11 @@
 //! the library, and turn the result into an exit status.
 //!
 //! Exit status: 0 success; 1 error (for `lab`: a client or the server
-//! failed, or Ctrl-C; loss is a result, not an error); 2 the transfer ran to its end but the
-//! file is incomplete (the client) or some client did not get all of it
-//! (the server). The server's 0 says that nothing failed on its side and
+//! failed, or Ctrl-C; loss is a result, not an error; for the client also
+//! a transfer that ended on a [`client::Failure`]: the file could not be
+//! written, the server sent bad data); 2 the transfer ran to its end, or
+//! was stopped, but the file is incomplete (the client) or some client did
+//! not get all of it (the server). The server's 0 says that nothing failed on its side and
 //! that every v1 client confirmed its file; of lab clients, which send
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
@@ -83,7 +85,10 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             if let Some(path) = &outcome.log_path {
                 writeln!(out, "log:  {}", path.display())?;
             }
-            Ok(if outcome.complete {
+            // The error itself is on stderr already (client::run).
+            Ok(if outcome.failed {
+                ExitCode::FAILURE
+            } else if outcome.complete {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)

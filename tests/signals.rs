@@ -150,7 +150,13 @@ fn sigterm_stops_a_client_mid_transfer_like_ctrl_c() {
     let err = {
         let mut s = String::new();
         use std::io::Read;
-        server.0.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+        server
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         s
     };
     assert!(status.code().is_some(), "{status:?}: {err}");
@@ -197,7 +203,10 @@ fn sigterm_stops_a_capture_with_its_statistics_block() {
             }
             panic!("the capture ended before it started ({status:?}): {err}");
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "capture not live");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "capture not live"
+        );
     }
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..200u32 {
@@ -235,11 +244,18 @@ fn sigterm_stops_a_capture_with_its_statistics_block() {
     let stats = iface.stats.expect("an Interface Statistics Block");
     assert_eq!(stats.delivered, Some(packets));
 
-    match Command::new("capinfos").args(["-c", "-M"]).arg(&pcap).output() {
+    match Command::new("capinfos")
+        .args(["-c", "-M"])
+        .arg(&pcap)
+        .output()
+    {
         Ok(out) => {
             assert!(out.status.success(), "capinfos: {}", text(&out.stderr));
             let s = text(&out.stdout);
-            assert!(s.contains(&format!("Number of packets:   {packets}")), "{s}");
+            assert!(
+                s.contains(&format!("Number of packets:   {packets}")),
+                "{s}"
+            );
         }
         Err(e) => common::skip_or_fail(format_args!("capinfos: {e}")),
     }
