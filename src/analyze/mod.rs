@@ -185,14 +185,13 @@ pub fn analyze(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
     let (tcp, flows, conversations, mut skipped) = ingest(reader, opts, progress);
-    let conversations = conversations.map(|t| {
-        if t.overflow > 0 {
-            skipped.insert("conversation table full".into(), t.overflow);
-        }
-        t.finish()
-    });
+    if let Some(t) = conversations.as_ref().filter(|t| t.overflow > 0) {
+        skipped.insert("conversation table full".into(), t.overflow);
+    }
+    // The flow and connection tables are gone once built into rows: the
+    // conversations' rows are made after, never all three at once.
     let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
-    a.conversations = conversations;
+    a.conversations = conversations.map(ConversationTable::finish);
     a
 }
 
