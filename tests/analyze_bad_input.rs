@@ -353,6 +353,8 @@ fn syn_flood_pcap(path: &Path, n: u32) {
 
 /// `udplab analyze ARGS`: its stdout and its peak resident set in bytes
 /// (wait4's ru_maxrss of that one process).
+// wait4 reaps the child, which std's wait cannot see.
+#[allow(clippy::zombie_processes)]
 fn analyze_peak_rss(args: &[&str]) -> (String, u64) {
     use std::io::Read;
     let mut child = Command::new(env!("CARGO_BIN_EXE_udplab"))

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Proc, StderrLines, files_with_prefix, listener_with_free_data_ports, text};
+use common::{Proc, StderrLines, files_with_prefix, listener_with_free_data_ports};
 use udplab::transfer_log;
 
 const BIN: &str = env!("CARGO_BIN_EXE_udplab");
@@ -169,7 +169,9 @@ fn sigterm_stops_a_client_mid_transfer_like_ctrl_c() {
 #[cfg(feature = "capture")]
 #[test]
 fn sigterm_stops_a_capture_with_its_statistics_block() {
+    use common::text;
     use std::net::UdpSocket;
+    use std::time::Instant;
     use udplab::analyze::reader::Reader;
 
     let dir = tempfile::tempdir().unwrap();
