@@ -658,6 +658,13 @@ fn transfer(
     let mut errors = Vec::new();
     for (k, c) in clients.into_iter().enumerate() {
         match c.join() {
+            // A transfer that ended on a failure (its file not written, bad
+            // data) is the client's error, though it returned an outcome.
+            Ok(Ok(o)) if o.failed => errors.push(format!(
+                "client {}: {}",
+                k + 1,
+                o.log.error.as_deref().unwrap_or("failed")
+            )),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => errors.push(format!("client {}: {e:#}", k + 1)),
             Err(_) => errors.push(format!("client {}: its thread panicked", k + 1)),

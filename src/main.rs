@@ -32,7 +32,13 @@ fn main() -> ExitCode {
     init_logging(cli.quiet);
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
+    // Ctrl-C, SIGTERM and SIGHUP (ctrlc's "termination") trigger the stop
+    // the long-running commands look at. The others never look at it:
+    // caught, a signal would not stop them at all, so they keep the
+    // default, which ends them at once (they have nothing to finish).
+    if observes_shutdown(&cli.command)
+        && let Err(e) = ctrlc::set_handler(move || on_signal.trigger())
+    {
         log::warn!("Ctrl-C will not stop cleanly: {e}");
     }
     match run(cli, shutdown) {
@@ -45,6 +51,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `command` stops on the [`Shutdown`] (and finishes its files,
+/// logs and captures when it does).
+fn observes_shutdown(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Analyze(_) | Command::Headers(cli::HeadersCommand::Client(_))
+    )
 }
 
 fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {

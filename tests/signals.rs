@@ -2,7 +2,8 @@
 //! takes the Ctrl-C path in every long-running subcommand: real processes,
 //! stopped midway with kill(2), must leave what a Ctrl-C leaves (a client's
 //! log and no file that looks complete, a capture's statistics block under
-//! the file's final name, a suite's summary and no test file).
+//! the file's final name, a suite's summary and no test file); `analyze`,
+//! with nothing to finish, ends at once.
 
 mod common;
 
@@ -302,4 +303,43 @@ fn sigterm_stops_the_suite_with_its_summary_and_no_test_file() {
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `udplab analyze`, which has nothing to finish, ends at once on SIGTERM
+/// (a caught signal it never looked at would leave it reading): here it
+/// waits on a FIFO whose writer stays open.
+#[test]
+fn sigterm_ends_analyze_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("capture.pcap");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut analyze = Command::new(BIN)
+        .args(["analyze", "--format", "json"])
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Proc)
+        .unwrap();
+    // A pcap header and no packet yet; the writer stays open.
+    let mut header = Vec::new();
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    header.extend_from_slice(&[
+        2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ]);
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(&mut writer, &header).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        analyze.0.try_wait().unwrap().is_none(),
+        "analyze ended early"
+    );
+    terminate(&analyze.0);
+    let status = common::wait_with_timeout(&mut analyze.0, Duration::from_secs(3));
+    drop(writer);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
