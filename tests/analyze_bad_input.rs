@@ -245,78 +245,6 @@ fn control_port_is_found_when_not_given() {
     assert!(table.contains("try --port 25010"), "{table}");
 }
 
-#[test]
-fn csv_has_one_row_per_client() {
-    let out = analyze(&[CAPTURE, "--logs", LOGS, "--port", PORT, "--format", "csv"]);
-    assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].starts_with("client_id,protocol,server_port,client_port"));
-    assert!(lines[1].starts_with("1,lab,25011,"), "{}", lines[1]);
-    assert!(lines[1].ends_with(",no loss"), "{}", lines[1]);
-}
-
-#[test]
-fn two_captures_of_one_run_merge_without_double_counting() {
-    // The same run captured twice (as at the server and at the client):
-    // each client's wire column is one capture's, not the sum.
-    let out = analyze(&[
-        CAPTURE,
-        "captures/derived/null.pcap",
-        "--logs",
-        LOGS,
-        "--port",
-        PORT,
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report = json(&out);
-    assert_eq!(report["captures"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        report["control"].as_array().unwrap().len(),
-        2,
-        "connections count once"
-    );
-    for row in report["clients"].as_array().unwrap() {
-        assert_eq!(row["wire_full_frames"], 1024);
-        assert_eq!(row["verdict"], "no loss");
-    }
-    assert_eq!(
-        report["flows"].as_array().unwrap().len(),
-        4,
-        "a flow per capture"
-    );
-}
-
-#[test]
-fn our_logs_are_found_by_their_header_whatever_their_name() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(LOGS).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        fs::copy(entry.path(), dir.path().join(format!("renamed-{name}.log"))).unwrap();
-    }
-    fs::write(dir.path().join("notes.txt"), "not a log\n").unwrap();
-    let out = analyze(&[
-        CAPTURE,
-        "--logs",
-        dir.path().to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let report = json(&out);
-    assert_eq!(report["logs"]["used"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        report["logs"]["unused"], 0,
-        "notes.txt is not read as a log"
-    );
-    for row in report["clients"].as_array().unwrap() {
-        assert_eq!(row["received_bytes"], 1_048_576);
-    }
-}
-
 /// A pcap of `n` TCP SYNs to port 5005 on 127.0.0.1, each from its own
 /// address: `n` one-packet conversations, each a control connection.
 fn syn_flood_pcap(path: &Path, n: u32) {
@@ -415,4 +343,76 @@ fn the_table_of_a_flood_of_connections_stays_bounded() {
         table_rss < json_rss + 16_000_000,
         "table: {table_rss} bytes, JSON: {json_rss}"
     );
+}
+
+#[test]
+fn csv_has_one_row_per_client() {
+    let out = analyze(&[CAPTURE, "--logs", LOGS, "--port", PORT, "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("client_id,protocol,server_port,client_port"));
+    assert!(lines[1].starts_with("1,lab,25011,"), "{}", lines[1]);
+    assert!(lines[1].ends_with(",no loss"), "{}", lines[1]);
+}
+
+#[test]
+fn two_captures_of_one_run_merge_without_double_counting() {
+    // The same run captured twice (as at the server and at the client):
+    // each client's wire column is one capture's, not the sum.
+    let out = analyze(&[
+        CAPTURE,
+        "captures/derived/null.pcap",
+        "--logs",
+        LOGS,
+        "--port",
+        PORT,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["captures"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report["control"].as_array().unwrap().len(),
+        2,
+        "connections count once"
+    );
+    for row in report["clients"].as_array().unwrap() {
+        assert_eq!(row["wire_full_frames"], 1024);
+        assert_eq!(row["verdict"], "no loss");
+    }
+    assert_eq!(
+        report["flows"].as_array().unwrap().len(),
+        4,
+        "a flow per capture"
+    );
+}
+
+#[test]
+fn our_logs_are_found_by_their_header_whatever_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(LOGS).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        fs::copy(entry.path(), dir.path().join(format!("renamed-{name}.log"))).unwrap();
+    }
+    fs::write(dir.path().join("notes.txt"), "not a log\n").unwrap();
+    let out = analyze(&[
+        CAPTURE,
+        "--logs",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["logs"]["used"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report["logs"]["unused"], 0,
+        "notes.txt is not read as a log"
+    );
+    for row in report["clients"].as_array().unwrap() {
+        assert_eq!(row["received_bytes"], 1_048_576);
+    }
 }
