@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Local};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use log::{info, warn};
+use log::{error, info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, Error as ControlError};
@@ -90,6 +90,39 @@ pub struct Outcome {
     /// The whole file arrived (v1: byte-identical by SHA-256; lab: as many
     /// bytes as announced).
     pub complete: bool,
+    /// The transfer ended on a [`Failure`] (the file could not be written,
+    /// the server broke the protocol) rather than running to its end or
+    /// being stopped: an error, not just an incomplete file.
+    pub failed: bool,
+}
+
+/// What ends a transfer that began as an error rather than as an
+/// incomplete file (loss, a stop, a server gone): the log says why and
+/// the bytes that arrived keep their `.incomplete` name.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The output file could not be made, written, read back or named (a
+    /// full disk, no permission ...).
+    #[error("{action} {}: {error}", .path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// The server sent what the protocol does not allow.
+    #[error("bad data from the server: {0}")]
+    BadData(String),
+}
+
+impl Failure {
+    /// `error` doing `action` on `path`, as a [`Failure::File`].
+    fn file<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Failure + 'a {
+        move |error| Failure::File {
+            action,
+            path: path.to_path_buf(),
+            error,
+        }
+    }
 }
 
 /// `HOST[:PORT]` -> socket address; IPv6 literals as `[::1]:5005` or `::1`.
@@ -188,15 +221,20 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     // Every way out from here leaves the log. An error before the file's
     // name is known (no data in time, no announce, bad data) means no
     // transfer began: it stays an error, after the log is written.
-    let (output, complete, before_transfer) = match result {
-        Ok((output, complete)) => (output, complete, None),
+    let (output, complete, failed, before_transfer) = match result {
+        Ok((output, complete)) => (output, complete, false, None),
         Err(e) => {
             log.error = Some(format!("{e:#}"));
             if log.file_name.is_some() {
-                warn!("{e:#}");
-                (None, false, None)
+                let failed = e.downcast_ref::<Failure>().is_some();
+                if failed {
+                    error!("{e:#}");
+                } else {
+                    warn!("{e:#}");
+                }
+                (None, false, failed, None)
             } else {
-                (None, false, Some(e))
+                (None, false, false, Some(e))
             }
         }
     };
@@ -219,7 +257,8 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     let log_path = match transfer_log::write_log(&cfg.log_dir, &name, &log) {
         Ok(p) => Some(p),
         Err(e) => {
-            warn!("writing {}: {e}", cfg.log_dir.join(&name).display());
+            // The error names the path.
+            warn!("writing the log: {e}");
             None
         }
     };
@@ -234,6 +273,7 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
         log_path,
         output,
         complete,
+        failed,
     })
 }
 
@@ -322,7 +362,8 @@ impl Session<'_> {
             }
             match self.sock.recv(&mut buf) {
                 Ok(n) => {
-                    break lab::parse_size(&buf[..n.min(buf.len())]).context("size datagram")?;
+                    break lab::parse_size(&buf[..n.min(buf.len())])
+                        .map_err(|e| Failure::BadData(format!("size datagram: {e}")))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e).context("receiving the size datagram"),
@@ -334,6 +375,7 @@ impl Session<'_> {
         self.bar.set_length(size);
 
         let mut part = PartFile::create(&cfg.out_dir, &name, log.client_id.unwrap_or(0))?;
+        let part_path = part.path().to_path_buf();
         let mut out = BufWriter::with_capacity(1 << 20, part.file()?);
         let (mut bytes, mut datagrams, mut malformed) = (0u64, 0u64, 0u64);
         let mut last = Instant::now();
@@ -360,13 +402,14 @@ impl Session<'_> {
                     if truncated || room < data.len() {
                         malformed += 1;
                     }
-                    out.write_all(&data[..room])?;
+                    out.write_all(&data[..room])
+                        .map_err(Failure::file("writing", &part_path))?;
                     bytes += room as u64;
                     datagrams += 1;
                 }
                 self.bar.set_position(bytes);
             }
-            out.flush()?;
+            out.flush().map_err(Failure::file("writing", &part_path))?;
             Ok(())
         })();
         drop(out);
@@ -439,7 +482,7 @@ impl Session<'_> {
         )?;
         let file = part.file()?;
         file.set_len(announce.file_size)
-            .context("sizing the output file")?;
+            .map_err(Failure::file("sizing", part.path()))?;
         let mut state = State {
             rx: Reception::new(&announce),
             file,
@@ -567,7 +610,9 @@ impl Session<'_> {
                         break;
                     }
                     last_activity = Instant::now();
-                    state.take(&batch, n)?;
+                    state
+                        .take(&batch, n)
+                        .map_err(Failure::file("writing", &state.path))?;
                     if n < net::BATCH {
                         break;
                     }
@@ -612,7 +657,7 @@ impl Session<'_> {
             // Messages may have come in with the announce: always look.
             while let Some(msg) = reader
                 .next_message()
-                .map_err(|e: ControlError| anyhow::anyhow!(e))?
+                .map_err(|e: ControlError| Failure::BadData(e.to_string()))?
             {
                 match msg {
                     Message::Start { .. } => started = true,
@@ -622,7 +667,12 @@ impl Session<'_> {
                         done_at = Some(Instant::now());
                     }
                     Message::Abort { reason } => bail!("the server aborted: {reason}"),
-                    other => bail!("unexpected control message {other:?}"),
+                    other => {
+                        return Err(Failure::BadData(format!(
+                            "unexpected control message {other:?}"
+                        ))
+                        .into());
+                    }
                 }
             }
             let quiet = last_activity.elapsed();
@@ -743,7 +793,7 @@ impl State {
         let mut buf = vec![0u8; (end - self.hashed) as usize];
         self.file
             .read_exact_at(&mut buf, self.hashed)
-            .with_context(|| format!("reading back {}", self.path.display()))?;
+            .map_err(Failure::file("reading back", &self.path))?;
         self.hasher.update(&buf);
         self.hashed = end;
         Ok(end < held)
@@ -768,14 +818,14 @@ struct PartFile {
 
 impl PartFile {
     fn create(dir: &Path, name: &str, client_id: u16) -> anyhow::Result<PartFile> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(Failure::file("creating", dir))?;
         let temp = dir.join(format!(".{name}.c{client_id}-{}.part", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&temp)
-            .with_context(|| format!("creating {}", temp.display()))?;
+            .map_err(Failure::file("creating", &temp))?;
         Ok(PartFile {
             dir: dir.to_path_buf(),
             name: name.to_string(),
@@ -801,7 +851,7 @@ impl PartFile {
             return self.finish(complete).map(Some);
         }
         self.file = None;
-        fs::remove_file(&self.temp).with_context(|| format!("removing {}", self.temp.display()))?;
+        fs::remove_file(&self.temp).map_err(Failure::file("removing", &self.temp))?;
         self.finished = true;
         Ok(None)
     }
@@ -829,9 +879,7 @@ impl PartFile {
                     return Ok(candidate);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("naming {}", candidate.display()));
-                }
+                Err(e) => return Err(Failure::file("naming", &candidate)(e).into()),
             }
         }
         bail!("no free name for {} in {}", base, self.dir.display())

@@ -26,11 +26,13 @@ pub enum Error {
     /// The bytes arrived but do not make a valid message.
     #[error(transparent)]
     Protocol(#[from] protocol::Error),
-    /// The socket itself failed (reset, unreachable ...).
-    #[error("{what}: {source}")]
+    /// The socket itself failed (reset, unreachable ...). The message
+    /// says the cause, so it is not also the error's source: a chain
+    /// printed whole (`{:#}`) would say it twice.
+    #[error("{what}: {error}")]
     Io {
         what: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -68,7 +70,7 @@ pub fn read_field(
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => return Err(Error::Timeout { what, timeout }),
-            Err(source) => return Err(Error::Io { what, source }),
+            Err(error) => return Err(Error::Io { what, error }),
         }
     }
     Ok(())
@@ -77,7 +79,7 @@ pub fn read_field(
 fn set_timeout(stream: &TcpStream, t: Duration, what: &'static str) -> Result<(), Error> {
     stream
         .set_read_timeout(Some(t.max(Duration::from_millis(1))))
-        .map_err(|source| Error::Io { what, source })
+        .map_err(|error| Error::Io { what, error })
 }
 
 /// Write a whole message; a peer that reads nothing for `timeout` fails it.
@@ -90,11 +92,11 @@ pub fn write_all(
     stream
         .set_write_timeout(Some(timeout))
         .and_then(|()| stream.write_all(bytes))
-        .map_err(|source| {
-            if is_timeout(&source) {
+        .map_err(|error| {
+            if is_timeout(&error) {
                 Error::Timeout { what, timeout }
             } else {
-                Error::Io { what, source }
+                Error::Io { what, error }
             }
         })
 }
@@ -219,7 +221,7 @@ impl Reader {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => return Err(Error::Timeout { what, timeout }),
-                Err(source) => return Err(Error::Io { what, source }),
+                Err(error) => return Err(Error::Io { what, error }),
             }
         }
     }

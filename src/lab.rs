@@ -679,6 +679,13 @@ fn transfer(
     let mut errors = Vec::new();
     for (k, c) in clients.into_iter().enumerate() {
         match c.join() {
+            // A transfer that ended on a failure (its file not written, bad
+            // data) is the client's error, though it returned an outcome.
+            Ok(Ok(o)) if o.failed => errors.push(format!(
+                "client {}: {}",
+                k + 1,
+                o.log.error.as_deref().unwrap_or("failed")
+            )),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => errors.push(format!("client {}: {e:#}", k + 1)),
             Err(_) => errors.push(format!("client {}: its thread panicked", k + 1)),
@@ -866,7 +873,10 @@ pub const SUITE: [SuiteTest; 6] = [
 
 /// Runs `tests` one after the other under one suite directory, handing
 /// each outcome to `each` as it completes. The test files are made once
-/// per size (or `base.source` is sent when it names a file). With
+/// per size (or `base.source` is sent when it names a file), and removed
+/// at the end unless `base.keep_files`: also when a test fails or the
+/// suite is stopped. A stop (Ctrl-C, SIGTERM) ends the suite after the
+/// test it interrupted; what ran has been handed to `each`. With
 /// `base.link`, all tests run on one path, built first and removed last;
 /// each test's counters are its own (read before and after it).
 pub fn suite(
@@ -882,9 +892,37 @@ pub fn suite(
     };
     let dir = new_run_dir(&base.dir, "suite")?;
     let mut made: Vec<(u64, PathBuf)> = Vec::new();
+    let ran = run_suite_tests(base, tests, shutdown, each, &venue, &dir, &mut made);
+    let removed = if base.keep_files {
+        Ok(())
+    } else {
+        remove_made(&made)
+    };
+    match ran {
+        Ok(()) => removed.map(|()| dir),
+        Err(e) => {
+            // Leave no empty suite directory behind.
+            let _ = fs::remove_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// The suite's tests in `dir`, until the last or a stop; each made test
+/// file is pushed onto `made` as soon as it exists.
+fn run_suite_tests(
+    base: &Config,
+    tests: &[SuiteTest],
+    shutdown: &Shutdown,
+    each: &mut dyn FnMut(usize, &SuiteTest, &Outcome) -> anyhow::Result<()>,
+    venue: &Venue,
+    dir: &Path,
+    made: &mut Vec<(u64, PathBuf)>,
+) -> anyhow::Result<()> {
     for (i, t) in tests.iter().enumerate() {
         if shutdown.is_triggered() {
-            bail!("stopped before test {}", i + 1);
+            warn!("stopped before test {} of {}", i + 1, tests.len());
+            return Ok(());
         }
         let source = match &base.source {
             Source::File(p) => Source::File(p.clone()),
@@ -893,8 +931,10 @@ pub fn suite(
                     Some((_, p)) => p.clone(),
                     None => {
                         let p = dir.join(test_file_name(t.size));
-                        make_test_file(&p, t.size)?;
+                        // Listed before it is made: a file cut short is
+                        // removed as well (its `.part`, by make_test_file).
                         made.push((t.size, p.clone()));
+                        make_test_file(&p, t.size)?;
                         p
                     }
                 };
@@ -914,21 +954,22 @@ pub fn suite(
             if t.clients == 1 { "" } else { "s" }
         ));
         fs::create_dir(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let outcome = match run_at(&cfg, &run_dir, shutdown, &venue) {
-            Ok(o) => o,
-            Err(e) => {
-                let _ = fs::remove_dir(&dir);
-                return Err(e);
-            }
-        };
+        let outcome = run_at(&cfg, &run_dir, shutdown, venue)?;
         each(i, t, &outcome)?;
     }
-    if !base.keep_files {
-        for (_, p) in &made {
-            fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+    Ok(())
+}
+
+/// Removes the suite's made test files (those that exist).
+fn remove_made(made: &[(u64, PathBuf)]) -> anyhow::Result<()> {
+    for (_, p) in made {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 #[cfg(test)]

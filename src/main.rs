@@ -2,9 +2,11 @@
 //! the library, and turn the result into an exit status.
 //!
 //! Exit status: 0 success; 1 error (for `lab`: a client or the server
-//! failed, or Ctrl-C; loss is a result, not an error); 2 the transfer ran to its end but the
-//! file is incomplete (the client) or some client did not get all of it
-//! (the server). The server's 0 says that nothing failed on its side and
+//! failed, or Ctrl-C; loss is a result, not an error; for the client also
+//! a transfer that ended on a [`client::Failure`]: the file could not be
+//! written, the server sent bad data); 2 the transfer ran to its end, or
+//! was stopped, but the file is incomplete (the client) or some client did
+//! not get all of it (the server). The server's 0 says that nothing failed on its side and
 //! that every v1 client confirmed its file; of lab clients, which send
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
@@ -33,7 +35,13 @@ fn main() -> ExitCode {
     init_logging(cli.quiet);
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
+    // Ctrl-C, SIGTERM and SIGHUP (ctrlc's "termination") trigger the stop
+    // the long-running commands look at. The others never look at it:
+    // caught, a signal would not stop them at all, so they keep the
+    // default, which ends them at once (they have nothing to finish).
+    if observes_shutdown(&cli.command)
+        && let Err(e) = ctrlc::set_handler(move || on_signal.trigger())
+    {
         log::warn!("Ctrl-C will not stop cleanly: {e}");
     }
     match run(cli, shutdown) {
@@ -46,6 +54,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `command` stops on the [`Shutdown`] (and finishes its files,
+/// logs and captures when it does).
+fn observes_shutdown(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Analyze(_) | Command::Headers(cli::HeadersCommand::Client(_))
+    )
 }
 
 fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -86,7 +103,10 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             if let Some(path) = &outcome.log_path {
                 writeln!(out, "log:  {}", path.display())?;
             }
-            Ok(if outcome.complete {
+            // The error itself is on stderr already (client::run).
+            Ok(if outcome.failed {
+                ExitCode::FAILURE
+            } else if outcome.complete {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)
@@ -237,7 +257,7 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
     let mut failed = false;
     if suite {
         let mut rows = Vec::new();
-        let dir = lab::suite(&cfg, &lab::SUITE, shutdown, &mut |i, t, o| {
+        let ran = lab::suite(&cfg, &lab::SUITE, shutdown, &mut |i, t, o| {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -259,11 +279,15 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
                 o.elapsed.as_secs_f64(),
             ));
             Ok(())
-        })?;
+        });
+        // The tests that ran are summed up, also when a later one failed
+        // or the suite was stopped.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "\nSummary: loss per test")?;
-        report::write_suite_summary(&mut out, &rows)?;
-        writeln!(out, "suite directory: {}", dir.display())?;
+        if !rows.is_empty() {
+            writeln!(out, "\nSummary: loss per test")?;
+            report::write_suite_summary(&mut out, &rows)?;
+        }
+        writeln!(out, "suite directory: {}", ran?.display())?;
     } else {
         let dir = lab::new_run_dir(&cfg.dir, "")?;
         let o = lab::run(&cfg, &dir, shutdown)?;

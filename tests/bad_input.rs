@@ -652,3 +652,168 @@ fn server_shutdown_mid_transfer_aborts_v1_clients() {
     assert!(log.bytes_sent.unwrap() < 64 << 20);
     assert!(log.error.as_deref().unwrap().contains("shutdown"));
 }
+
+/// A server that resets the connection mid-registration: the reset is said
+/// once (the control error's message carries its cause, and is not also
+/// its source, which `{:#}` would print a second time).
+#[test]
+fn a_reset_connection_is_said_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.write_all(&1u16.to_le_bytes()).unwrap();
+        let mut port = [0u8; 3];
+        tcp.read_exact(&mut port).unwrap();
+        // Closing with a zero linger sends a RST.
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["-q", "client", "--server", &addr.to_string()])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .output()
+        .unwrap();
+    fake.join().unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("concurrency"), "{err}");
+    assert_eq!(err.matches("Connection reset by peer").count(), 1, "{err}");
+}
+
+/// A server that sends a message v1 does not have, mid-transfer: the
+/// transfer fails (an error, exit status 1), not just an incomplete file;
+/// the log says so and what arrived keeps its `.incomplete` name.
+#[test]
+fn bad_data_from_the_server_mid_transfer_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(100 * 1008, 22);
+    let listener = listener_with_free_data_ports(1);
+    let addr = listener.local_addr().unwrap();
+    let payload = data.clone();
+    let fake = thread::spawn(move || {
+        let RawClient {
+            mut tcp,
+            udp_to: to,
+            ..
+        } = accept_raw(&listener);
+        let announce = v1::Announce {
+            file_name: "garbled.bin".into(),
+            file_size: payload.len() as u64,
+            datagrams: 100,
+            datagram_size: 1024,
+            data_port: addr.port() + 1,
+            mode: udplab::protocol::Mode::Blast,
+            sha256: [0; 32],
+        };
+        tcp.write_all(&Message::Announce(announce).encode())
+            .unwrap();
+        tcp.write_all(&Message::Start { time_us: 0 }.encode())
+            .unwrap();
+        let udp = data_socket(&listener);
+        for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
+            udp.send_to(&v1_datagram(seq as u32, 0, chunk), to).unwrap();
+        }
+        thread::sleep(Duration::from_millis(100));
+        // A message type v1 does not have.
+        tcp.write_all(&[0x7e, 0, 0, 0, 0]).unwrap();
+        thread::sleep(Duration::from_millis(500));
+    });
+    let out = dir.path().join("out");
+    let o = client::run(
+        client_config(addr, &out, &dir.path().join("logs")),
+        Shutdown::new(),
+    )
+    .unwrap();
+    fake.join().unwrap();
+    assert!(o.failed && !o.complete);
+    let error = o.log.error.as_deref().unwrap();
+    assert!(error.contains("bad data from the server"), "{error}");
+    assert_eq!(o.output.unwrap(), out.join("garbled.bin.incomplete"));
+    assert!(!out.join("garbled.bin").exists());
+}
+
+/// A tmpfs of `size`, mounted on `dir` and unmounted when dropped (also
+/// when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` (through [`skip_or_fail`]) where mounting is not permitted.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                skip_or_fail(format_args!("mount -t tmpfs: {}", text(&o.stderr).trim()));
+                None
+            }
+            Err(e) => {
+                skip_or_fail(format_args!("mount: {e}"));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The client's output directory fills up mid-transfer: one line on
+/// stderr naming the file it could not write, exit status 1 (an error,
+/// not just loss), its log elsewhere saying the same, and no file that
+/// looks complete (what arrived is `NAME.incomplete`).
+#[test]
+fn a_full_disk_is_one_line_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small");
+    let Some(_mounted) = Tmpfs::mount(&out, "1m") else {
+        return;
+    };
+    let (file, _) = write_file(dir.path(), "big.bin", 4 << 20, 23);
+    let logs = dir.path().join("logs");
+    let server = start_server(&file, 1, &logs, |_| {});
+    let child = Command::new(BIN)
+        .args(["-q", "client", "--server", &server.addr.to_string()])
+        .args(["--recv-buffer", "32MiB"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--log-dir")
+        .arg(&logs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_output(child, Duration::from_secs(30));
+    let _ = server.join();
+    let err = one_line_error(&o);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(&out.display().to_string()), "{err}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["big.bin.incomplete"], "{err}");
+    let log = files_with_prefix(&logs, "C1-");
+    assert_eq!(log.len(), 1);
+    let log = transfer_log::read_log(&log[0]).unwrap();
+    assert_eq!(log.success, Some(false));
+    assert!(
+        log.error
+            .as_deref()
+            .unwrap()
+            .contains("No space left on device"),
+        "{:?}",
+        log.error
+    );
+}

@@ -263,9 +263,11 @@ impl ConversationTable {
 
     /// The rows of the report, in the order the conversations began.
     pub fn finish(self) -> Vec<ConversationRow> {
-        let mut all = self.all;
+        let ConversationTable { open, mut all, .. } = self;
+        drop(open);
         all.sort_by_key(|c| c.first_ns);
-        all.iter().map(row).collect()
+        // Each conversation is freed as its row is made.
+        all.into_iter().map(|c| row(&c)).collect()
     }
 }
 

@@ -210,24 +210,26 @@ pub fn analyze(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Analysis {
     let (tcp, flows, conversations, mut skipped) = ingest(reader, opts, progress);
-    let conversations = conversations.map(|(t, s)| {
+    if let Some((t, s)) = conversations.as_ref() {
         if t.overflow > 0 {
             skipped.insert("conversation table full".into(), t.overflow);
         }
         if s.overflow > 0 {
             skipped.insert("session table full".into(), s.overflow);
         }
-        (t.finish(), s.finish(&logs.headers))
-    });
+    }
+    // The flow and connection tables are gone once built into rows: the
+    // conversations' rows are made after, never all three at once.
     let mut a = build(reader.files(), tcp, flows, skipped, logs, opts);
-    let sessions = conversations.map(|(c, s)| {
-        a.conversations = Some(c);
-        s
-    });
-    account_header_logs(&mut a.logs, &logs.headers, sessions.as_ref());
-    if let Some(s) = sessions {
-        a.sessions = Some(s.sessions);
-        a.session_timeline = Some(s.timeline);
+    match conversations {
+        Some((t, s)) => {
+            let s = s.finish(&logs.headers);
+            a.conversations = Some(t.finish());
+            account_header_logs(&mut a.logs, &logs.headers, Some(&s));
+            a.sessions = Some(s.sessions);
+            a.session_timeline = Some(s.timeline);
+        }
+        None => account_header_logs(&mut a.logs, &logs.headers, None),
     }
     a
 }

@@ -291,7 +291,8 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     writeln!(out, "Clients")?;
     write_clients(out, a)?;
     writeln!(out, "\nControl connections")?;
-    if a.control.is_empty() {
+    let control = &a.control[..a.control.len().min(MAX_LISTED_CONTROL)];
+    if control.is_empty() {
         writeln!(out, "  none")?;
     } else {
         let mut t = table(&[
@@ -309,7 +310,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             "retrans",
             "teardown",
         ]);
-        for c in &a.control {
+        for c in control {
             t.add_row(vec![
                 opt(c.client_id, |v| v.to_string()),
                 c.client.to_string(),
@@ -330,7 +331,7 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
             ]);
         }
         writeln!(out, "{t}")?;
-        for c in &a.control {
+        for c in control {
             let id = opt(c.client_id, |v| v.to_string());
             if !c.messages.is_empty() {
                 writeln!(out, "  client {id}: {}", c.messages.join(", "))?;
@@ -339,6 +340,14 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
                 writeln!(out, "  client {id} ({}): {n}", c.client)?;
             }
         }
+    }
+    let more = a.control.len() - control.len();
+    if more > 0 {
+        writeln!(
+            out,
+            "  {} more control connections not listed (--format json lists every one)",
+            group(more as u64)
+        )?;
     }
 
     writeln!(out, "\nUDP flows")?;
@@ -436,13 +445,26 @@ fn write_table(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     Ok(())
 }
 
-/// Every conversation (`--conversations`): one row each, then per
-/// conversation its handshake, teardown and first payloads.
-pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io::Result<()> {
+/// Control connections the table lists, in capture order (`--format json`
+/// lists every one): as [`MAX_LISTED_CONVERSATIONS`], for the table's
+/// memory.
+pub const MAX_LISTED_CONTROL: usize = 1000;
+
+/// Conversations the table lists (`--format json` lists every one): a
+/// table's cells and its rendering take some kilobytes a row, all held at
+/// once, so the table's memory stays bounded whatever the capture holds.
+pub const MAX_LISTED_CONVERSATIONS: usize = 1000;
+
+/// The conversations (`--conversations`), the first
+/// [`MAX_LISTED_CONVERSATIONS`] by their start: one row each, then per
+/// conversation its handshake, teardown and first payloads, and how many
+/// more there are.
+pub fn write_conversations(out: &mut dyn Write, all: &[ConversationRow]) -> io::Result<()> {
     writeln!(out, "\nConversations")?;
-    if rows.is_empty() {
+    if all.is_empty() {
         return writeln!(out, "  none");
     }
+    let rows = &all[..all.len().min(MAX_LISTED_CONVERSATIONS)];
     let mut t = table(&[
         "#",
         "proto",
@@ -522,6 +544,14 @@ pub fn write_conversations(out: &mut dyn Write, rows: &[ConversationRow]) -> io:
                 p.text,
             )?;
         }
+    }
+    let more = all.len() - rows.len();
+    if more > 0 {
+        writeln!(
+            out,
+            "  {} more conversations not listed (--format json lists every one)",
+            group(more as u64)
+        )?;
     }
     Ok(())
 }

@@ -27,8 +27,10 @@ pub const MAGIC: &str = "udplab header cache 1";
 /// Why a cache file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The message says the cause, so it is not also the source (a chain
+    /// printed whole would say it twice).
+    #[error("reading {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// The first line is not [`MAGIC`].
     #[error("{path}: not a udplab header cache (no {MAGIC:?} line)")]
     NotACache { path: PathBuf },
@@ -130,9 +132,9 @@ impl Cache {
         match fs::read(path) {
             Ok(bytes) => Cache::from_bytes(&bytes, path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Cache::default()),
-            Err(source) => Err(Error::Io {
+            Err(error) => Err(Error::Io {
                 path: path.to_owned(),
-                source,
+                error,
             }),
         }
     }
