@@ -65,12 +65,13 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "client {}: {} of {} bytes, {} datagrams, kernel drops {}, {}",
+                "client {}: {} of {} bytes, {} datagrams, kernel drops {}, foreign datagrams {}, {}",
                 log.client_id.unwrap_or(0),
                 log.bytes_received.unwrap_or(0),
                 log.file_size.map_or("?".into(), |s| s.to_string()),
                 log.datagrams_received.unwrap_or(0),
                 log.kernel_drops.map_or("unknown".into(), |d| d.to_string()),
+                log.foreign_datagrams.unwrap_or(0),
                 if outcome.complete {
                     "complete"
                 } else {
@@ -78,7 +79,8 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
                 },
             )?;
             if let Some(path) = &outcome.output {
-                writeln!(out, "file: {}", path.display())?;
+                let shown = path.display().to_string();
+                writeln!(out, "file: {}", udplab::text::escape_peer_text(&shown))?;
             }
             if let Some(path) = &outcome.log_path {
                 writeln!(out, "log:  {}", path.display())?;
