@@ -921,7 +921,7 @@ impl FsSpace {
         }
         let name_max = usize::try_from(st.f_namemax).unwrap_or(NAME_MAX);
         Ok(FsSpace {
-            free: u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)),
+            free: st.f_bavail.saturating_mul(st.f_frsize),
             name_max: if name_max == 0 {
                 NAME_MAX
             } else {

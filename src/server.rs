@@ -665,11 +665,11 @@ fn send_to_client(
     // the kernel would pick the source by route, which on a host of many
     // addresses need not be that one.
     let mut data_addr = SocketAddr::new(cfg.bind_ip, data_port);
-    if cfg.bind_ip.is_unspecified() {
-        if let Ok(local) = reg.stream.local_addr() {
-            data_addr = local;
-            data_addr.set_port(data_port);
-        }
+    if cfg.bind_ip.is_unspecified()
+        && let Ok(local) = reg.stream.local_addr()
+    {
+        data_addr = local;
+        data_addr.set_port(data_port);
     }
     let sock = UdpSocket::bind(data_addr)
         .with_context(|| format!("binding UDP port {data_port} for client {}", reg.id))?;

@@ -559,3 +559,48 @@ fn legacy_client_takes_data_only_from_the_server() {
     let log = transfer_log::read_log(o.log_path.as_ref().unwrap()).unwrap();
     assert_eq!(log.foreign_datagrams, Some(foreign));
 }
+
+/// The header cache's server logs the names a client asks for: one with
+/// terminal escapes in it is refused, and logged with them written out.
+#[test]
+fn escapes_in_a_header_query_are_written_out_in_the_server_log() {
+    use std::io::Write;
+    use udplab::headers::{origin::Origin, server as hserver};
+    let dir = tempfile::tempdir().unwrap();
+    // An origin that is never asked: the name is refused first.
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg =
+        hserver::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("cache.txt"));
+    cfg.origin = Origin::Fixed(origin.local_addr().unwrap());
+    cfg.log_dir = Some(dir.path().to_owned());
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let server = thread::spawn(move || hserver::run(listener, cfg, stop));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let peer = s.local_addr().unwrap();
+    s.write_all(b"\x1b]0;owned\x07\x1b[2J").unwrap();
+    let mut answer = [0u8; 64];
+    let n = s.read(&mut answer).unwrap();
+    assert_eq!(&answer[..n], b"error: not a host name");
+    s.write_all(b"terminate").unwrap();
+    let _ = s.read(&mut answer);
+    drop(s);
+    let log = dir
+        .path()
+        .join(format!("headers-server-{}-{}.txt", peer.ip(), peer.port()));
+    let started = Instant::now();
+    while !log.exists() && started.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    shutdown.trigger();
+    server.join().unwrap().unwrap();
+    let raw = std::fs::read_to_string(&log).unwrap();
+    assert!(!raw.contains(['\x1b', '\x07']), "{raw:?}");
+    assert!(
+        raw.contains("query_1_name: \\x1b]0;owned\\x07\\x1b[2J\n"),
+        "{raw:?}"
+    );
+}
