@@ -604,3 +604,41 @@ fn escapes_in_a_header_query_are_written_out_in_the_server_log() {
         "{raw:?}"
     );
 }
+
+/// A server listening on the wildcard sends its data from the address the
+/// client reached it at (here 127.0.0.2), not from the one the kernel's
+/// route would pick (127.0.0.1): the client, which takes data from that
+/// address only, gets the whole file and counts nothing foreign.
+#[test]
+fn a_server_on_the_wildcard_sends_from_the_address_the_client_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = write_file(dir.path(), "wild.bin", 300_000, 13);
+    let listener = (0..200)
+        .find_map(|_| {
+            let l = TcpListener::bind("0.0.0.0:0").ok()?;
+            let data_port = l.local_addr().ok()?.port().checked_add(1)?;
+            UdpSocket::bind(("0.0.0.0", data_port)).ok()?;
+            Some(l)
+        })
+        .expect("a control port with a free data port");
+    let port = listener.local_addr().unwrap().port();
+    let logs = dir.path().join("logs");
+    let mut cfg = udplab::server::Config::new(file.clone(), 1);
+    cfg.bind_ip = "0.0.0.0".parse().unwrap();
+    cfg.log_dir = logs.clone();
+    cfg.rounds = Some(1);
+    cfg.progress = false;
+    cfg.report_timeout = Duration::from_secs(10);
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let server = thread::spawn(move || udplab::server::run(listener, cfg, stop));
+    let reached = SocketAddr::from(([127, 0, 0, 2], port));
+    let o = receive(reached, &dir.path().join("out"), &logs);
+    shutdown.trigger();
+    server.join().unwrap().unwrap();
+    let o = o.unwrap();
+    assert_received(&o, &data);
+    assert_eq!(o.log.foreign_datagrams, Some(0));
+    let s = transfer_log::read_log(&files_with_prefix(&logs, "S1-")[0]).unwrap();
+    assert_eq!(s.server_ip, Some(reached.ip()));
+}
