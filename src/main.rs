@@ -23,6 +23,7 @@ use cli::{Cli, Command};
 use udplab::analyze::{self, reader::Reader};
 use udplab::protocol::DEFAULT_PORT;
 use udplab::shutdown::Shutdown;
+use udplab::text::escape_peer_text;
 use udplab::{client, lab, server};
 
 fn main() -> ExitCode {
@@ -80,7 +81,7 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             )?;
             if let Some(path) = &outcome.output {
                 let shown = path.display().to_string();
-                writeln!(out, "file: {}", udplab::text::escape_peer_text(&shown))?;
+                writeln!(out, "file: {}", escape_peer_text(&shown))?;
             }
             if let Some(path) = &outcome.log_path {
                 writeln!(out, "log:  {}", path.display())?;
@@ -436,6 +437,10 @@ fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format(|buf, record| {
+            // Whatever a call site let through of a peer's text, no control
+            // character reaches the terminal (lines stay lines).
+            let text = record.args().to_string();
+            let lines: Vec<_> = text.split('\n').map(escape_peer_text).collect();
             writeln!(
                 buf,
                 "udplab: {}{}",
@@ -444,7 +449,7 @@ fn init_logging(quiet: bool) {
                     log::Level::Warn => "warning: ",
                     _ => "",
                 },
-                record.args()
+                lines.join("\n")
             )
         })
         .init();
