@@ -474,6 +474,10 @@ pub struct ClientArgs {
     /// granted size is logged. Default: the kernel's default.
     #[arg(long, value_parser = parse_size)]
     pub recv_buffer: Option<u64>,
+    /// Refuse a file the server announces larger than this (e.g. 64GiB);
+    /// the output's free space is checked as well.
+    #[arg(long, default_value = "16GiB", value_parser = parse_size)]
+    pub max_size: u64,
 }
 
 /// `--recv-buffer` as the client's configuration takes it.
@@ -615,6 +619,7 @@ impl ClientArgs {
         cfg.idle_timeout = self.idle_timeout;
         cfg.start_timeout = self.start_timeout;
         cfg.recv_buffer = recv_buffer(self.recv_buffer)?;
+        cfg.max_size = self.max_size;
         cfg.progress = !quiet;
         Ok(cfg)
     }

@@ -7,6 +7,15 @@
 //! name with `.incomplete` appended. Nothing is ever overwritten: a name
 //! that exists gets `.1`, `.2` ... appended. Every client that registered
 //! leaves its log, whatever ended it.
+//!
+//! The server is a peer like any other: an announce is checked against
+//! `--max-size` and the output's free space before anything is allocated,
+//! names built around the file's (its temporary name, `.incomplete`, the
+//! log) are cut to fit the file system, what it says is escaped before it
+//! is shown, and data is taken only from its data address (v1: the
+//! server's IP and the announced data port; lab: the server's IP, then the
+//! port the name datagram came from, the lab's protocol naming no port).
+//! Anything else that reaches the socket is counted as foreign.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -31,10 +40,14 @@ use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
 use crate::server::{rate_mb_s, unix_us};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
+use crate::text::{NAME_MAX, escape_peer_text, fit_name};
 use crate::transfer_log::{self, Role, TransferLog};
 
 /// The lab's default control port.
 pub const DEFAULT_PORT: u16 = 5005;
+
+/// The largest file a client takes unless told otherwise (`--max-size`).
+pub const DEFAULT_MAX_SIZE: u64 = 16 << 30;
 
 /// Validated client settings.
 #[derive(Debug, Clone)]
@@ -58,6 +71,8 @@ pub struct Config {
     pub linger: Duration,
     /// Ask the kernel for this receive buffer (bytes); `None` keeps its default.
     pub recv_buffer: Option<usize>,
+    /// Refuse a file the server announces larger than this (bytes).
+    pub max_size: u64,
     pub progress: bool,
 }
 
@@ -75,6 +90,7 @@ impl Config {
             stall_timeout: Duration::from_secs(60),
             linger: Duration::from_millis(100),
             recv_buffer: None,
+            max_size: DEFAULT_MAX_SIZE,
             progress: true,
         }
     }
@@ -209,6 +225,7 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     };
     let session = Session {
         cfg: &cfg,
+        server_ip: server.ip(),
         sock,
         shutdown: &shutdown,
         bar: progress_bar(cfg.progress),
@@ -294,6 +311,9 @@ fn progress_bar(enabled: bool) -> ProgressBar {
 
 struct Session<'a> {
     cfg: &'a Config,
+    /// The server's IP, as the control connection reached it: the only
+    /// source data is taken from.
+    server_ip: IpAddr,
     sock: UdpSocket,
     shutdown: &'a Shutdown,
     bar: ProgressBar,
@@ -324,6 +344,11 @@ impl Session<'_> {
         // The name datagram: the round may take long to fill.
         let waiting = Instant::now();
         self.sock.set_nonblocking(true)?;
+        let mut foreign = 0u64;
+        // The lab's protocol tells no data port (its server sends from
+        // control port + client number, but says so nowhere): the name
+        // datagram is taken from the server's IP, and from then on only
+        // what comes from the address it came from.
         let (name, from) = loop {
             self.check_shutdown()?;
             if waiting.elapsed() >= cfg.start_timeout {
@@ -335,12 +360,14 @@ impl Session<'_> {
             let mut buf = [0u8; 1024];
             net::poll_readable([self.sock.as_raw_fd()], POLL_INTERVAL)?;
             match self.sock.recv_from(&mut buf) {
+                Ok((_, from)) if from.ip() != self.server_ip => foreign += 1,
                 Ok((n, from)) => break (lab::safe_file_name(&buf[..n.min(buf.len())])?, from),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("receiving the name datagram"),
             }
         };
+        log.foreign_datagrams = Some(foreign);
         let start = SystemTime::now();
         log.start = Some(DateTime::<Local>::from(start).fixed_offset());
         log.file_name = Some(name.clone());
@@ -348,20 +375,22 @@ impl Session<'_> {
         log.server_ip = Some(from.ip());
         log.datagram_size = Some(lab::CHUNK as u32);
         log.chunk_size = Some(lab::CHUNK as u32);
-        // Only the server's data port may feed this file.
-        self.sock.connect(from)?;
 
+        let asked = Instant::now();
         let size = loop {
             self.check_shutdown()?;
             let mut buf = [0u8; 64];
-            if net::poll_readable([self.sock.as_raw_fd()], cfg.idle_timeout)? == [false] {
+            let left = cfg.idle_timeout.saturating_sub(asked.elapsed());
+            if left.is_zero() || net::poll_readable([self.sock.as_raw_fd()], left)? == [false] {
+                log.foreign_datagrams = Some(foreign);
                 bail!(
                     "no size datagram within {}",
                     humantime::format_duration(cfg.idle_timeout)
                 );
             }
-            match self.sock.recv(&mut buf) {
-                Ok(n) => {
+            match self.sock.recv_from(&mut buf) {
+                Ok((_, source)) if !same_endpoint(source, from) => foreign += 1,
+                Ok((n, _)) => {
                     break lab::parse_size(&buf[..n.min(buf.len())])
                         .map_err(|e| Failure::BadData(format!("size datagram: {e}")))?;
                 }
@@ -369,12 +398,17 @@ impl Session<'_> {
                 Err(e) => return Err(e).context("receiving the size datagram"),
             }
         };
+        log.foreign_datagrams = Some(foreign);
         log.file_size = Some(size);
         log.datagrams_total = Some(lab::datagram_count(size, lab::CHUNK as u64));
-        info!("receiving {name}: {size} bytes from {from}");
+        info!(
+            "receiving {}: {size} bytes from {from}",
+            escape_peer_text(&name)
+        );
+        let room = Room::check(cfg, &name, size)?;
         self.bar.set_length(size);
 
-        let mut part = PartFile::create(&cfg.out_dir, &name, log.client_id.unwrap_or(0))?;
+        let mut part = PartFile::create(&cfg.out_dir, &name, log.client_id.unwrap_or(0), &room)?;
         let part_path = part.path().to_path_buf();
         let mut out = BufWriter::with_capacity(1 << 20, part.file()?);
         let (mut bytes, mut datagrams, mut malformed) = (0u64, 0u64, 0u64);
@@ -391,12 +425,15 @@ impl Session<'_> {
                 if n == 0 {
                     continue;
                 }
-                last = Instant::now();
-                last_wall = SystemTime::now();
+                let taken = datagrams;
                 for i in 0..n {
                     let Some((data, truncated)) = batch.get(i) else {
                         continue;
                     };
+                    if !batch.source(i).is_some_and(|s| same_endpoint(s, from)) {
+                        foreign += 1;
+                        continue;
+                    }
                     // Anything past the announced size is not the file's.
                     let room = (size - bytes).min(data.len() as u64) as usize;
                     if truncated || room < data.len() {
@@ -406,6 +443,11 @@ impl Session<'_> {
                         .map_err(Failure::file("writing", &part_path))?;
                     bytes += room as u64;
                     datagrams += 1;
+                }
+                // Only the server's datagrams keep the transfer going.
+                if datagrams > taken {
+                    last = Instant::now();
+                    last_wall = SystemTime::now();
                 }
                 self.bar.set_position(bytes);
             }
@@ -421,6 +463,7 @@ impl Session<'_> {
         log.datagrams_received = Some(datagrams);
         log.bytes_received = Some(bytes);
         log.malformed = Some(malformed);
+        log.foreign_datagrams = Some(foreign);
         log.kernel_drops = net::kernel_drops(&self.sock).or(batch.ovfl);
         let complete = write_result.is_ok() && bytes == size;
         let path = part.finish_or_discard(complete, datagrams > 0 || size == 0)?;
@@ -446,7 +489,9 @@ impl Session<'_> {
         let mut reader = control::Reader::new();
         let announce = match reader.read(&mut stream, "announce", cfg.register_timeout)? {
             Message::Announce(a) => a,
-            Message::Abort { reason } => bail!("the server aborted: {reason}"),
+            Message::Abort { reason } => {
+                bail!("the server aborted: {}", escape_peer_text(&reason))
+            }
             other => bail!("expected the server's announce, got {other:?}"),
         };
         let total = u64::from(announce.datagrams);
@@ -467,26 +512,45 @@ impl Session<'_> {
         }
         info!(
             "announced {}: {} bytes in {} datagrams, {} mode; receive buffer {} bytes",
-            announce.file_name,
+            escape_peer_text(&announce.file_name),
             announce.file_size,
             total,
             announce.mode.as_str(),
             log.recv_buffer.unwrap_or(0)
         );
+        let room = match Room::check(cfg, &announce.file_name, announce.file_size) {
+            Ok(room) => room,
+            Err(e) => {
+                // Tell the server why, so that its log says it too.
+                let why = Message::Abort {
+                    reason: format!("{e:#}"),
+                };
+                let _ = control::send(&mut stream, &why, Duration::from_secs(1));
+                return Err(e);
+            }
+        };
         self.bar.set_length(announce.file_size);
 
         let mut part = PartFile::create(
             &cfg.out_dir,
             &announce.file_name,
             log.client_id.unwrap_or(0),
+            &room,
         )?;
         let file = part.file()?;
-        file.set_len(announce.file_size)
-            .map_err(Failure::file("sizing", part.path()))?;
+        if let Err(e) = file.set_len(announce.file_size) {
+            // Nothing was received: no empty file is left behind.
+            drop(file);
+            let path = part.path().to_path_buf();
+            part.finish_or_discard(false, false)?;
+            return Err(Failure::file("sizing", &path)(e).into());
+        }
         let mut state = State {
             rx: Reception::new(&announce),
             file,
             path: part.path().to_path_buf(),
+            data_from: SocketAddr::new(self.server_ip, announce.data_port),
+            foreign: 0,
             ovfl: None,
             first_wall: None,
             last_wall: None,
@@ -505,6 +569,7 @@ impl Session<'_> {
         log.duplicates = Some(rx.duplicates);
         log.malformed = Some(rx.malformed);
         log.late = Some(rx.late);
+        log.foreign_datagrams = Some(state.foreign);
         log.missing_datagrams = Some(missing);
         log.missing_ranges = (!ranges.is_empty()).then(|| v1::format_ranges(&ranges, truncated));
         log.kernel_drops = kernel_drops;
@@ -609,10 +674,13 @@ impl Session<'_> {
                     if n == 0 {
                         break;
                     }
-                    last_activity = Instant::now();
-                    state
+                    // Only the server's datagrams keep the transfer going.
+                    let taken = state
                         .take(&batch, n)
                         .map_err(Failure::file("writing", &state.path))?;
+                    if taken > 0 {
+                        last_activity = Instant::now();
+                    }
                     if n < net::BATCH {
                         break;
                     }
@@ -666,7 +734,9 @@ impl Session<'_> {
                         log.bytes_sent = Some(d.bytes_sent);
                         done_at = Some(Instant::now());
                     }
-                    Message::Abort { reason } => bail!("the server aborted: {reason}"),
+                    Message::Abort { reason } => {
+                        bail!("the server aborted: {}", escape_peer_text(&reason))
+                    }
                     other => {
                         return Err(Failure::BadData(format!(
                             "unexpected control message {other:?}"
@@ -722,6 +792,11 @@ struct State {
     rx: Reception,
     file: File,
     path: PathBuf,
+    /// The server's data address: datagrams from anywhere else are not
+    /// taken.
+    data_from: SocketAddr,
+    /// Datagrams that came from anywhere else.
+    foreign: u64,
     /// The kernel's running drop count (SO_RXQ_OVFL).
     ovfl: Option<u64>,
     first_wall: Option<SystemTime>,
@@ -742,18 +817,27 @@ const HASH_SLICE: u64 = 1 << 20;
 
 impl State {
     /// Take `n` datagrams of `batch`: new ones go straight from the receive
-    /// buffers to the file, consecutive ones in one vectored write.
-    fn take(&mut self, batch: &RecvBatch, n: usize) -> io::Result<()> {
+    /// buffers to the file, consecutive ones in one vectored write. Those
+    /// not from the server's data address are only counted. Returns how
+    /// many came from it.
+    fn take(&mut self, batch: &RecvBatch, n: usize) -> io::Result<usize> {
         let now = SystemTime::now();
         let now_us = unix_us(now);
-        self.first_wall.get_or_insert(now);
-        self.last_wall = Some(now);
         let mut run: Vec<&[u8]> = Vec::with_capacity(n);
         let (mut run_start, mut run_end) = (0u64, 0u64);
+        let mut taken = 0;
         for i in 0..n {
             let Some((datagram, truncated)) = batch.get(i) else {
                 continue;
             };
+            if !batch
+                .source(i)
+                .is_some_and(|s| same_endpoint(s, self.data_from))
+            {
+                self.foreign += 1;
+                continue;
+            }
+            taken += 1;
             let Arrival::New { offset, payload } = self.rx.arrive(datagram, truncated, now_us)
             else {
                 continue;
@@ -779,7 +863,11 @@ impl State {
         if !run.is_empty() {
             net::write_all_at_vectored(&self.file, run_start, &run)?;
         }
-        Ok(())
+        if taken > 0 {
+            self.first_wall.get_or_insert(now);
+            self.last_wall = Some(now);
+        }
+        Ok(taken)
     }
 
     /// Read back and hash up to `budget` bytes of the file's gapless
@@ -807,19 +895,114 @@ impl State {
     }
 }
 
+/// Whether `a` and `b` are one endpoint: IP and port (an IPv6 scope or
+/// flow label aside).
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() && a.port() == b.port()
+}
+
+/// What the output directory's file system takes, as far as an announced
+/// file has been checked against it.
+struct Room {
+    /// The longest name it takes, in bytes.
+    name_max: usize,
+}
+
+impl Room {
+    /// Check a file the server announced (`name`, `size` bytes) before
+    /// anything is allocated for it: at most `--max-size`, no more than
+    /// the free space of the output's file system, a name it can hold.
+    fn check(cfg: &Config, name: &str, size: u64) -> anyhow::Result<Room> {
+        if size > cfg.max_size {
+            bail!(
+                "refusing the announced file of {size} bytes ({}): more than --max-size {} \
+                 ({} bytes); pass a larger --max-size to take it",
+                indicatif::HumanBytes(size),
+                indicatif::HumanBytes(cfg.max_size),
+                cfg.max_size
+            );
+        }
+        let dir = &cfg.out_dir;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let fs = FsSpace::of(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+        if size > fs.free {
+            bail!(
+                "refusing the announced file of {size} bytes ({}): the file system of {} has \
+                 {} bytes ({}) free",
+                indicatif::HumanBytes(size),
+                dir.display(),
+                fs.free,
+                indicatif::HumanBytes(fs.free)
+            );
+        }
+        if name.len() > fs.name_max {
+            bail!(
+                "refusing the announced file: its name is {} bytes long, the file system of {} \
+                 takes names of at most {}",
+                name.len(),
+                dir.display(),
+                fs.name_max
+            );
+        }
+        Ok(Room {
+            name_max: fs.name_max,
+        })
+    }
+}
+
+/// A file system's free space and name limit (statvfs).
+struct FsSpace {
+    /// Bytes an unprivileged writer may still take.
+    free: u64,
+    /// The longest name, in bytes (at most [`NAME_MAX`]).
+    name_max: usize,
+}
+
+impl FsSpace {
+    fn of(dir: &Path) -> io::Result<FsSpace> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL"))?;
+        // SAFETY: statvfs is a plain C struct that the call fills in.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is a NUL-terminated string and `st` is valid for
+        // writes, both alive across the call.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let name_max = usize::try_from(st.f_namemax).unwrap_or(NAME_MAX);
+        Ok(FsSpace {
+            free: st.f_bavail.saturating_mul(st.f_frsize),
+            name_max: if name_max == 0 {
+                NAME_MAX
+            } else {
+                name_max.min(NAME_MAX)
+            },
+        })
+    }
+}
+
 /// The file being received, under a temporary name until [`PartFile::finish`].
 struct PartFile {
     dir: PathBuf,
     name: String,
     temp: PathBuf,
+    /// The longest name the directory's file system takes.
+    name_max: usize,
     file: Option<File>,
     finished: bool,
 }
 
 impl PartFile {
-    fn create(dir: &Path, name: &str, client_id: u16) -> anyhow::Result<PartFile> {
+    /// Create the temporary file for `name` in `dir`, which `room` checked;
+    /// the temporary name holds as much of `name` as fits.
+    fn create(dir: &Path, name: &str, client_id: u16, room: &Room) -> anyhow::Result<PartFile> {
         fs::create_dir_all(dir).map_err(Failure::file("creating", dir))?;
-        let temp = dir.join(format!(".{name}.c{client_id}-{}.part", std::process::id()));
+        let temp = dir.join(fit_name(
+            &format!(".{name}"),
+            &format!(".c{client_id}-{}.part", std::process::id()),
+            room.name_max,
+        ));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -830,6 +1013,7 @@ impl PartFile {
             dir: dir.to_path_buf(),
             name: name.to_string(),
             temp,
+            name_max: room.name_max,
             file: Some(file),
             finished: false,
         })
@@ -858,18 +1042,20 @@ impl PartFile {
 
     /// Give the file its final name without overwriting anything:
     /// `name` when complete, `name.incomplete` otherwise, `.1`, `.2` ... on
-    /// collision.
+    /// collision; where `name` and what follows it do not fit the file
+    /// system, the start of `name` and a hash of it ([`fit_name`]).
     fn finish(&mut self, complete: bool) -> anyhow::Result<PathBuf> {
-        let base = if complete {
-            self.name.clone()
-        } else {
-            format!("{}.incomplete", self.name)
-        };
+        let marker = if complete { "" } else { ".incomplete" };
+        let base = fit_name(&self.name, marker, self.name_max);
         for n in 0..1000 {
             let candidate = if n == 0 {
                 self.dir.join(&base)
             } else {
-                self.dir.join(format!("{base}.{n}"))
+                self.dir.join(fit_name(
+                    &self.name,
+                    &format!("{marker}.{n}"),
+                    self.name_max,
+                ))
             };
             // A hard link fails rather than replace an existing name.
             match fs::hard_link(&self.temp, &candidate) {

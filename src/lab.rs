@@ -648,6 +648,11 @@ fn transfer(
 
     let addr = SocketAddr::from((server_ip, cfg.port));
     let settle = venue.settle();
+    // The clients take the file the lab made, whatever its size, and no
+    // more.
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
     let mut clients = Vec::new();
     for k in 1..=cfg.clients {
         let mut c = client::Config::new(addr.to_string());
@@ -655,6 +660,7 @@ fn transfer(
         c.log_dir = logs.to_path_buf();
         c.legacy = cfg.protocol == Protocol::Lab;
         c.recv_buffer = cfg.recv_buffer;
+        c.max_size = size;
         c.start_timeout = START_TIMEOUT;
         c.progress = false;
         // On the path, what the bottleneck still holds arrives after the

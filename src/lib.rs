@@ -34,6 +34,8 @@
 //! - [`headers`]: the second lab, a cache of HTTP response headers asked
 //!   for over TCP and answered over UDP; its server and client.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
+//! - [`text`]: a peer's text made safe for the terminal and the logs;
+//!   names cut to fit the file system.
 
 pub mod admission;
 pub mod analyze;
@@ -48,5 +50,6 @@ pub mod pcapng;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod text;
 pub mod transfer_log;
 pub mod wire;

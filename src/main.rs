@@ -28,6 +28,7 @@ use cli::{Cli, Command};
 use udplab::analyze::{self, reader::Reader};
 use udplab::protocol::DEFAULT_PORT;
 use udplab::shutdown::Shutdown;
+use udplab::text::escape_peer_text;
 use udplab::{client, lab, server};
 
 fn main() -> ExitCode {
@@ -85,12 +86,13 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "client {}: {} of {} bytes, {} datagrams, kernel drops {}, {}",
+                "client {}: {} of {} bytes, {} datagrams, kernel drops {}, foreign datagrams {}, {}",
                 log.client_id.unwrap_or(0),
                 log.bytes_received.unwrap_or(0),
                 log.file_size.map_or("?".into(), |s| s.to_string()),
                 log.datagrams_received.unwrap_or(0),
                 log.kernel_drops.map_or("unknown".into(), |d| d.to_string()),
+                log.foreign_datagrams.unwrap_or(0),
                 if outcome.complete {
                     "complete"
                 } else {
@@ -98,7 +100,8 @@ fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
                 },
             )?;
             if let Some(path) = &outcome.output {
-                writeln!(out, "file: {}", path.display())?;
+                let shown = path.display().to_string();
+                writeln!(out, "file: {}", escape_peer_text(&shown))?;
             }
             if let Some(path) = &outcome.log_path {
                 writeln!(out, "log:  {}", path.display())?;
@@ -511,6 +514,10 @@ fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format(|buf, record| {
+            // Whatever a call site let through of a peer's text, no control
+            // character reaches the terminal (lines stay lines).
+            let text = record.args().to_string();
+            let lines: Vec<_> = text.split('\n').map(escape_peer_text).collect();
             writeln!(
                 buf,
                 "udplab: {}{}",
@@ -519,7 +526,7 @@ fn init_logging(quiet: bool) {
                     log::Level::Warn => "warning: ",
                     _ => "",
                 },
-                record.args()
+                lines.join("\n")
             )
         })
         .init();

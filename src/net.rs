@@ -424,13 +424,16 @@ impl SendBatch {
     }
 }
 
-/// Receive up to [`BATCH`] datagrams in one recvmmsg call, with the kernel's
-/// drop counter (SO_RXQ_OVFL) when it comes along.
+/// Receive up to [`BATCH`] datagrams in one recvmmsg call, with each one's
+/// source address and the kernel's drop counter (SO_RXQ_OVFL) when it
+/// comes along.
 pub struct RecvBatch {
     buf: Vec<u8>,
     cap: usize,
     iovecs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Where each datagram came from, as the kernel wrote it.
+    names: Vec<libc::sockaddr_storage>,
     /// Control-message space, u64 for the alignment cmsghdr needs.
     cmsgs: Vec<u64>,
     cmsg_words: usize,
@@ -450,6 +453,8 @@ impl RecvBatch {
             cap,
             iovecs: Vec::with_capacity(BATCH),
             hdrs: Vec::with_capacity(BATCH),
+            // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
+            names: vec![unsafe { mem::zeroed() }; BATCH],
             cmsgs: vec![0; cmsg_words * BATCH],
             cmsg_words,
             lens: Vec::with_capacity(BATCH),
@@ -468,15 +473,18 @@ impl RecvBatch {
             });
         }
         self.hdrs.clear();
-        for (iov, ctl) in self
+        for ((iov, ctl), name) in self
             .iovecs
             .iter_mut()
             .zip(self.cmsgs.chunks_exact_mut(self.cmsg_words))
+            .zip(self.names.iter_mut())
         {
             // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
             let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_control = ctl.as_mut_ptr().cast();
             h.msg_hdr.msg_controllen = ctl.len() * 8;
             self.hdrs.push(h);
@@ -531,6 +539,46 @@ impl RecvBatch {
         let &(len, truncated) = self.lens.get(i)?;
         let start = i * self.cap;
         Some((self.buf.get(start..start + len)?, truncated))
+    }
+
+    /// Where datagram `i` of the last call came from (`None` for an
+    /// address family other than IPv4 and IPv6).
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        if i >= self.lens.len() {
+            return None;
+        }
+        let h = self.hdrs.get(i)?;
+        sockaddr_to_std(self.names.get(i)?, h.msg_hdr.msg_namelen)
+    }
+}
+
+/// A socket address the kernel wrote, as std's.
+fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let len = len as usize;
+    match libc::c_int::from(ss.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is aligned for every socket address type.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                u32::from_be(sin6.sin6_flowinfo),
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -662,6 +710,44 @@ mod tests {
         tx.send(&payload).unwrap();
         assert_eq!(batch.recv(&rx).unwrap(), 1);
         assert_eq!(batch.ovfl, Some(drops));
+    }
+
+    #[test]
+    fn batch_names_each_datagram_source() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.2:0").unwrap();
+        a.send_to(b"from a", to).unwrap();
+        b.send_to(b"from b", to).unwrap();
+        a.send_to(b"from a again", to).unwrap();
+        let mut batch = RecvBatch::new(64);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            poll_readable([rx.as_raw_fd()], Duration::from_secs(2)).unwrap();
+            let n = batch.recv(&rx).unwrap();
+            for i in 0..n {
+                got.push((batch.get(i).unwrap().0.to_vec(), batch.source(i)));
+            }
+        }
+        let (a, b) = (a.local_addr().ok(), b.local_addr().ok());
+        assert_eq!(
+            got,
+            vec![
+                (b"from a".to_vec(), a),
+                (b"from b".to_vec(), b),
+                (b"from a again".to_vec(), a)
+            ]
+        );
+        assert_eq!(batch.source(3), None);
+        // IPv6, where the host has it.
+        if let Ok(rx6) = UdpSocket::bind("[::1]:0") {
+            let tx6 = UdpSocket::bind("[::1]:0").unwrap();
+            tx6.send_to(b"six", rx6.local_addr().unwrap()).unwrap();
+            poll_readable([rx6.as_raw_fd()], Duration::from_secs(2)).unwrap();
+            assert_eq!(batch.recv(&rx6).unwrap(), 1);
+            assert_eq!(batch.source(0), tx6.local_addr().ok());
+        }
     }
 
     /// The transfer test once saw no drop count at all on a client that

@@ -39,8 +39,9 @@ use crate::net::{self, SendBatch};
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
-use crate::protocol::{hex, printable};
+use crate::protocol::hex;
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
+use crate::text::escape_peer_text;
 use crate::transfer_log::{self, Delivery, Role, TransferLog};
 
 /// Validated server settings.
@@ -1003,19 +1004,24 @@ fn send_to_client(
         .control_port
         .checked_add(reg.id)
         .context("no data port past 65535")?;
-    let sock = UdpSocket::bind((cfg.bind_ip, data_port))
+    // Data leaves from the address the client reached the control port
+    // at: a client takes data from that IP only. Bound to the wildcard,
+    // the kernel would pick the source by route, which on a host of many
+    // addresses need not be that one.
+    let mut data_addr = SocketAddr::new(cfg.bind_ip, data_port);
+    if cfg.bind_ip.is_unspecified()
+        && let Ok(local) = reg.stream.local_addr()
+    {
+        data_addr = local;
+        data_addr.set_port(data_port);
+    }
+    let sock = UdpSocket::bind(data_addr)
         .with_context(|| format!("binding UDP port {data_port} for client {}", reg.id))?;
     // A deep send queue keeps the sender from sleeping between batches.
     let _ = net::set_send_buffer(&sock, 4 << 20);
     sock.connect((reg.peer.ip(), reg.udp_port))
         .with_context(|| format!("addressing {}:{}", reg.peer.ip(), reg.udp_port))?;
-    // Bound to the wildcard, the socket's own address says nothing; the
-    // control connection's local address is the one the client sees.
-    log.server_ip = if cfg.bind_ip.is_unspecified() {
-        reg.stream.local_addr().ok().map(|a| a.ip())
-    } else {
-        Some(cfg.bind_ip)
-    };
+    log.server_ip = Some(data_addr.ip());
     reg.stream.set_nonblocking(false)?;
 
     let started = Instant::now();
@@ -1298,7 +1304,7 @@ impl Sender<'_> {
                 Message::Feedback(f) => transfer.feedback(Instant::now(), &f),
                 Message::Report(r) => self.take_report(&r, transfer)?,
                 Message::Abort { reason } => {
-                    bail!("the client aborted: {}", printable(&reason))
+                    bail!("the client aborted: {}", escape_peer_text(&reason))
                 }
                 other => bail!("unexpected control message: {other:?}"),
             }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat};
 
 use crate::protocol::{Mode, Protocol};
+use crate::text::{NAME_MAX, escape_peer_text, fit_name};
 
 /// Which side wrote a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,9 @@ pub struct TransferLog {
     pub reports_rejected: Option<u64>,
     /// Datagrams that arrived after the client had the whole file.
     pub late: Option<u64>,
+    /// Datagrams that reached the client's data socket from anywhere but
+    /// the server's data address, and were not taken.
+    pub foreign_datagrams: Option<u64>,
     /// SHA-256 of the offered file, lowercase hex.
     pub sha256: Option<String>,
     pub sha256_match: Option<bool>,
@@ -267,6 +271,9 @@ fn bad_value(line: usize, key: &str, value: &str) -> Error {
 pub const UNKNOWN_FILE_NAME: &str = "unknown";
 
 /// The lab's log file name: `S1-2026-11-21-11-46-19-100MB.bin-2-log.txt`.
+/// A file name too long for the whole to fit in [`NAME_MAX`] bytes is cut
+/// there, with a hash of it ([`fit_name`]): the log's content names the
+/// file in full.
 pub fn log_file_name(
     role: Role,
     client_id: u16,
@@ -274,14 +281,15 @@ pub fn log_file_name(
     file_name: &str,
     clients: u16,
 ) -> String {
-    format!(
-        "{}{}-{}-{}-{}-log.txt",
+    let head = format!(
+        "{}{}-{}-",
         role.letter(),
         client_id,
-        stamp.format("%Y-%m-%d-%H-%M-%S"),
-        file_name,
-        clients
-    )
+        stamp.format("%Y-%m-%d-%H-%M-%S")
+    );
+    let tail = format!("-{clients}-log.txt");
+    let file = fit_name(file_name, "", NAME_MAX - head.len() - tail.len());
+    format!("{head}{file}{tail}")
 }
 
 /// Most seconds [`unused_log_name`] moves a stamp on.
@@ -383,9 +391,11 @@ pub fn parse_log_name(name: &str) -> Result<LogName, Error> {
 
 // ---------------------------------------------------------------- our format
 
-/// Free text on one line: line breaks become spaces.
+/// Free text on one line: line breaks become spaces, and the other
+/// control characters are written out ([`escape_peer_text`]): much of it
+/// comes from the peer, and a log is read on a terminal.
 fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+    escape_peer_text(&text.replace(['\r', '\n'], " ")).into_owned()
 }
 
 impl TransferLog {
@@ -452,6 +462,7 @@ impl TransferLog {
         put("final_rate_mbit_s", float(self.final_rate_mbit_s, 3));
         put("reports_rejected", shown(self.reports_rejected.as_ref()));
         put("late", shown(self.late.as_ref()));
+        put("foreign_datagrams", shown(self.foreign_datagrams.as_ref()));
         put("sha256", text(&self.sha256));
         put("sha256_match", shown(self.sha256_match.as_ref()));
         put("start", time(&self.start));
@@ -550,6 +561,7 @@ fn parse_field(log: &mut TransferLog, line: usize, key: &str, value: &str) -> Re
         "final_rate_mbit_s" => field!(final_rate_mbit_s, float(value)),
         "reports_rejected" => field!(reports_rejected, num(value)),
         "late" => field!(late, num(value)),
+        "foreign_datagrams" => field!(foreign_datagrams, num(value)),
         "goodput_mb_s" => field!(goodput_mb_s, float(value)),
         "sha256" => field!(sha256, sha256(value)),
         "sha256_match" => field!(sha256_match, boolean(value)),
@@ -868,10 +880,14 @@ pub fn write_log(dir: &Path, name: &str, log: &TransferLog) -> io::Result<PathBu
     }
     fs::create_dir_all(dir).map_err(|e| io_at(dir, e))?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    let tmp = dir.join(fit_name(
+        &format!(".{name}"),
+        &format!(
+            ".{}-{}.tmp",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        NAME_MAX,
     ));
     let written = fs::File::create(&tmp)
         .and_then(|mut file| file.write_all(log.render().as_bytes()))
@@ -947,6 +963,7 @@ mod tests {
             final_rate_mbit_s: Some(187.5),
             reports_rejected: Some(1),
             late: Some(3),
+            foreign_datagrams: Some(4),
             sha256: Some("ab".repeat(32)),
             sha256_match: Some(false),
             start: Some(time("2031-03-07T09:05:40.125001-05:00")),
@@ -981,7 +998,7 @@ mod tests {
             .skip(1)
             .filter_map(|l| l.split_once(':').map(|(k, _)| k))
             .collect();
-        assert_eq!(keys.len(), 43);
+        assert_eq!(keys.len(), 44);
         assert_eq!(keys.first(), Some(&"role"));
         assert_eq!(keys.last(), Some(&"output"));
         assert_eq!(parse(&text).expect("parses"), log);
@@ -1049,6 +1066,18 @@ mod tests {
         let back = parse(&text).expect("parses");
         assert_eq!(back.error.as_deref(), Some("first second  third"));
         assert_eq!(back.missing_ranges.as_deref(), Some("1-2, 5-9"));
+
+        // A peer's terminal escapes are written out, not written.
+        let log = TransferLog {
+            error: Some("the server aborted: \x1b[2J\x1b]0;owned\x07".into()),
+            ..TransferLog::default()
+        };
+        let text = log.render();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(
+            text.contains("aborted: \\x1b[2J\\x1b]0;owned\\x07\n"),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -1153,6 +1182,15 @@ mod tests {
             ),
             name
         );
+
+        // A file name of NAME_MAX bytes: the log's name still fits, and
+        // reads back as a client 65535's log of a round of 65535.
+        let long = "n".repeat(NAME_MAX);
+        let name = log_file_name(Role::Client, u16::MAX, stamp(), &long, u16::MAX);
+        assert_eq!(name.len(), NAME_MAX);
+        let parsed = parse_log_name(&name).expect("parses");
+        assert_eq!((parsed.client_id, parsed.clients), (u16::MAX, u16::MAX));
+        assert!(parsed.file_name.starts_with("nnnn"), "{}", parsed.file_name);
     }
 
     #[test]
@@ -1392,6 +1430,14 @@ mod tests {
         let back = read_log(&path).expect("reads");
         assert_eq!((back.client_id, back.clients), (Some(3), Some(4)));
         assert_eq!(back.file_name, None);
+
+        // The longest log name there is: written through a temporary
+        // name that fits too.
+        let longest = log_file_name(Role::Server, 1, stamp(), &"n".repeat(NAME_MAX), 1);
+        assert_eq!(
+            write_log(&sub, &longest, &sparse).expect("writes"),
+            sub.join(&longest)
+        );
 
         assert!(write_log(&sub, "../escape", &sparse).is_err());
         assert!(write_log(&sub, "", &sparse).is_err());

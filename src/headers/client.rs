@@ -12,6 +12,7 @@ use anyhow::Context;
 use log::{info, warn};
 
 use super::{Answer, MAX_DATAGRAM, MAX_MESSAGE, Refusal, TERMINATE, is_host_name};
+use crate::text::escape_peer_text;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,7 +84,7 @@ impl Outcome {
         );
         for (i, q) in self.queries.iter().enumerate() {
             let k = i + 1;
-            let _ = writeln!(out, "query_{k}_name: {}", q.name.replace(['\r', '\n'], " "));
+            let _ = writeln!(out, "query_{k}_name: {}", escape_peer_text(&q.name));
             let _ = match &q.result {
                 Reply::Stored {
                     udp_port,
@@ -102,7 +103,7 @@ impl Outcome {
                 ),
                 Reply::Refused(r) => writeln!(out, "query_{k}_answer: {r}"),
                 Reply::Failed(why) => {
-                    writeln!(out, "query_{k}_failed: {}", why.replace(['\r', '\n'], " "))
+                    writeln!(out, "query_{k}_failed: {}", escape_peer_text(why))
                 }
             };
         }

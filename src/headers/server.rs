@@ -25,6 +25,7 @@ use super::cache::Cache;
 use super::origin::{self, Origin};
 use super::{Answer, MAX_MESSAGE, REQUEST_LEN, Refusal, TERMINATE, is_host_name};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
+use crate::text::escape_peer_text;
 
 /// How often the accept loop looks for new connections.
 const ACCEPT_INTERVAL: Duration = Duration::from_millis(5);
@@ -122,7 +123,7 @@ impl Session {
         );
         for (i, q) in self.queries.iter().enumerate() {
             let k = i + 1;
-            let _ = writeln!(out, "query_{k}_name: {}", q.name.replace(['\r', '\n'], " "));
+            let _ = writeln!(out, "query_{k}_name: {}", escape_peer_text(&q.name));
             let _ = match &q.outcome {
                 Outcome::Hit(n) => writeln!(out, "query_{k}_result: hit\nquery_{k}_bytes: {n}"),
                 Outcome::Miss(n) => writeln!(out, "query_{k}_result: miss\nquery_{k}_bytes: {n}"),

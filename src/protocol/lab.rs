@@ -31,7 +31,7 @@ pub const SIZE_DATAGRAM_LEN: usize = 8;
 /// File bytes per data datagram.
 pub const CHUNK: usize = 1024;
 /// Longest file name we accept in a name datagram (Linux NAME_MAX).
-pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_NAME_LEN: usize = crate::text::NAME_MAX;
 
 /// Step 1: the client's number.
 pub fn emit_client_id(id: u16) -> [u8; CLIENT_ID_LEN] {
