@@ -769,20 +769,22 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The client's output directory fills up mid-transfer: one line on
-/// stderr naming the file it could not write, exit status 1 (an error,
-/// not just loss), its log elsewhere saying the same, and no file that
-/// looks complete (what arrived is `NAME.incomplete`).
+/// The client's output directory fills up mid-transfer (it had room for
+/// the file when the announce came; another writer takes the rest): one
+/// line on stderr naming the file it could not write, exit status 1 (an
+/// error, not just loss), its log elsewhere saying the same, and no file
+/// that looks complete (what arrived is `NAME.incomplete`).
 #[test]
 fn a_full_disk_is_one_line_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small");
-    let Some(_mounted) = Tmpfs::mount(&out, "1m") else {
+    let Some(_mounted) = Tmpfs::mount(&out, "8m") else {
         return;
     };
     let (file, _) = write_file(dir.path(), "big.bin", 4 << 20, 23);
     let logs = dir.path().join("logs");
-    let server = start_server(&file, 1, &logs, |_| {});
+    // 16 Mbit/s: the 4 MiB take about 2 s, time for the filler below.
+    let server = start_server(&file, 1, &logs, |cfg| cfg.rate = Some(16e6));
     let child = Command::new(BIN)
         .args(["-q", "client", "--server", &server.addr.to_string()])
         .args(["--recv-buffer", "32MiB"])
@@ -794,16 +796,29 @@ fn a_full_disk_is_one_line_naming_the_path() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Once the client's temporary file is there, fill the file system.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&out).unwrap().next().is_none() {
+        assert!(std::time::Instant::now() < until, "the client made no file");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(out.join("filler")).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while filler.write_all(&block).is_ok() {}
+    }
     let o = wait_output(child, Duration::from_secs(30));
     let _ = server.join();
     let err = one_line_error(&o);
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains(&out.display().to_string()), "{err}");
-    let names: Vec<String> = std::fs::read_dir(&out)
+    let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["big.bin.incomplete"], "{err}");
+    names.sort();
+    assert_eq!(names, ["big.bin.incomplete", "filler"], "{err}");
     let log = files_with_prefix(&logs, "C1-");
     assert_eq!(log.len(), 1);
     let log = transfer_log::read_log(&log[0]).unwrap();
