@@ -53,7 +53,7 @@ pub enum Command {
     /// --link, the server and the clients are on two hosts joined by a
     /// router, captured at both, and each place's loss is checked against
     /// the kernel's counters. Everything lands in a fresh directory under
-    /// --dir.
+    /// --dir. `udplab lab headers` runs the second lab instead.
     Lab(LabArgs),
     /// The second lab: a cache of HTTP response headers, asked for over
     /// TCP and answered over UDP.
@@ -187,7 +187,10 @@ pub struct CaptureArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LabArgs {
+    #[command(subcommand)]
+    pub lab: Option<LabCommand>,
     /// Clients, run at once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub clients: u16,
@@ -272,6 +275,74 @@ pub struct LabArgs {
     pub cleanup: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// The second lab on loopback: a local HTTP origin, the header server,
+    /// N clients at once asking names with repeats, capture, report.
+    ///
+    /// The origin answers every name with a head of its own (redirects,
+    /// cookies, a long one); client k asks the names turned by k - 1
+    /// places. Prints per client its queries, answers, hits and misses,
+    /// and the origin's requests, one per distinct name. Everything lands
+    /// in a fresh directory under --dir.
+    Headers(HeadersLabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HeadersLabArgs {
+    /// Clients, run at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub clients: u16,
+    /// Names each client asks, comma-separated, repeats allowed. [default:
+    /// www.twitch.tv, www.google.cl, google.cl, www.twitch.tv,
+    /// www.uchile.cl, example.org, www.reddit.com, www.google.cl,
+    /// news.ycombinator.com, www.twitch.tv]
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub names: Vec<String>,
+    /// Where the run directories are made.
+    #[arg(long, default_value = "runs")]
+    pub dir: PathBuf,
+    /// Do not capture.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// The header server's TCP port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = lab::headers::DEFAULT_PORT)]
+    pub port: u16,
+    /// The header server's UDP port (0: any free one).
+    #[arg(long, default_value_t = lab::headers::DEFAULT_UDP_PORT)]
+    pub udp_port: u16,
+    /// The local HTTP origin's port (0: any free one).
+    #[arg(long, default_value_t = lab::headers::DEFAULT_ORIGIN_PORT)]
+    pub origin_port: u16,
+    /// The capture's kernel buffer.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub capture_buffer: u64,
+}
+
+impl HeadersLabArgs {
+    pub fn into_config(self) -> anyhow::Result<lab::headers::Config> {
+        let mut cfg = lab::headers::Config::new(self.clients);
+        if !self.names.is_empty() {
+            cfg.names = self.names.iter().map(|n| n.trim().to_owned()).collect();
+        }
+        if let Some(bad) = cfg
+            .names
+            .iter()
+            .find(|n| !udplab::headers::is_host_name(n.as_bytes()))
+        {
+            bail!("--names: {bad:?} is not a host name");
+        }
+        cfg.dir = self.dir;
+        cfg.capture = !self.no_capture;
+        cfg.port = self.port;
+        cfg.udp_port = self.udp_port;
+        cfg.origin_port = self.origin_port;
+        cfg.capture_buffer =
+            usize::try_from(self.capture_buffer).context("--capture-buffer is too large")?;
+        Ok(cfg)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
     /// Capture files of one run (e.g. one made at the server and one at the
@@ -336,7 +407,21 @@ pub struct ServerArgs {
     /// Drop a connection that has not registered within this time.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub register_timeout: Duration,
-    /// How long a v1 client may take to report what it received.
+    /// Drop a connection that has not begun its port message within this
+    /// time of getting its client number (at most --register-timeout): a
+    /// client answers at once, and a silent connection holds a registration
+    /// slot others need.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub first_byte_timeout: Duration,
+    /// Registrations one client address (an IPv6 /64) may have under way at
+    /// once; its further connections wait for one of them to end. Of the
+    /// 256 registration slots, 64 are kept for addresses that hold none.
+    #[arg(long, default_value_t = udplab::admission::DEFAULT_PER_ADDRESS as u16,
+          value_parser = clap::value_parser!(u16)
+              .range(1..=udplab::admission::MAX_PER_ADDRESS as i64))]
+    pub per_address: u16,
+    /// How long a v1 client may take to report what it received, and (reliable
+    /// mode) go without feedback while a pass is sent.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub report_timeout: Duration,
     /// UDP payload of a v1 data datagram, its 16-byte header included.
@@ -492,6 +577,8 @@ impl ServerArgs {
         cfg.rounds = self.rounds;
         cfg.barrier_timeout = self.barrier_timeout;
         cfg.register_timeout = self.register_timeout;
+        cfg.first_byte_timeout = self.first_byte_timeout;
+        cfg.per_address = usize::from(self.per_address);
         cfg.report_timeout = self.report_timeout;
         cfg.datagram_size = self.datagram_size;
         cfg.progress = !quiet;

@@ -206,7 +206,8 @@ pub fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<Outcome> {
         .start
         .map(|t| t.with_timezone(&Local))
         .unwrap_or_else(Local::now);
-    let name = transfer_log::log_file_name(
+    let name = transfer_log::unused_log_name(
+        &cfg.log_dir,
         Role::Client,
         id,
         stamp.naive_local(),

@@ -22,7 +22,8 @@ mod rate;
 mod transfer;
 pub use rate::{GAIN, Phase, RateControl, Rule, TARGET_DELAY};
 pub use transfer::{
-    Abort, Action, Finish, MAX_REJECTED, ReportTaken, Run, Service, Transfer, TransferConfig,
+    Abort, Action, Finish, MAX_REJECTED, MAX_STALLED_ROUNDS, MIN_RESEND_LIMIT, RESEND_FACTOR,
+    ReportTaken, Run, Service, Transfer, TransferConfig,
 };
 
 /// Bits per second below which no rate goes: a transfer always moves.
@@ -197,6 +198,54 @@ pub enum Refusal {
     Inconsistent { claimed: u64, listed: u64 },
     #[error("claims a matching SHA-256 while {missing} datagrams are missing")]
     ShaWithGaps { missing: u64 },
+    #[error("claims {received} datagrams received and {missing} missing of the file's {total}")]
+    CountsDisagree {
+        received: u64,
+        missing: u64,
+        total: u32,
+    },
+    #[error(
+        "claims {bytes} bytes received in {datagrams} of {total} datagrams of a {size}-byte file"
+    )]
+    BytesImpossible {
+        bytes: u64,
+        datagrams: u64,
+        total: u32,
+        size: u64,
+    },
+}
+
+/// Check a report's counts against the file, whatever the mode: a client
+/// holds at most every datagram once, what it holds and what it lacks add
+/// up to the file, and its bytes fit in the datagrams it holds (all of the
+/// file exactly when it holds every datagram, at most `max_payload` each,
+/// and at least one byte short for each it lacks). The server has sent
+/// every datagram at least once before a report is read, so a report that
+/// passes claims no more than was sent.
+pub fn check_figures(r: &Report, total: u32, size: u64, max_payload: u64) -> Result<(), Refusal> {
+    let received = r.datagrams_received;
+    if r.missing_datagrams.checked_add(received) != Some(u64::from(total)) {
+        return Err(Refusal::CountsDisagree {
+            received,
+            missing: r.missing_datagrams,
+            total,
+        });
+    }
+    let fits = if received == u64::from(total) {
+        r.bytes_received == size
+    } else {
+        r.bytes_received <= size.saturating_sub(r.missing_datagrams)
+            && r.bytes_received <= received.saturating_mul(max_payload)
+    };
+    if !fits {
+        return Err(Refusal::BytesImpossible {
+            bytes: r.bytes_received,
+            datagrams: received,
+            total,
+            size,
+        });
+    }
+    Ok(())
 }
 
 /// What the server does after a valid report.
@@ -227,6 +276,9 @@ pub struct Repair {
     pub round: u32,
     pub retransmitted: u64,
     pub rejected: u64,
+    /// Accepted reports in a row that confirmed no datagram not confirmed
+    /// before.
+    pub stalled: u32,
 }
 
 impl Repair {
@@ -248,6 +300,7 @@ impl Repair {
             round: 0,
             retransmitted: 0,
             rejected: 0,
+            stalled: 0,
         }
     }
 
@@ -296,6 +349,7 @@ impl Repair {
             self.rejected += 1;
             return checked.map(|_| Next::Complete);
         };
+        let before = self.confirmed.count();
         // Everything below `end` that the list does not name, the client has.
         let mut seq = 0u32;
         for m in &r.missing {
@@ -307,6 +361,11 @@ impl Repair {
         }
         for s in seq..end {
             self.confirmed.insert(s);
+        }
+        if self.confirmed.count() > before {
+            self.stalled = 0;
+        } else {
+            self.stalled += 1;
         }
         if r.missing.is_empty() && r.missing_datagrams == 0 {
             return Ok(if r.sha256_match {
@@ -908,5 +967,38 @@ mod tests {
         rx.arrive(&datagram(2, 0, 1008), false, 4);
         rx.arrive(&datagram(2, 0, 1008), false, 30);
         assert_eq!(rx.feedback(None, 90).timing.unwrap().min_delay_us, Some(3));
+    }
+
+    #[test]
+    fn figures_that_no_client_can_hold_are_refused() {
+        // 3 datagrams of at most 1008 bytes, 2020 bytes in all.
+        let ok = |received: u64, bytes: u64, missing: u64| Report {
+            datagrams_received: received,
+            bytes_received: bytes,
+            missing_datagrams: missing,
+            ..report(&[], missing, false)
+        };
+        for honest in [ok(3, 2020, 0), ok(2, 2016, 1), ok(2, 1012, 1), ok(0, 0, 3)] {
+            assert_eq!(check_figures(&honest, 3, 2020, 1008), Ok(()), "{honest:?}");
+        }
+        let lies = [
+            ok(4, 2020, 0),
+            ok(u64::MAX, 2020, 1),
+            ok(2, 2020, 0),
+            ok(3, 1 << 63, 0),
+            ok(3, 2019, 0),
+            ok(2, 2020, 1),
+            ok(1, 1009, 2),
+            ok(0, 1, 3),
+        ];
+        for lie in lies {
+            assert!(check_figures(&lie, 3, 2020, 1008).is_err(), "{lie:?}");
+        }
+        assert_eq!(
+            check_figures(&ok(3, 1 << 63, 0), 3, 2020, 1008)
+                .unwrap_err()
+                .to_string(),
+            "claims 9223372036854775808 bytes received in 3 of 3 datagrams of a 2020-byte file"
+        );
     }
 }

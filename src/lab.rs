@@ -26,9 +26,13 @@
 //! Without the right to capture (or in a build without the `capture`
 //! feature) the transfer still runs and the report comes from the logs
 //! alone, saying why the wire column is empty.
+//!
+//! [`headers`] runs the second lab (the header cache) the same way:
+//! `udplab lab headers`.
 
 pub mod counters;
 pub mod exec;
+pub mod headers;
 pub mod link;
 pub mod netns;
 
@@ -368,7 +372,7 @@ impl Venue<'_> {
 }
 
 /// A capture running on its own thread.
-struct RunningCapture {
+pub(crate) struct RunningCapture {
     stop: Shutdown,
     thread: thread::JoinHandle<Result<CaptureStatus, String>>,
 }
@@ -378,17 +382,27 @@ struct RunningCapture {
 /// once libpcap is live.
 #[cfg(feature = "capture")]
 fn start_capture(cfg: &Config, point: &Point, path: &Path) -> Result<RunningCapture, String> {
-    use crate::capture::live;
-    let mut c = live::Config::new(point.interface.as_str(), path);
+    let mut c = crate::capture::live::Config::new(point.interface.as_str(), path);
     c.control_port = cfg.port;
     c.snaplen = cfg.snaplen;
     c.buffer = cfg.capture_buffer;
-    let ns = point.ns.clone();
+    spawn_capture(c, point.ns.clone(), format!("capture-{}", point.at))
+}
+
+/// Runs the capture `c` on a thread named `name` that enters `ns` first
+/// (libpcap's socket is made there), and returns once libpcap is live.
+#[cfg(feature = "capture")]
+pub(crate) fn spawn_capture(
+    c: crate::capture::live::Config,
+    ns: Option<Arc<Netns>>,
+    name: String,
+) -> Result<RunningCapture, String> {
+    use crate::capture::live;
     let (opened_tx, opened) = std::sync::mpsc::sync_channel(1);
     let stop = Shutdown::new();
     let s = stop.clone();
     let thread = thread::Builder::new()
-        .name(format!("capture-{}", point.at))
+        .name(name)
         .spawn(move || {
             let open = || -> Result<live::Capture, String> {
                 if let Some(ns) = &ns {
@@ -473,26 +487,31 @@ fn stop_captures(running: Vec<(Point, Result<RunningCapture, String>)>) -> Vec<P
     }
     running
         .into_iter()
-        .map(|(point, c)| {
-            let status = match c {
-                Ok(c) => match c.thread.join() {
-                    Ok(Ok(status)) => status,
-                    Ok(Err(e)) => CaptureStatus::Missing {
-                        reason: format!("the capture failed: {e}"),
-                    },
-                    Err(_) => CaptureStatus::Missing {
-                        reason: "the capture thread panicked".into(),
-                    },
-                },
-                Err(reason) => CaptureStatus::Missing { reason },
-            };
-            PointCapture {
-                point: point.at,
-                interface: point.interface,
-                status,
-            }
+        .map(|(point, c)| PointCapture {
+            point: point.at,
+            interface: point.interface,
+            status: finish_capture(c),
         })
         .collect()
+}
+
+/// Stops a capture (when it started) and says what it gave, or why none.
+pub(crate) fn finish_capture(c: Result<RunningCapture, String>) -> CaptureStatus {
+    match c {
+        Ok(c) => {
+            c.stop.trigger();
+            match c.thread.join() {
+                Ok(Ok(status)) => status,
+                Ok(Err(e)) => CaptureStatus::Missing {
+                    reason: format!("the capture failed: {e}"),
+                },
+                Err(_) => CaptureStatus::Missing {
+                    reason: "the capture thread panicked".into(),
+                },
+            }
+        }
+        Err(reason) => CaptureStatus::Missing { reason },
+    }
 }
 
 /// Runs the experiment in `run_dir` (made by [`new_run_dir`]): on

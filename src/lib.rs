@@ -9,6 +9,9 @@
 //! - [`server`]: accept and register clients over TCP, hold them at a barrier,
 //!   then one paced sender thread per client sends the file over UDP (blast,
 //!   or reliable with repair rounds).
+//! - [`admission`]: what the server lets in while clients register: client
+//!   numbers taken back and reused, registration slots shared out by
+//!   address, the pause in accepting when file descriptors run out.
 //! - [`client`]: register, receive, store the file safely, report and log.
 //! - [`transfer_log`]: write our logs; read ours and the lab's.
 //! - [`net`]: socket helpers beyond std: batched send/receive, buffer sizes,
@@ -32,6 +35,7 @@
 //!   for over TCP and answered over UDP; its server and client.
 //! - [`shutdown`]: a cloneable stop signal for the long-running loops.
 
+pub mod admission;
 pub mod analyze;
 pub mod capture;
 pub mod client;

@@ -8,14 +8,17 @@
 //! that every v1 client confirmed its file; of lab clients, which send
 //! nothing back, it says only that they were sent everything. `analyze`
 //! exits with 1 when a capture could not be read to its end (after
-//! printing the report of what was read). `headers client` exits with 2
-//! when the session ran but some name got no header.
+//! printing the report of what was read; `--format jsonl` writes no line
+//! then) or its lines could not be written. `headers client` exits with 2
+//! when the session ran but some name got no header; `lab headers` with 1
+//! when a client or the server failed, a name got no header, or on Ctrl-C.
 
 mod cli;
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use log::{error, info};
 
@@ -217,6 +220,9 @@ fn run_exec(
 
 fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
     use analyze::report::{self, Format, SuiteRow};
+    if let Some(cli::LabCommand::Headers(args)) = args.lab {
+        return run_headers_lab(args, shutdown);
+    }
     if args.cleanup {
         return run_cleanup();
     }
@@ -270,6 +276,25 @@ fn run_lab(args: cli::LabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> 
     }
     if shutdown.is_triggered() {
         log::warn!("interrupted: the report covers the transfer as far as it ran");
+        failed = true;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `udplab lab headers`: the summary on stdout; exit status 1 when
+/// something failed or a name got no header, or on Ctrl-C.
+fn run_headers_lab(args: cli::HeadersLabArgs, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    let cfg = args.into_config()?;
+    let o = lab::headers::run(&cfg, shutdown)?;
+    let mut out = std::io::stdout().lock();
+    lab::headers::write_summary(&mut out, &o)?;
+    let mut failed = !o.errors.is_empty() || o.unanswered() > 0;
+    if shutdown.is_triggered() {
+        log::warn!("interrupted: the run covers the sessions as far as they ran");
         failed = true;
     }
     Ok(if failed {
@@ -376,6 +401,9 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
             analysis = again;
         }
     }
+    if args.format == analyze::report::Format::Jsonl {
+        return append_jsonl(&analysis);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     analyze::report::write(&mut out, &analysis, args.format)?;
     out.flush()?;
@@ -387,6 +415,24 @@ fn run_analyze(args: cli::AnalyzeArgs, quiet: bool) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--format jsonl`: the run's lines appended to standard output whole
+/// or not at all, and none when a capture could not be read to its end,
+/// so that a file of many runs holds only whole analyses.
+fn append_jsonl(analysis: &analyze::Analysis) -> anyhow::Result<ExitCode> {
+    use std::os::fd::AsFd;
+    if !analysis.errors.is_empty() {
+        for e in &analysis.errors {
+            error!("{e}");
+        }
+        error!("no line written: a capture could not be read to its end");
+        return Ok(ExitCode::FAILURE);
+    }
+    let lines = analyze::jsonl::lines(analysis, chrono::Utc::now())?;
+    let mut stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    analyze::jsonl::append(&mut stdout, &lines).context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn analyze_files(

@@ -12,6 +12,7 @@
 //! [`run`] takes a bound listener and a [`Shutdown`], so tests serve on
 //! port 0 and stop the server when they are done.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -19,8 +20,6 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,15 +30,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::{info, warn};
 use sha2::{Digest, Sha256};
 
+use crate::admission::{self, Admit, Numbers, Slots, Throttle};
 use crate::control::{self, PeerState};
 use crate::engine::{
-    Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
+    Abort, Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
 };
 use crate::net::{self, SendBatch};
-use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
+use crate::protocol::{hex, printable};
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::transfer_log::{self, Delivery, Role, TransferLog};
 
@@ -58,7 +58,15 @@ pub struct Config {
     pub barrier_timeout: Option<Duration>,
     /// How long a new connection may take to register.
     pub register_timeout: Duration,
-    /// How long a v1 client may take to report after `Done`.
+    /// How long a new connection may take to send the first byte of its
+    /// port message, once it has its number: a silent one gives its slot
+    /// up this soon (the rest of the registration has `register_timeout`).
+    pub first_byte_timeout: Duration,
+    /// Registrations one address may have under way at once; more from
+    /// it wait for one of them to end.
+    pub per_address: usize,
+    /// How long a v1 client may take to report after `Done`, and (reliable
+    /// mode) go without feedback while a pass is sent.
     pub report_timeout: Duration,
     /// UDP payload of a v1 data datagram, header included.
     pub datagram_size: u16,
@@ -85,6 +93,8 @@ impl Config {
             rounds: None,
             barrier_timeout: None,
             register_timeout: Duration::from_secs(10),
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+            per_address: admission::DEFAULT_PER_ADDRESS,
             report_timeout: Duration::from_secs(30),
             datagram_size: v1::DEFAULT_DATAGRAM_SIZE,
             progress: true,
@@ -151,9 +161,15 @@ struct Registration {
     protocol: Protocol,
 }
 
-/// Most connections registering at once; more are refused, so a flood of
-/// silent connections cannot exhaust threads while others wait to be served.
-pub const MAX_REGISTERING: usize = 256;
+/// Most connections registering at once; more wait, or are refused, so a
+/// flood of silent connections cannot exhaust threads while others wait to
+/// be served.
+pub use crate::admission::MAX_REGISTERING;
+
+/// Default of `--first-byte-timeout`: a client answers its number at once
+/// (the lab's does in well under a millisecond); a peer silent this long
+/// holds a slot it will not use.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the server knows, at the end, of one client's transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +189,10 @@ pub enum Ending {
 pub struct Outcome {
     pub client_id: u16,
     pub ending: Ending,
+    /// Why the server gave up on the client, when it did (a v1 transfer
+    /// ended by the server's own rules: deadline, timeouts, refused or
+    /// impossible reports, the resend limits).
+    pub gave_up: Option<Abort>,
     pub log: TransferLog,
     /// Where the log was written (None if writing it failed).
     pub log_path: Option<PathBuf>,
@@ -253,33 +273,44 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
     let mut pending: Vec<Registration> = Vec::new();
     let mut first_waiting: Option<Instant> = None;
     let mut last_notice = Instant::now();
-    let mut rounds = Vec::new();
-    let mut summary = Summary::default();
+    let mut rounds: Vec<Round> = Vec::new();
     let mut failure = None;
 
     'serve: while !shutdown.is_triggered() {
-        if let Err(e) = net::poll_readable([listener.as_raw_fd()], POLL_INTERVAL) {
-            warn!("polling the control port: {e}");
+        registrar.wait_for_connections(&listener);
+        // What ended gives its numbers back before new connections take
+        // any: a peer that has seen its connection close finds its number
+        // free.
+        registrar.collect();
+        for round in &mut rounds {
+            round.reap(&mut registrar.numbers);
         }
+        pending.retain(|reg| {
+            let keep = match control::peek_state(&reg.stream) {
+                PeerState::Quiet => true,
+                PeerState::Closed => {
+                    warn!("client {} left while waiting for the round to fill", reg.id);
+                    false
+                }
+                PeerState::Data => {
+                    warn!(
+                        "client {} sent unexpected bytes while waiting; dropped",
+                        reg.id
+                    );
+                    false
+                }
+            };
+            if !keep {
+                registrar.numbers.give_back(reg.id);
+            }
+            keep
+        });
+        registrar.admit_waiting();
         registrar.accept_all(&listener);
         for reg in registrar.take_registered() {
             first_waiting.get_or_insert_with(Instant::now);
             pending.push(reg);
         }
-        pending.retain(|reg| match control::peek_state(&reg.stream) {
-            PeerState::Quiet => true,
-            PeerState::Closed => {
-                warn!("client {} left while waiting for the round to fill", reg.id);
-                false
-            }
-            PeerState::Data => {
-                warn!(
-                    "client {} sent unexpected bytes while waiting; dropped",
-                    reg.id
-                );
-                false
-            }
-        });
         if pending.is_empty() {
             first_waiting = None;
         }
@@ -296,7 +327,7 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
                 control_port,
                 shutdown: shutdown.clone(),
             };
-            rounds.push(thread::spawn(move || run_round(members, ctx)));
+            rounds.push(Round::start(members, ctx));
             first_waiting = (!pending.is_empty()).then(Instant::now);
             if cfg.rounds.is_some_and(|max| number >= max) {
                 break 'serve;
@@ -342,13 +373,11 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         abort_v1(&mut reg, &reason);
     }
 
-    for handle in rounds {
-        match handle.join() {
-            Ok(outcomes) => {
-                summary.rounds += 1;
-                summary.outcomes.extend(outcomes);
-            }
-            Err(_) => warn!("a round's thread failed"),
+    let mut summary = Summary::default();
+    for round in rounds {
+        if let Some(outcomes) = round.join() {
+            summary.rounds += 1;
+            summary.outcomes.extend(outcomes);
         }
     }
     match failure {
@@ -357,17 +386,99 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
     }
 }
 
+/// A round being served, on a thread of its own, then what came of it.
+enum Round {
+    Running {
+        /// Its clients' numbers, free again when the round ends.
+        numbers: Vec<u16>,
+        handle: thread::JoinHandle<Vec<Outcome>>,
+    },
+    /// `None` when the round's thread failed.
+    Ended(Option<Vec<Outcome>>),
+}
+
+impl Round {
+    fn start(members: Vec<Registration>, ctx: RoundCtx) -> Round {
+        Round::Running {
+            numbers: members.iter().map(|reg| reg.id).collect(),
+            handle: thread::spawn(move || run_round(members, ctx)),
+        }
+    }
+
+    /// If the round's thread is done, take its outcomes and give its
+    /// numbers back: its data ports are closed.
+    fn reap(&mut self, free: &mut Numbers) {
+        if !matches!(self, Round::Running { handle, .. } if handle.is_finished()) {
+            return;
+        }
+        if let Round::Running { numbers, handle } = std::mem::replace(self, Round::Ended(None)) {
+            for k in numbers {
+                free.give_back(k);
+            }
+            *self = Round::Ended(Round::outcomes(handle));
+        }
+    }
+
+    /// Wait for the round to end; its outcomes.
+    fn join(self) -> Option<Vec<Outcome>> {
+        match self {
+            Round::Running { handle, .. } => Round::outcomes(handle),
+            Round::Ended(outcomes) => outcomes,
+        }
+    }
+
+    fn outcomes(handle: thread::JoinHandle<Vec<Outcome>>) -> Option<Vec<Outcome>> {
+        let outcomes = handle.join().ok();
+        if outcomes.is_none() {
+            warn!("a round's thread failed");
+        }
+        outcomes
+    }
+}
+
 /// Accepts connections and registers each on a thread of its own, so a slow
-/// or silent client never holds up the others.
+/// or silent client never holds up the others. What one peer may hold is
+/// bounded (docs/PROTOCOL.md, "Limits a server enforces"): slots per
+/// address with a share kept for new addresses, a short deadline for the
+/// first byte, numbers taken back, and a pause when file descriptors run out.
 struct Registrar {
     offer: Offer,
     cfg: Config,
     control_port: u16,
-    next_id: u32,
-    /// Connections whose registration is under way.
-    registering: Arc<AtomicUsize>,
-    tx: mpsc::Sender<Result<Registration, (u16, String)>>,
-    rx: mpsc::Receiver<Result<Registration, (u16, String)>>,
+    numbers: Numbers,
+    slots: Slots,
+    /// Accepted, no number yet: waiting for a slot or a number, oldest
+    /// first.
+    waiting: VecDeque<Waiting>,
+    /// When `waiting` was last swept of connections closed or too old.
+    last_sweep: Instant,
+    /// Accepting pauses until then: the process is out of file descriptors.
+    paused_until: Option<Instant>,
+    accept_errors: Throttle,
+    refusals: Throttle,
+    failures: Throttle,
+    /// Waiting connections dropped: closed, or waited too long.
+    dropped: Throttle,
+    ports_taken: Throttle,
+    registered: Vec<Registration>,
+    tx: mpsc::Sender<Attempt>,
+    rx: mpsc::Receiver<Attempt>,
+}
+
+/// A connection accepted and waiting to start its registration.
+struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    since: Instant,
+}
+
+/// What a registration thread hands back, its connection included: the
+/// registrar closes a failed one only once its number and slot are free.
+struct Attempt {
+    id: u16,
+    peer: SocketAddr,
+    stream: TcpStream,
+    result: anyhow::Result<(u16, Protocol)>,
 }
 
 impl Registrar {
@@ -377,79 +488,298 @@ impl Registrar {
             offer: offer.clone(),
             cfg: cfg.clone(),
             control_port,
-            next_id: 1,
-            registering: Arc::new(AtomicUsize::new(0)),
+            numbers: Numbers::new(control_port),
+            slots: Slots::new(cfg.per_address),
+            waiting: VecDeque::new(),
+            last_sweep: Instant::now(),
+            paused_until: None,
+            accept_errors: Throttle::per_second(),
+            refusals: Throttle::per_second(),
+            failures: Throttle::per_second(),
+            dropped: Throttle::per_second(),
+            ports_taken: Throttle::per_second(),
+            registered: Vec::new(),
             tx,
             rx,
         }
     }
 
-    /// Accept every connection waiting on the (non-blocking) listener.
+    /// Sleep until the listener has a connection, or for a while: less
+    /// while connections wait for a slot, all of it while accepting is
+    /// paused.
+    fn wait_for_connections(&mut self, listener: &TcpListener) {
+        let timeout = if self.waiting.is_empty() {
+            POLL_INTERVAL
+        } else {
+            Duration::from_millis(10)
+        };
+        if let Some(until) = self.paused_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                thread::sleep(left.min(timeout));
+                return;
+            }
+            self.paused_until = None;
+        }
+        if let Err(e) = net::poll_readable([listener.as_raw_fd()], timeout) {
+            warn!("polling the control port: {e}");
+        }
+    }
+
+    /// Accept the connections waiting on the (non-blocking) listener: all
+    /// of them, up to a queue's worth, so that a flood of connections still
+    /// leaves the rest of the serving loop its turn.
     fn accept_all(&mut self, listener: &TcpListener) {
-        loop {
+        if self.paused_until.is_some() {
+            return;
+        }
+        for _ in 0..net::LISTEN_BACKLOG {
             let (stream, peer) = match listener.accept() {
                 Ok(conn) => conn,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if admission::out_of_resources(&e) => {
+                    // The connection stays queued in the kernel and is
+                    // served once connections that end free what it needs.
+                    self.paused_until = Some(Instant::now() + admission::ACCEPT_PAUSE);
+                    if let Some(n) = self.accept_errors.event(Instant::now()) {
+                        warn!(
+                            "accepting connections: {e}; pausing {} ms between tries \
+                             ({n} failed accept(s) since the last warning)",
+                            admission::ACCEPT_PAUSE.as_millis()
+                        );
+                    }
+                    return;
+                }
                 Err(e) => {
-                    warn!("accepting a connection: {e}");
+                    if let Some(n) = self.accept_errors.event(Instant::now()) {
+                        warn!(
+                            "accepting a connection: {e} ({n} failed accept(s) since the last warning)"
+                        );
+                    }
                     return;
                 }
             };
-            if self.registering.load(Ordering::SeqCst) >= MAX_REGISTERING {
-                warn!("refusing {peer}: {MAX_REGISTERING} connections are registering already");
-                continue;
-            }
-            let Ok(id) = u16::try_from(self.next_id) else {
-                warn!("refusing {peer}: client numbers are exhausted (65535)");
-                continue;
-            };
-            self.next_id += 1;
-            let ctx = RegisterCtx {
-                id,
+            let waiting = Waiting {
+                stream,
                 peer,
-                control_port: self.control_port,
-                clients: self.cfg.clients,
-                timeout: self.cfg.register_timeout,
-                announce: announce_for(&self.offer, &self.cfg, self.control_port, id),
+                since: Instant::now(),
             };
-            let tx = self.tx.clone();
-            let count = Arc::clone(&self.registering);
-            count.fetch_add(1, Ordering::SeqCst);
-            thread::spawn(move || {
-                let result = register(stream, ctx).map_err(|e| (id, format!("{e:#}")));
-                // Sent before the count drops, so a count of 0 means every
-                // result is in the channel.
-                let _ = tx.send(result);
-                count.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    }
-
-    /// The clients that finished registering since the last call; failures
-    /// are logged.
-    fn take_registered(&mut self) -> Vec<Registration> {
-        let mut out = Vec::new();
-        while let Ok(result) = self.rx.try_recv() {
-            match result {
-                Ok(reg) => {
-                    info!(
-                        "client {} registered from {} (UDP port {}, {})",
-                        reg.id, reg.peer, reg.udp_port, reg.protocol
-                    );
-                    out.push(reg);
-                }
-                Err((id, why)) => warn!("client {id} failed to register: {why}"),
+            // Registrations that ended free their slots for this one.
+            self.collect();
+            if self.waiting.len() >= admission::MAX_WAITING
+                && self.last_sweep.elapsed() >= Duration::from_millis(10)
+            {
+                self.sweep_waiting();
+            }
+            // Whoever waits could not start (admit_waiting just ran): one
+            // that can goes ahead of them.
+            if self.can_start(peer.ip()) {
+                self.start(waiting);
+            } else if self.waiting.len() < admission::MAX_WAITING {
+                self.waiting.push_back(waiting);
+            } else {
+                self.refuse(
+                    peer,
+                    format_args!(
+                        "{} connections wait for a registration slot already",
+                        admission::MAX_WAITING
+                    ),
+                );
             }
         }
-        out
     }
 
-    /// Wait (at most `limit`) until no registration is under way.
-    fn wait_idle(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.registering.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
+    fn refuse(&mut self, peer: SocketAddr, why: fmt::Arguments<'_>) {
+        if let Some(n) = self.refusals.event(Instant::now()) {
+            warn!("refusing {peer}: {why} ({n} connection(s) refused since the last warning)");
         }
+    }
+
+    fn can_start(&self, ip: IpAddr) -> bool {
+        self.numbers.available() && self.slots.admit(ip) == Admit::Yes
+    }
+
+    /// Start the registrations of waiting connections that may start now,
+    /// oldest first; now and then drop those that closed or waited longer
+    /// than a registration may take.
+    fn admit_waiting(&mut self) {
+        if self.last_sweep.elapsed() >= POLL_INTERVAL {
+            self.sweep_waiting();
+        }
+        let mut i = 0;
+        while i < self.waiting.len() && self.numbers.available() {
+            match self.slots.admit(self.waiting[i].peer.ip()) {
+                Admit::Yes => {
+                    if let Some(w) = self.waiting.remove(i) {
+                        self.start(w);
+                    }
+                }
+                // Those kept for new addresses may still take a slot.
+                Admit::Full if self.slots.total() >= MAX_REGISTERING => break,
+                Admit::AddressFull | Admit::Full => i += 1,
+            }
+        }
+    }
+
+    /// Drop the waiting connections that closed or waited longer than a
+    /// registration may take.
+    fn sweep_waiting(&mut self) {
+        let now = Instant::now();
+        self.last_sweep = now;
+        let limit = self.cfg.register_timeout;
+        let before = self.waiting.len();
+        self.waiting.retain(|w| {
+            now.saturating_duration_since(w.since) < limit
+                && control::peek_state(&w.stream) == PeerState::Quiet
+        });
+        let dropped = before - self.waiting.len();
+        if let Some(n) = self.dropped.add(now, dropped as u64) {
+            info!(
+                "{n} waiting connection(s) closed, or waited {}, before they could register",
+                humantime::format_duration(limit)
+            );
+        }
+    }
+
+    /// The lowest free number whose data port is free too. A number whose
+    /// port another socket holds is set aside for a while, with a warning:
+    /// lowest first, it would otherwise go to every client after and fail
+    /// each. (The port may still be taken between this look and the
+    /// round; that client alone fails.)
+    fn take_number(&mut self) -> Option<u16> {
+        loop {
+            let k = self.numbers.take()?;
+            let Some(port) = self.control_port.checked_add(k) else {
+                return Some(k);
+            };
+            match UdpSocket::bind((self.cfg.bind_ip, port)) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    let until = Instant::now() + admission::PORT_TAKEN_ASIDE;
+                    self.numbers.set_aside(k, until);
+                    if let Some(n) = self.ports_taken.event(Instant::now()) {
+                        warn!(
+                            "data port {port} is taken by another socket: client number {k} \
+                             is set aside for {} ({n} number(s) set aside since the last warning)",
+                            humantime::format_duration(admission::PORT_TAKEN_ASIDE)
+                        );
+                    }
+                }
+                // Free, or nothing to tell (out of descriptors): the round
+                // says if it cannot bind it.
+                _ => return Some(k),
+            }
+        }
+    }
+
+    /// Give `conn` a number and a slot and register it on a thread of its own.
+    fn start(&mut self, conn: Waiting) {
+        let Some(id) = self.take_number() else {
+            let capacity = self.numbers.capacity();
+            self.refuse(
+                conn.peer,
+                format_args!(
+                    "all {capacity} client numbers are in use (data ports {} to 65535)",
+                    u32::from(self.control_port) + 1
+                ),
+            );
+            return;
+        };
+        let Waiting { stream, peer, .. } = conn;
+        let ctx = RegisterCtx {
+            id,
+            control_port: self.control_port,
+            clients: self.cfg.clients,
+            first_byte_timeout: self.cfg.first_byte_timeout.min(self.cfg.register_timeout),
+            timeout: self.cfg.register_timeout,
+            announce: announce_for(&self.offer, &self.cfg, self.control_port, id),
+        };
+        let tx = self.tx.clone();
+        self.slots.take(peer.ip());
+        let spawned = thread::Builder::new()
+            .name(format!("register-{id}"))
+            .spawn(move || {
+                let mut stream = stream;
+                let result = register(&mut stream, ctx);
+                let _ = tx.send(Attempt {
+                    id,
+                    peer,
+                    stream,
+                    result,
+                });
+            });
+        if let Err(e) = spawned {
+            // The connection went with the closure: it is closed. Threads
+            // come back as others end: accepting pauses as for descriptors.
+            self.slots.give_back(peer.ip());
+            self.numbers.give_back(id);
+            self.paused_until = Some(Instant::now() + admission::ACCEPT_PAUSE);
+            self.refuse(peer, format_args!("no thread to register it on: {e}"));
+        }
+    }
+
+    /// Take in the registrations that ended since the last call: the
+    /// registered wait in `registered`, the failed are logged and closed.
+    fn collect(&mut self) {
+        self.numbers.release_aside(Instant::now());
+        while let Ok(attempt) = self.rx.try_recv() {
+            self.take_in(attempt);
+        }
+    }
+
+    fn take_in(&mut self, attempt: Attempt) {
+        let Attempt {
+            id,
+            peer,
+            stream,
+            result,
+        } = attempt;
+        self.slots.give_back(peer.ip());
+        match result {
+            Ok((udp_port, protocol)) => {
+                info!("client {id} registered from {peer} (UDP port {udp_port}, {protocol})");
+                self.registered.push(Registration {
+                    id,
+                    stream,
+                    peer,
+                    udp_port,
+                    protocol,
+                });
+            }
+            Err(e) => {
+                self.numbers.give_back(id);
+                if let Some(n) = self.failures.event(Instant::now()) {
+                    warn!(
+                        "client {id} failed to register: {e:#} \
+                         ({n} failed registration(s) since the last warning)"
+                    );
+                }
+                drop(stream);
+            }
+        }
+    }
+
+    /// The clients that finished registering since the last call.
+    fn take_registered(&mut self) -> Vec<Registration> {
+        self.collect();
+        std::mem::take(&mut self.registered)
+    }
+
+    /// Wait (at most `limit`) until no registration is under way or waits
+    /// to start; whoever still waits then is closed.
+    fn wait_idle(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.admit_waiting();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if (self.slots.total() == 0 && self.waiting.is_empty()) || left.is_zero() {
+                break;
+            }
+            if let Ok(attempt) = self.rx.recv_timeout(left.min(Duration::from_millis(10))) {
+                self.take_in(attempt);
+            }
+        }
+        self.waiting.clear();
     }
 }
 
@@ -482,15 +812,16 @@ fn announce_for(offer: &Offer, cfg: &Config, control_port: u16, id: u16) -> v1::
 
 struct RegisterCtx {
     id: u16,
-    peer: SocketAddr,
     control_port: u16,
     clients: u16,
+    first_byte_timeout: Duration,
     timeout: Duration,
     announce: v1::Announce,
 }
 
-/// The lab's three registration steps, then v1's announce.
-fn register(mut stream: TcpStream, ctx: RegisterCtx) -> anyhow::Result<Registration> {
+/// The lab's three registration steps, then v1's announce: the client's
+/// UDP port and protocol.
+fn register(stream: &mut TcpStream, ctx: RegisterCtx) -> anyhow::Result<(u16, Protocol)> {
     if ctx.control_port.checked_add(ctx.id).is_none() {
         bail!(
             "no data port: {} + {} is past 65535",
@@ -498,16 +829,27 @@ fn register(mut stream: TcpStream, ctx: RegisterCtx) -> anyhow::Result<Registrat
             ctx.id
         );
     }
+    let started = Instant::now();
     stream.set_nonblocking(false)?;
     let _ = stream.set_nodelay(true);
     control::write_all(
-        &mut stream,
+        stream,
         &lab::emit_client_id(ctx.id),
         "client number",
         ctx.timeout,
     )?;
+    // A client answers its number at once: one that does not holds a slot
+    // others need, so it has a deadline of its own for the first byte.
     let mut port_msg = [0u8; lab::PORT_MSG_LEN];
-    control::read_field(&mut stream, &mut port_msg, "port message", ctx.timeout)?;
+    let (first, rest) = port_msg.split_at_mut(1);
+    control::read_field(stream, first, "port message", ctx.first_byte_timeout)?;
+    let left = ctx.timeout.saturating_sub(started.elapsed());
+    control::read_field(
+        stream,
+        rest,
+        "port message",
+        left.max(Duration::from_millis(1)),
+    )?;
     let msg = PortMessage::parse(&port_msg)?;
     let protocol = match msg.version {
         0 => Protocol::Lab,
@@ -515,22 +857,16 @@ fn register(mut stream: TcpStream, ctx: RegisterCtx) -> anyhow::Result<Registrat
         other => bail!("unsupported protocol version tag {other} in the port message"),
     };
     control::write_all(
-        &mut stream,
+        stream,
         &lab::emit_concurrency(ctx.clients),
         "concurrency",
         ctx.timeout,
     )?;
     if protocol == Protocol::V1 {
-        control::send(&mut stream, &Message::Announce(ctx.announce), ctx.timeout)?;
+        control::send(stream, &Message::Announce(ctx.announce), ctx.timeout)?;
     }
     stream.set_nonblocking(true)?;
-    Ok(Registration {
-        id: ctx.id,
-        stream,
-        peer: ctx.peer,
-        udp_port: msg.port,
-        protocol,
-    })
+    Ok((msg.port, protocol))
 }
 
 struct RoundCtx {
@@ -600,9 +936,11 @@ fn serve_client(
         sha256: Some(hex(&offer.sha256)),
         ..TransferLog::default()
     };
+    let mut gave_up = None;
     let ending = match send_to_client(&mut reg, ctx, chunk, &mut log, &bar) {
         Ok(ending) => ending,
         Err(e) => {
+            gave_up = e.downcast_ref::<Abort>().cloned();
             warn!("client {}: {e:#}", reg.id);
             log.error = Some(format!("{e:#}"));
             abort_v1(&mut reg, &format!("{e:#}"));
@@ -620,8 +958,13 @@ fn serve_client(
         Ending::SentDeliveryUnknown => None,
         Ending::Failed => Some(false),
     };
-    info!("client {}: {}", reg.id, transfer_summary(&log, ending));
-    let name = transfer_log::log_file_name(
+    info!(
+        "client {}: {}",
+        reg.id,
+        transfer_summary(&log, ending, gave_up.as_ref())
+    );
+    let name = transfer_log::unused_log_name(
+        &cfg.log_dir,
         Role::Server,
         log.client_id.unwrap_or(0),
         stamp.naive_local(),
@@ -638,6 +981,7 @@ fn serve_client(
     Outcome {
         client_id: log.client_id.unwrap_or(0),
         ending,
+        gave_up,
         log,
         log_path,
     }
@@ -715,6 +1059,7 @@ fn send_to_client(
         TransferConfig {
             service,
             datagrams: total,
+            file_size: offer.size,
             datagram_size: chunk + header_len,
             max_batch: net::BATCH,
             ceiling: cfg.rate,
@@ -766,6 +1111,8 @@ fn send_to_client(
         log.datagrams_retransmitted = Some(repair.retransmitted);
         log.repair_rounds = Some(repair.round);
         log.reports_rejected = Some(repair.rejected);
+    } else if transfer.repair().rejected > 0 {
+        log.reports_rejected = Some(transfer.repair().rejected);
     }
     let ending = result.map(|finish| match finish {
         Finish::Sent => Ending::SentDeliveryUnknown,
@@ -779,7 +1126,7 @@ fn send_to_client(
     ending
 }
 
-pub use crate::engine::MAX_REJECTED;
+pub use crate::engine::{MAX_REJECTED, MAX_STALLED_ROUNDS, MIN_RESEND_LIMIT, RESEND_FACTOR};
 
 /// One client's data socket, file and control connection: the I/O around
 /// a [`Transfer`], which decides what is sent when and how it ends.
@@ -950,7 +1297,9 @@ impl Sender<'_> {
             match msg {
                 Message::Feedback(f) => transfer.feedback(Instant::now(), &f),
                 Message::Report(r) => self.take_report(&r, transfer)?,
-                Message::Abort { reason } => bail!("the client aborted: {reason}"),
+                Message::Abort { reason } => {
+                    bail!("the client aborted: {}", printable(&reason))
+                }
                 other => bail!("unexpected control message: {other:?}"),
             }
         }
@@ -963,14 +1312,14 @@ impl Sender<'_> {
             ReportTaken::Accepted(next) => {
                 log_report(self.log, r, self.size);
                 self.report_complete = r.sha256_match && r.bytes_received == self.size;
-                if let Next::Repair { datagrams } = next {
+                if let (Next::Repair { datagrams }, None) = (next, transfer.aborted()) {
                     info!(
                         "repair round {}: resending {datagrams} datagram(s)",
                         transfer.repair().round
                     );
                 }
             }
-            ReportTaken::Refused(refusal) => warn!("refused a repair request: {refusal}"),
+            ReportTaken::Refused(refusal) => warn!("refused the client's report: {refusal}"),
             ReportTaken::Unexpected => bail!("unexpected report while sending"),
         }
         Ok(())
@@ -1010,7 +1359,7 @@ fn log_report(log: &mut TransferLog, r: &v1::Report, size: u64) {
 }
 
 /// One line on what a transfer did, for the server's console.
-fn transfer_summary(log: &TransferLog, ending: Ending) -> String {
+fn transfer_summary(log: &TransferLog, ending: Ending, gave_up: Option<&Abort>) -> String {
     let mut line = format!(
         "sent {} bytes in {} datagrams, {:.3} s, {:.1} MB/s",
         log.bytes_sent.unwrap_or(0),
@@ -1029,6 +1378,9 @@ fn transfer_summary(log: &TransferLog, ending: Ending) -> String {
         Ending::Delivered => {}
         Ending::SentDeliveryUnknown => line += "; delivery unknown (lab protocol)",
         Ending::Failed => line += " (incomplete)",
+    }
+    if let Some(why) = gave_up {
+        line += &format!("; given up: {why}");
     }
     line
 }

@@ -284,6 +284,34 @@ pub fn log_file_name(
     )
 }
 
+/// Most seconds [`unused_log_name`] moves a stamp on.
+const MAX_STAMP_STEPS: u32 = 60;
+
+/// [`log_file_name`] for a log to be written in `dir`, a name no log there
+/// has yet: client numbers are reused once a round ends, so a later round
+/// within the same second can have the same number and stamp. The stamp
+/// then moves on a second at a time until the name is free (up to a
+/// minute; past that the first name is returned).
+pub fn unused_log_name(
+    dir: &Path,
+    role: Role,
+    client_id: u16,
+    stamp: NaiveDateTime,
+    file_name: &str,
+    clients: u16,
+) -> String {
+    let first = log_file_name(role, client_id, stamp, file_name, clients);
+    let mut name = first.clone();
+    for step in 1..=MAX_STAMP_STEPS {
+        if !dir.join(&name).exists() {
+            return name;
+        }
+        let later = stamp + chrono::TimeDelta::seconds(i64::from(step));
+        name = log_file_name(role, client_id, later, file_name, clients);
+    }
+    first
+}
+
 /// Whether `s` is a non-empty run of ASCII digits.
 fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -859,6 +887,21 @@ pub fn write_log(dir: &Path, name: &str, log: &TransferLog) -> io::Result<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unused_log_name_moves_the_stamp_past_logs_already_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = unused_log_name(dir.path(), Role::Server, 1, stamp(), "f.bin", 1);
+        assert_eq!(first, log_file_name(Role::Server, 1, stamp(), "f.bin", 1));
+        fs::write(dir.path().join(&first), "x").unwrap();
+        let second = unused_log_name(dir.path(), Role::Server, 1, stamp(), "f.bin", 1);
+        let later = stamp() + chrono::TimeDelta::seconds(1);
+        assert_eq!(second, log_file_name(Role::Server, 1, later, "f.bin", 1));
+        assert_eq!(parse_log_name(&second).unwrap().stamp, later);
+        // Another number has names of its own.
+        let other = unused_log_name(dir.path(), Role::Server, 2, stamp(), "f.bin", 1);
+        assert_eq!(other, log_file_name(Role::Server, 2, stamp(), "f.bin", 1));
+    }
 
     fn stamp() -> NaiveDateTime {
         NaiveDate::from_ymd_opt(2031, 3, 7)

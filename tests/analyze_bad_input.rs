@@ -316,3 +316,138 @@ fn our_logs_are_found_by_their_header_whatever_their_name() {
         assert_eq!(row["received_bytes"], 1_048_576);
     }
 }
+
+/// Copies of `logs` in `into`, client `k`'s log with `key: value` set.
+fn logs_with(logs: &str, into: &Path, k: u16, key: &str, value: &str) {
+    fs::create_dir_all(into).unwrap();
+    let prefix = format!("C{k}-");
+    let mut edited = false;
+    for entry in fs::read_dir(logs).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut text = fs::read_to_string(&path).unwrap();
+        if name.starts_with(&prefix) {
+            let old = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{key}: ")))
+                .unwrap_or_else(|| panic!("{name} has no {key}"))
+                .to_owned();
+            text = text.replace(&old, &format!("{key}: {value}"));
+            edited = true;
+        }
+        fs::write(into.join(&name), text).unwrap();
+    }
+    assert!(edited, "no log of client {k} in {logs}");
+}
+
+/// Whether a report's text holds a negative percentage.
+fn negative_percent(text: &str) -> bool {
+    text.split_whitespace().any(|w| {
+        w.trim_end_matches('%')
+            .parse::<f64>()
+            .is_ok_and(|v| v < 0.0 && w.contains('.'))
+    })
+}
+
+#[test]
+fn a_log_claiming_more_received_than_the_file_is_flagged_not_believed() {
+    // A real capture of 1 MiB to each of 2 clients; client 1's log claims
+    // more than the file: once as much again, once 2^63 bytes.
+    for claimed in ["2097152", "9223372036854775808"] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        logs_with(LOGS, &logs, 1, "bytes_received", claimed);
+        let logs = logs.to_str().unwrap();
+        let out = analyze(&[CAPTURE, "--logs", logs, "--port", PORT, "--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = json(&out);
+        let rows = report["clients"].as_array().unwrap();
+        let row = |k: u64| {
+            rows.iter()
+                .find(|r| r["client_id"] == k)
+                .unwrap_or_else(|| panic!("no row of client {k}"))
+        };
+        let one = row(1);
+        let flag = &one["account"]["inconsistent_source"];
+        assert_eq!(flag["source"], "client_log", "{one:#}");
+        assert_eq!(flag["claim"], "bytes_over_file");
+        assert_eq!(flag["claimed"].to_string(), claimed);
+        assert_eq!(flag["limit"], 1_048_576);
+        assert_eq!(
+            one["account"]["capture_blind"]["why"],
+            "inconsistent_source"
+        );
+        // The claim is no fact: no loss, no bytes received, nothing placed.
+        assert_eq!(one["loss_pct"], Value::Null);
+        assert_eq!(one["received_bytes"], Value::Null);
+        assert_eq!(one["lost_after_capture_bytes"], Value::Null);
+        let places = one["account"]["places"].as_array().unwrap();
+        assert!(
+            places.iter().all(|p| p["place"] != "delivered"),
+            "{places:?}"
+        );
+        let verdict = one["verdict"].as_str().unwrap();
+        assert!(
+            verdict.starts_with("cannot tell: the client log is inconsistent"),
+            "{verdict}"
+        );
+        // The other client's account is whole.
+        assert_eq!(row(2)["loss_pct"], 0.0);
+        assert_eq!(row(2)["account"]["inconsistent_source"], Value::Null);
+
+        for format in ["table", "csv"] {
+            let out = analyze(&[CAPTURE, "--logs", logs, "--port", PORT, "--format", format]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(!negative_percent(&text), "{format}: {text}");
+            // The claim appears only as what the flag names.
+            assert!(
+                text.lines()
+                    .filter(|l| l.contains(claimed))
+                    .all(|l| l.contains("is inconsistent: it claims")),
+                "{format} shows the claim as a figure: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_v1_client_log_claiming_more_datagrams_than_the_file_is_flagged() {
+    for (key, claim) in [
+        ("datagrams_received", "datagrams_over_file"),
+        ("missing_datagrams", "missing_over_file"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        logs_with("captures/v1-2clients-sll/logs", &logs, 2, key, "5000");
+        let out = analyze(&[
+            "captures/v1-2clients-sll/capture.pcap",
+            "--logs",
+            logs.to_str().unwrap(),
+            "--port",
+            "25040",
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = json(&out);
+        let two = report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["client_id"] == 2)
+            .unwrap();
+        let flag = &two["account"]["inconsistent_source"];
+        assert_eq!(flag["claim"], claim, "{two:#}");
+        assert_eq!(flag["source"], "client_log");
+        assert_eq!(flag["claimed"], 5000);
+        assert_eq!(flag["limit"], 1041);
+        assert!(
+            two["verdict"]
+                .as_str()
+                .unwrap()
+                .starts_with("cannot tell: the client log is inconsistent"),
+            "{two:#}"
+        );
+    }
+}

@@ -415,3 +415,96 @@ fn our_own_capture_states_its_counts_and_keeps_control_whole() {
         );
     }
 }
+
+/// The run of the second lab (`udplab lab headers`, captures/headers-2clients):
+/// `analyze --conversations` against the facts tshark counted (the
+/// sessions and the origin's connections, a UDP flow per query with its
+/// header's length, every frame once) and against the whole report kept
+/// beside it, blessed as the others are.
+#[test]
+fn the_header_lab_case_has_its_conversations() {
+    let dir = Path::new("captures/headers-2clients");
+    let capture = dir.join("capture.pcapng");
+    let out = udplab()
+        .arg("analyze")
+        .arg(&capture)
+        .args(["--port", "5005", "--conversations", "--format", "json"])
+        .output()
+        .expect("run udplab analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let facts = &facts()["headers-2clients"];
+    let port = |k: &str| facts[k].as_u64().unwrap();
+    let convs = report["conversations"].as_array().expect("conversations");
+    let b_port = |c: &Value| -> u64 {
+        let b = c["b"].as_str().unwrap();
+        b.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let of = |proto: &str, p: u64| {
+        convs
+            .iter()
+            .filter(|c| c["transport"] == proto && b_port(c) == p)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("tcp", port("tcp_port")).len() as u64, port("sessions"));
+    assert_eq!(
+        of("tcp", port("origin_port")).len() as u64,
+        port("origin_connections")
+    );
+    let udp = of("udp", port("udp_port"));
+    let requests: u64 = facts["udp_requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(num)
+        .sum();
+    assert_eq!(udp.len() as u64, requests, "a UDP flow per query");
+    // Each flow's answer: Ethernet, IPv4 and UDP around the header.
+    let mut lengths = std::collections::BTreeMap::new();
+    for c in &udp {
+        assert_eq!(c["frames_a_to_b"], 1, "{c}");
+        assert_eq!(c["frames_b_to_a"], 1, "{c}");
+        let header = c["bytes_b_to_a"].as_u64().unwrap() - 42;
+        *lengths.entry(header.to_string()).or_insert(0u64) += 1;
+    }
+    let want: std::collections::BTreeMap<String, u64> = facts["udp_headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), num(v).unwrap()))
+        .collect();
+    assert_eq!(lengths, want);
+    let frames: u64 = convs
+        .iter()
+        .map(|c| c["frames_a_to_b"].as_u64().unwrap() + c["frames_b_to_a"].as_u64().unwrap())
+        .sum();
+    assert_eq!(frames, port("packets"), "every frame in one conversation");
+    assert_eq!(report["captures"][0]["dropped"], 0);
+    assert_eq!(
+        report["clients"].as_array().map(Vec::len),
+        Some(0),
+        "no file transfer in it"
+    );
+
+    let expected = dir.join("expected.json");
+    if std::env::var_os("UDPLAB_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&report).unwrap() + "\n";
+        std::fs::write(&expected, text).unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&expected)
+        .unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
+    let want: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        report == want,
+        "{} differs from {}:\n{}",
+        capture.display(),
+        expected.display(),
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+}

@@ -32,7 +32,7 @@ fn past_crashes_stay_fixed() {
             },
             &mut |_, _| {},
         );
-        for format in [Format::Json, Format::Table, Format::Csv] {
+        for format in [Format::Json, Format::Table, Format::Csv, Format::Jsonl] {
             report::write(&mut std::io::sink(), &analysis, format).unwrap();
         }
         seen += 1;

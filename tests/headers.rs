@@ -1,119 +1,24 @@
-//! The header cache (`udplab headers`) over loopback, with a local origin
-//! that counts the requests it gets: sessions with repeats, concurrent
+//! The header cache (`udplab headers`) over loopback, with the crate's
+//! local origin, which counts the requests it gets: sessions with repeats, concurrent
 //! clients, every bad input, and the cache file.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use udplab::headers::cache::Cache;
 use udplab::headers::client::{self, Reply};
+use udplab::headers::local_origin::{FULL, GARBAGE, HUGE, LocalOrigin, SILENT, header_for};
 use udplab::headers::origin::Origin;
 use udplab::headers::server::{self, End, Outcome, Summary};
 use udplab::headers::{Answer, MAX_DATAGRAM, Refusal};
 use udplab::shutdown::Shutdown;
 
-/// A host the origin never answers for.
-const SILENT: &str = "silent.test";
-/// A host whose header is longer than a datagram.
-const HUGE: &str = "huge.test";
-/// A host whose header is exactly as long as a datagram can carry.
-const FULL: &str = "full.test";
-/// A host the origin answers with something that is not HTTP.
-const GARBAGE: &str = "garbage.test";
-
-/// A local HTTP origin: answers each host with [`header_for`] and counts
-/// the requests, per host.
-struct TestOrigin {
-    addr: SocketAddr,
-    requests: Arc<Mutex<HashMap<String, usize>>>,
-    total: Arc<AtomicUsize>,
-}
-
-impl TestOrigin {
-    fn start() -> TestOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(HashMap::new()));
-        let total = Arc::new(AtomicUsize::new(0));
-        let (r, t) = (requests.clone(), total.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (r, t) = (r.clone(), t.clone());
-                thread::spawn(move || respond(stream, &r, &t));
-            }
-        });
-        TestOrigin {
-            addr,
-            requests,
-            total,
-        }
-    }
-
-    fn count(&self, host: &str) -> usize {
-        self.requests
-            .lock()
-            .unwrap()
-            .get(host)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-fn respond(mut stream: TcpStream, requests: &Mutex<HashMap<String, usize>>, total: &AtomicUsize) {
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&req).into_owned();
-    assert!(text.starts_with("GET / HTTP/1.1\r\n"), "{text}");
-    let host = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Host: "))
-        .unwrap_or("")
-        .to_owned();
-    *requests.lock().unwrap().entry(host.clone()).or_default() += 1;
-    total.fetch_add(1, Ordering::SeqCst);
-    if host == SILENT {
-        thread::sleep(Duration::from_secs(5));
-        return;
-    }
-    let mut answer = header_for(&host);
-    answer.extend_from_slice(b"<html>the body, which no one keeps</html>");
-    let _ = stream.write_all(&answer);
-}
-
-/// What the origin sends for `host`, status line through the blank line:
-/// field names in mixed case, repeated Set-Cookie, a redirect, and lengths
-/// at and past a datagram's.
-fn header_for(host: &str) -> Vec<u8> {
-    match host {
-        GARBAGE => b"hello there\r\n\r\n".to_vec(),
-        HUGE | FULL => {
-            let want = if host == HUGE { 70_000 } else { MAX_DATAGRAM };
-            let mut h = b"HTTP/1.1 200 OK\r\nServer: test\r\nX-Filler: ".to_vec();
-            h.resize(want - 4, b'x');
-            h.extend_from_slice(b"\r\n\r\n");
-            h
-        }
-        _ if host.ends_with(".cl") => format!(
-            "HTTP/1.1 301 Moved Permanently\r\nLocation: https://{host}/\r\nContent-Type: text/html; charset=UTF-8\r\ncontent-length: 220\r\nX-XSS-Protection: 0\r\n\r\n"
-        )
-        .into_bytes(),
-        _ => format!(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 41\r\nset-cookie: unique_id={host}; Path=/; Secure\r\nSet-Cookie: session=1; HttpOnly\r\nX-Host:  {host} \r\nCache-Control: no-cache, no-store\r\n\r\n"
-        )
-        .into_bytes(),
-    }
+/// The crate's local origin on an ephemeral loopback port.
+fn start_origin() -> LocalOrigin {
+    LocalOrigin::start(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap()
 }
 
 struct TestServer {
@@ -174,8 +79,8 @@ fn assert_stored(out: &Path, host: &str) {
 #[test]
 fn repeats_are_answered_from_the_cache_and_files_equal_what_the_origin_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let names = [
         "www.twitch.tv",
         "www.google.cl",
@@ -200,9 +105,9 @@ fn repeats_are_answered_from_the_cache_and_files_equal_what_the_origin_sent() {
     ports.dedup();
     assert_eq!(ports.len(), names.len());
     // One request per host: the repeats never reached the origin.
-    assert_eq!(origin.total.load(Ordering::SeqCst), 3);
+    assert_eq!(origin.requests().total(), 3);
     for host in ["www.twitch.tv", "www.google.cl", "example.org"] {
-        assert_eq!(origin.count(host), 1, "{host}");
+        assert_eq!(origin.requests().of(host), 1, "{host}");
         assert_stored(dir.path(), host);
     }
     let summary = server.stop();
@@ -226,8 +131,8 @@ fn repeats_are_answered_from_the_cache_and_files_equal_what_the_origin_sent() {
 
 fn concurrent(clients: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let hosts = ["a.test", "b.test", "c.cl", "d.test", "e.cl"];
     let runs: Vec<_> = (0..clients)
         .map(|k| {
@@ -264,21 +169,18 @@ fn concurrent(clients: usize) {
             .iter()
             .all(|s| s.end == End::Terminated && s.cache_saved)
     );
-    // A host asked by two sessions at once may be fetched by both; never
-    // more often than there are sessions, and once at least.
+    // A host asked by several sessions at once is fetched once: the
+    // others wait for that fetch.
+    let requests = origin.requests();
     for h in hosts {
-        assert!(
-            (1..=clients).contains(&origin.count(h)),
-            "{h}: {}",
-            origin.count(h)
-        );
+        assert_eq!(requests.of(h), 1, "{h}: {requests:?}");
     }
     let fetched: usize = outcomes(&summary)
         .iter()
         .flatten()
         .filter(|o| matches!(o, Outcome::Miss(_)))
         .count();
-    assert_eq!(fetched, origin.total.load(Ordering::SeqCst));
+    assert_eq!(fetched, origin.requests().total());
     let cache = Cache::load(&dir.path().join("cache.txt")).unwrap();
     assert_eq!(cache.len(), hosts.len());
 }
@@ -309,8 +211,8 @@ fn raw_query(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
 #[test]
 fn a_name_that_is_no_host_name_gets_an_error_and_the_session_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for bad in [
@@ -334,15 +236,15 @@ fn a_name_that_is_no_host_name_gets_an_error_and_the_session_goes_on() {
     assert_eq!(out.queries[0].result, Reply::Refused(Refusal::NotAHostName));
     assert_stored(dir.path(), "www.google.cl");
     assert!(!dir.path().join("bad name.txt").exists());
-    assert_eq!(origin.count("bad name"), 0);
+    assert_eq!(origin.requests().of("bad name"), 0);
     server.stop();
 }
 
 #[test]
 fn an_origin_that_does_not_answer_times_out_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let slow = {
         let (addr, d) = (server.addr, dir.path().join("slow"));
         thread::spawn(move || ask(addr, &[SILENT, "after.test"], &d))
@@ -377,8 +279,8 @@ fn an_origin_that_is_not_there_or_not_http_is_refused() {
     );
     server.stop();
 
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let out = ask(server.addr, &[GARBAGE, "ok.test"], dir.path());
     assert_eq!(
         out.queries[0].result,
@@ -391,8 +293,8 @@ fn an_origin_that_is_not_there_or_not_http_is_refused() {
 #[test]
 fn a_header_larger_than_a_datagram_is_refused_and_one_that_fits_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(
@@ -416,8 +318,8 @@ fn a_header_larger_than_a_datagram_is_refused_and_one_that_fits_is_sent() {
 #[test]
 fn a_client_that_vanishes_mid_session_is_logged_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let vanished = s.local_addr().unwrap();
@@ -445,15 +347,15 @@ fn a_client_that_vanishes_mid_session_is_logged_and_others_are_served() {
     assert!(log.contains("end: vanished\n"), "{log}");
     assert!(log.contains("query_1_result: miss\n"), "{log}");
     // Its query's header was still kept.
-    assert_eq!(origin.count("www.twitch.tv"), 1);
+    assert_eq!(origin.requests().of("www.twitch.tv"), 1);
 }
 
 #[test]
 fn the_cache_file_is_whole_after_a_session_and_a_new_server_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let cache_path = dir.path().join("cache.txt");
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &cache_path, dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &cache_path, dir.path());
     let hosts = ["www.twitch.tv", "www.google.cl", FULL];
     ask(server.addr, &hosts, dir.path());
     server.stop();
@@ -474,14 +376,14 @@ fn the_cache_file_is_whole_after_a_session_and_a_new_server_reads_it() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A new server and a new origin: every answer from the file.
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &cache_path, dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &cache_path, dir.path());
     let again = dir.path().join("again");
     ask(server.addr, &hosts, &again);
     for h in hosts {
         assert_stored(&again, h);
     }
-    assert_eq!(origin.total.load(Ordering::SeqCst), 0);
+    assert_eq!(origin.requests().total(), 0);
     let summary = server.stop();
     assert!(
         outcomes(&summary)[0]
@@ -495,7 +397,7 @@ fn the_commands_serve_a_session_and_write_their_logs() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
+    let origin = start_origin();
     let bin = env!("CARGO_BIN_EXE_udplab");
     let mut server = Command::new(bin)
         .args([
@@ -511,7 +413,7 @@ fn the_commands_serve_a_session_and_write_their_logs() {
         .arg("--cache")
         .arg(dir.path().join("cache.txt"))
         .arg("--origin")
-        .arg(origin.addr.to_string())
+        .arg(origin.addr().to_string())
         .arg("--log-dir")
         .arg(dir.path().join("slogs"))
         .stderr(Stdio::piped())
@@ -551,7 +453,7 @@ fn the_commands_serve_a_session_and_write_their_logs() {
     );
     assert_stored(&out, "www.twitch.tv");
     assert_stored(&out, "www.google.cl");
-    assert_eq!(origin.total.load(Ordering::SeqCst), 2);
+    assert_eq!(origin.requests().total(), 2);
     let clog = std::fs::read_dir(dir.path().join("clogs"))
         .unwrap()
         .next()
@@ -596,8 +498,8 @@ fn the_commands_serve_a_session_and_write_their_logs() {
 #[test]
 fn after_terminate_the_server_waits_for_the_client_to_close_first() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
@@ -624,8 +526,8 @@ fn after_terminate_the_server_waits_for_the_client_to_close_first() {
 fn stray_datagrams_get_nothing_and_the_session_is_still_served() {
     use std::net::UdpSocket;
     let dir = tempfile::tempdir().unwrap();
-    let origin = TestOrigin::start();
-    let server = TestServer::start(origin.addr, &dir.path().join("cache.txt"), dir.path());
+    let origin = start_origin();
+    let server = TestServer::start(origin.addr(), &dir.path().join("cache.txt"), dir.path());
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let Some(Answer::Port(port)) = Answer::parse(&raw_query(&mut s, b"www.twitch.tv")) else {

@@ -168,6 +168,7 @@ impl Sim {
             TransferConfig {
                 service: Service::Reliable,
                 datagrams,
+                file_size,
                 datagram_size: usize::from(DATAGRAM_SIZE),
                 max_batch: 64,
                 ceiling: None,

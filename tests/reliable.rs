@@ -118,11 +118,16 @@ impl RawV1 {
     }
 }
 
-fn report(total: u32, missing: &[u32], sha256_match: bool) -> Message {
+/// An honest report of a client of `announce` that lacks `missing`.
+fn report(announce: &v1::Announce, missing: &[u32], sha256_match: bool) -> Message {
     let (ranges, truncated) = v1::ranges_from_missing(missing.iter().copied(), 4096);
+    let lacking: u64 = missing
+        .iter()
+        .map(|&s| announce.payload_len(s).unwrap() as u64)
+        .sum();
     Message::Report(Report {
-        datagrams_received: u64::from(total) - missing.len() as u64,
-        bytes_received: 0,
+        datagrams_received: u64::from(announce.datagrams) - missing.len() as u64,
+        bytes_received: announce.file_size - lacking,
         duplicates: 0,
         malformed: 0,
         missing_datagrams: missing.len() as u64,
@@ -164,15 +169,15 @@ fn the_server_resends_exactly_the_reported_datagrams_flagged_round_after_round()
     let lost: Vec<u32> = (0..total)
         .filter(|s| s % 7 == 3 || *s == total - 1)
         .collect();
-    c.send(&report(total, &lost, false));
+    c.send(&report(&c.announce, &lost, false));
     let round1 = c.pass();
     let resent: Vec<u32> = round1.iter().map(|&(s, _)| s).collect();
     assert_eq!(resent, lost, "round 1 resends exactly the list, in order");
     assert!(round1.iter().all(|&(_, f)| f & v1::FLAG_RETRANSMIT != 0));
     // Datagram 3 is lost again.
-    c.send(&report(total, &[3], false));
+    c.send(&report(&c.announce, &[3], false));
     assert_eq!(c.pass(), [(3, v1::FLAG_RETRANSMIT)]);
-    c.send(&report(total, &[], true));
+    c.send(&report(&c.announce, &[], true));
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
     assert_eq!(s.success, Some(true), "{:?}", s.error);
@@ -194,7 +199,7 @@ fn forged_repair_requests_are_refused_counted_and_resend_nothing() {
     let mut c = RawV1::register(server.addr);
     let total = c.announce.datagrams;
     assert_eq!(c.pass().len(), 200);
-    c.send(&report(total, &[10, 11, 150], false));
+    c.send(&report(&c.announce, &[10, 11, 150], false));
     assert_eq!(c.pass().len(), 3);
     // Forged: beyond the file, and all of it again although the client
     // confirmed all but three. Neither may bring a single datagram.
@@ -214,14 +219,14 @@ fn forged_repair_requests_are_refused_counted_and_resend_nothing() {
     });
     c.send(&beyond);
     let everything: Vec<u32> = (0..total).collect();
-    c.send(&report(total, &everything, false));
+    c.send(&report(&c.announce, &everything, false));
     assert_eq!(
         c.count_arrivals(Duration::from_millis(500)),
         0,
         "resend storm"
     );
     // The honest report still works after them.
-    c.send(&report(total, &[], true));
+    c.send(&report(&c.announce, &[], true));
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
     assert_eq!(s.success, Some(true), "{:?}", s.error);
@@ -237,12 +242,11 @@ fn a_client_that_keeps_forging_is_given_up() {
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
-    let total = c.announce.datagrams;
     assert_eq!(c.pass().len(), 50);
-    c.send(&report(total, &[1], false));
+    c.send(&report(&c.announce, &[1], false));
     assert_eq!(c.pass().len(), 1);
     for _ in 0..udplab::server::MAX_REJECTED {
-        c.send(&report(total, &[0], false));
+        c.send(&report(&c.announce, &[0], false));
     }
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
@@ -269,9 +273,8 @@ fn a_client_silent_mid_repair_is_given_up_and_the_others_are_served() {
     // Let the real client register first: it becomes client 1.
     thread::sleep(Duration::from_millis(200));
     let mut silent = RawV1::register(addr);
-    let total = silent.announce.datagrams;
     silent.pass();
-    silent.send(&report(total, &[7, 8, 9], false));
+    silent.send(&report(&silent.announce, &[7, 8, 9], false));
     assert_eq!(silent.pass().len(), 3);
     // ... and says nothing more, its connection open.
     let started = Instant::now();

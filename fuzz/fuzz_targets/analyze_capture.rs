@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         },
         &mut |_, _| {},
     );
-    for format in [Format::Json, Format::Table, Format::Csv] {
+    for format in [Format::Json, Format::Table, Format::Csv, Format::Jsonl] {
         report::write(&mut std::io::sink(), &analysis, format).expect("writing to a sink");
     }
 });

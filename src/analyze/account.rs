@@ -107,6 +107,90 @@ pub struct Facts {
     pub received_datagrams: Option<u64>,
     /// The reliable mode's account, when the transfer was in that mode.
     pub repair: Option<Repair>,
+    /// A figure of a log or message that no transfer can have; the figure
+    /// itself is left out of the others.
+    pub inconsistent: Option<Inconsistency>,
+}
+
+/// A figure a log or a captured message claims that no transfer can have:
+/// the source is not to be believed, and no loss is drawn from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Inconsistency {
+    /// Where the figure comes from.
+    pub source: Source,
+    pub claim: Claim,
+    /// The figure, and the most it can be.
+    pub claimed: u64,
+    pub limit: u64,
+}
+
+/// What an impossible figure claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Claim {
+    /// More bytes received than the file holds.
+    BytesOverFile,
+    /// More bytes received than the server sent (a transfer sent once).
+    BytesOverSent,
+    /// More distinct datagrams received than the file takes.
+    DatagramsOverFile,
+    /// More datagrams received than the server sent.
+    DatagramsOverSent,
+    /// More datagrams missing than the file takes.
+    MissingOverFile,
+}
+
+/// The figure an [`Inconsistency`] is about, which is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    ReceivedBytes,
+    ReceivedDatagrams,
+    MissingDatagrams,
+}
+
+impl Claim {
+    pub fn figure(self) -> Claimed {
+        match self {
+            Claim::BytesOverFile | Claim::BytesOverSent => Claimed::ReceivedBytes,
+            Claim::DatagramsOverFile | Claim::DatagramsOverSent => Claimed::ReceivedDatagrams,
+            Claim::MissingOverFile => Claimed::MissingDatagrams,
+        }
+    }
+}
+
+impl Inconsistency {
+    /// The first figure that exceeds what bounds it: (claim, figure,
+    /// bound) in order.
+    pub fn find(
+        checks: impl IntoIterator<Item = (Claim, Option<Figure<u64>>, Option<u64>)>,
+    ) -> Option<Inconsistency> {
+        checks.into_iter().find_map(|(claim, figure, limit)| {
+            let (figure, limit) = (figure?, limit?);
+            (figure.value > limit).then_some(Inconsistency {
+                source: figure.source,
+                claim,
+                claimed: figure.value,
+                limit,
+            })
+        })
+    }
+}
+
+impl fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, whole) = match self.claim {
+            Claim::BytesOverFile => ("bytes received", "the file holds"),
+            Claim::BytesOverSent => ("bytes received", "the server sent"),
+            Claim::DatagramsOverFile => ("datagrams received", "the file takes"),
+            Claim::DatagramsOverSent => ("datagrams received", "the server sent"),
+            Claim::MissingOverFile => ("datagrams missing", "the file takes"),
+        };
+        write!(
+            f,
+            "the {} is inconsistent: it claims {} {what}, more than the {} {whole}",
+            self.source, self.claimed, self.limit
+        )
+    }
 }
 
 /// What a reliable-mode transfer's verdict adds to [`Facts`]. Counts are
@@ -140,6 +224,11 @@ pub struct Repair {
 impl Facts {
     /// Why the capture cannot place the loss, if it cannot.
     fn blind(&self) -> Option<Blind> {
+        // A source that claims the impossible says nothing that can be
+        // weighed against the capture.
+        if let Some(i) = self.inconsistent {
+            return Some(Blind::InconsistentSource(i));
+        }
         // A damaged file that ends early also misses what came after: the
         // cut is the cause to name.
         if let Some(packets) = self.capture_dropped.filter(|&n| n > 0) {
@@ -165,6 +254,8 @@ pub enum Blind {
     CaptureMissed { datagrams: u64 },
     /// The capture file is damaged and ends while the flow still ran.
     CutShort,
+    /// A log or message claims a figure no transfer can have.
+    InconsistentSource(Inconsistency),
 }
 
 impl fmt::Display for Blind {
@@ -180,6 +271,7 @@ impl fmt::Display for Blind {
             Blind::CutShort => {
                 f.write_str("the capture file is damaged and ends before this transfer did")
             }
+            Blind::InconsistentSource(i) => i.fmt(f),
         }
     }
 }
@@ -574,6 +666,9 @@ pub enum Place {
     CaptureMissed { datagrams: u64 },
     /// The damaged capture file ends before the transfer did.
     CutByDamagedFile,
+    /// A log or message claims a figure no transfer can have: where the
+    /// bytes went cannot be told from it.
+    InconsistentSource(Inconsistency),
     /// Lost, but no input says where.
     Unknown { bytes: Option<u64> },
 }
@@ -584,6 +679,7 @@ impl Place {
             Blind::CaptureDropped { packets } => Place::CaptureDropped { packets },
             Blind::CaptureMissed { datagrams } => Place::CaptureMissed { datagrams },
             Blind::CutShort => Place::CutByDamagedFile,
+            Blind::InconsistentSource(i) => Place::InconsistentSource(i),
         }
     }
 
@@ -1011,6 +1107,8 @@ pub struct AccountRow {
     pub places: Vec<Place>,
     /// Why the capture cannot place the loss, when it cannot.
     pub capture_blind: Option<Blind>,
+    /// A figure of a log or message that no transfer can have.
+    pub inconsistent_source: Option<Inconsistency>,
 }
 
 fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {

@@ -9,7 +9,8 @@
 //! and matches them to transfers, [`correlate`] joins connections, flows
 //! and logs into transfers, [`account`] says where each transfer's bytes
 //! went (typed, with each figure's source), [`rows`] builds the rows the
-//! report shows, and [`report`] writes them as a table, JSON or CSV.
+//! report shows, and [`report`] writes them as a table, JSON or CSV, or
+//! [`jsonl`] as one line per client for files of many runs.
 //! With [`Options::conversations`], [`conversations`] lists every TCP
 //! connection and UDP flow of the capture as well, in the same pass.
 
@@ -18,6 +19,7 @@ pub mod conversations;
 pub mod correlate;
 pub mod decode;
 pub mod flows;
+pub mod jsonl;
 pub mod logs;
 pub mod reader;
 pub mod registration;

@@ -1,4 +1,5 @@
-//! The report: a terminal table (comfy-table), JSON or CSV, to any writer.
+//! The report: a terminal table (comfy-table), JSON, CSV or JSON lines, to
+//! any writer.
 
 use std::io::{self, Write};
 
@@ -15,6 +16,9 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One JSON object per client row per line, with the run's id: for
+    /// appending many runs to one file
+    Jsonl,
 }
 
 pub fn write(out: &mut dyn Write, a: &Analysis, format: Format) -> io::Result<()> {
@@ -24,6 +28,7 @@ pub fn write(out: &mut dyn Write, a: &Analysis, format: Format) -> io::Result<()
             writeln!(out)
         }
         Format::Csv => write_csv(out, &a.clients),
+        Format::Jsonl => out.write_all(&super::jsonl::lines(a, chrono::Utc::now())?),
         Format::Table => write_table(out, a),
     }
 }

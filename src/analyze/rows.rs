@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::account::{self, AccountRow, Facts, Figure, Repair, Source, Verdict, first};
+use super::account::{
+    self, AccountRow, Claim, Claimed, Facts, Figure, Inconsistency, Repair, Source, Verdict, first,
+};
 use super::correlate::{CapturePoint, Transfer};
 use super::flows::Flow;
 use super::logs::LoadedLog;
@@ -393,6 +395,7 @@ pub fn client_row(t: &Transfer, points: &[CapturePoint]) -> ClientRow {
             mode: fig.mode.map(|m| m.value),
             places,
             capture_blind,
+            inconsistent_source: facts.inconsistent,
         },
         server_log: t.server_log.map(|l| l.path.display().to_string()),
         client_log: t.client_log.map(|l| l.path.display().to_string()),
@@ -471,6 +474,8 @@ struct Figures {
     wire_distinct: Option<u64>,
     datagrams_total: Option<u64>,
     repair_rounds: Option<u32>,
+    /// A figure no transfer can have; it is left out of the others.
+    inconsistent: Option<Inconsistency>,
 }
 
 impl Figures {
@@ -498,7 +503,7 @@ impl Figures {
             (log_value(slog, |l| l.bytes_sent), Source::ServerLog),
             (done.map(|d| d.bytes_sent), Source::V1Done),
         ]);
-        let received = first([
+        let mut received = first([
             (log_value(clog, |l| l.bytes_received), Source::ClientLog),
             (report.map(|r| r.bytes_received), Source::V1Report),
         ]);
@@ -552,6 +557,42 @@ impl Figures {
                 Source::ServerLog,
             ),
         ]);
+        let datagrams_total = announce
+            .map(|a| u64::from(a.datagrams))
+            .or_else(|| log_value(slog, |l| l.datagrams_total));
+        // A transfer sent once delivers at most what was sent; the reliable
+        // mode's sent count holds every copy, so only the file bounds it.
+        let once = !mode.is_some_and(|m| m.value == Mode::Reliable);
+        let received_datagrams = first([
+            (log_value(clog, |l| l.datagrams_received), Source::ClientLog),
+            (report.map(|r| r.datagrams_received), Source::V1Report),
+        ]);
+        let sent_datagrams =
+            log_value(slog, |l| l.datagrams_sent).or(done.map(|d| d.datagrams_sent));
+        // The server's log relays the client's last report.
+        let missing = first([
+            (log_value(clog, |l| l.missing_datagrams), Source::ClientLog),
+            (report.map(|r| r.missing_datagrams), Source::V1Report),
+            (log_value(slog, |l| l.missing_datagrams), Source::ServerLog),
+        ]);
+        let inconsistent = Inconsistency::find([
+            (Claim::BytesOverFile, received, file_size),
+            (
+                Claim::BytesOverSent,
+                received,
+                sent.map(|f| f.value).filter(|_| once),
+            ),
+            (
+                Claim::DatagramsOverFile,
+                received_datagrams,
+                datagrams_total,
+            ),
+            (Claim::DatagramsOverSent, received_datagrams, sent_datagrams),
+            (Claim::MissingOverFile, missing, datagrams_total),
+        ]);
+        if inconsistent.is_some_and(|i| i.claim.figure() == Claimed::ReceivedBytes) {
+            received = None;
+        }
         Figures {
             protocol,
             mode,
@@ -566,12 +607,17 @@ impl Figures {
             wire_rate: flow.and_then(|f| rate(f.data.bytes, f.data.duration_s())),
             wire_retransmitted,
             wire_distinct,
-            datagrams_total: announce
-                .map(|a| u64::from(a.datagrams))
-                .or_else(|| log_value(slog, |l| l.datagrams_total)),
+            datagrams_total,
             repair_rounds: log_value(slog, |l| l.repair_rounds)
                 .or_else(|| log_value(clog, |l| l.repair_rounds)),
+            inconsistent,
         }
+    }
+
+    /// Whether `figure` is the one an inconsistent source claims.
+    fn left_out(&self, figure: Claimed) -> bool {
+        self.inconsistent
+            .is_some_and(|i| i.claim.figure() == figure)
     }
 
     fn reliable(&self) -> bool {
@@ -589,7 +635,9 @@ impl Figures {
         };
         match (whole, self.received.map(|f| f.value)) {
             (Some(0), Some(_)) => Some(0.0),
-            (Some(total), Some(got)) => {
+            // More kept than the whole is an inconsistent source, flagged
+            // in the account; never a negative loss.
+            (Some(total), Some(got)) if got <= total => {
                 Some(round(100.0 * (total as f64 - got as f64) / total as f64, 3))
             }
             _ => None,
@@ -614,8 +662,9 @@ impl Figures {
         let (slog, clog) = (t.server_log, t.client_log);
         let report = t.registration.and_then(|r| r.report.as_ref());
         let done = t.registration.and_then(|r| r.done);
-        let received_datagrams =
-            log_value(clog, |l| l.datagrams_received).or(report.map(|r| r.datagrams_received));
+        let received_datagrams = log_value(clog, |l| l.datagrams_received)
+            .or(report.map(|r| r.datagrams_received))
+            .filter(|_| !self.left_out(Claimed::ReceivedDatagrams));
         let duplicates = log_value(clog, |l| l.duplicates).or(report.map(|r| r.duplicates));
         let late = log_value(clog, |l| l.late);
         let client_extra = match (duplicates, late) {
@@ -645,6 +694,7 @@ impl Figures {
             missing: log_value(clog, |l| l.missing_datagrams)
                 .or(report.map(|r| r.missing_datagrams))
                 .or_else(|| log_value(slog, |l| l.missing_datagrams))
+                .filter(|_| !self.left_out(Claimed::MissingDatagrams))
                 .or_else(|| Some(self.datagrams_total?.saturating_sub(received_datagrams?))),
             confirmed: self.success.map(|f| f.value).or_else(|| {
                 (self.received.is_some() && self.received.map(|f| f.value) == self.file_size)
@@ -693,6 +743,7 @@ impl Figures {
             sent_datagrams,
             received_datagrams,
             repair,
+            inconsistent: self.inconsistent,
         }
     }
 

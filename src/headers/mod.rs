@@ -36,9 +36,12 @@
 //! - [`server`]: `server::run(listener, cfg, shutdown)`: a thread per
 //!   session, one thread for the UDP port.
 //! - [`client`]: one session asking a list of names.
+//! - [`local_origin`]: an HTTP/1.1 origin on loopback with varied heads
+//!   per host, counting its requests (`udplab lab headers`, the tests).
 
 pub mod cache;
 pub mod client;
+pub mod local_origin;
 pub mod origin;
 pub mod server;
 

@@ -1,6 +1,12 @@
 //! The header server: TCP sessions of queries, a thread each; one thread
 //! answering the UDP port; the cache shared under one lock and written
 //! back when a session ends.
+//!
+//! A host missing from the cache is fetched once however many sessions
+//! ask for it at the same time: the first asks the origin, the others
+//! wait for its answer and are hits (they made no request). The origin
+//! thus gets one request per host name, as long as its answers are
+//! cached (refusals are not).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -8,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,10 +155,19 @@ pub struct Summary {
 /// Headers waiting for their datagram, by (client IP, client's TCP port).
 type Pending = Mutex<HashMap<(IpAddr, u16), Arc<[u8]>>>;
 
+/// One fetch from the origin that other sessions wait for.
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Result<Arc<[u8]>, Refusal>>>,
+    done: Condvar,
+}
+
 struct Shared {
     cfg: Config,
     cache: Mutex<Cache>,
     pending: Pending,
+    /// Hosts being fetched, by name.
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
     udp_port: u16,
     shutdown: Shutdown,
 }
@@ -166,9 +181,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Serves sessions from `listener` until `shutdown`, then waits for the
 /// open sessions to end and returns what each did.
 pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Result<Summary> {
-    let cache = Cache::load(&cfg.cache_path)?;
     let udp =
         UdpSocket::bind(cfg.udp_addr).with_context(|| format!("binding UDP {}", cfg.udp_addr))?;
+    serve(listener, udp, cfg, shutdown)
+}
+
+/// [`run`] with the UDP socket already bound (`cfg.udp_addr` unused): a
+/// caller that must know the port first, as a capture's filter does,
+/// binds it.
+pub fn serve(
+    listener: TcpListener,
+    udp: UdpSocket,
+    cfg: Config,
+    shutdown: Shutdown,
+) -> anyhow::Result<Summary> {
+    let cache = Cache::load(&cfg.cache_path)?;
     udp.set_read_timeout(Some(POLL_INTERVAL))?;
     let udp_port = udp.local_addr()?.port();
     listener
@@ -184,6 +211,7 @@ pub fn run(listener: TcpListener, cfg: Config, shutdown: Shutdown) -> anyhow::Re
         cfg,
         cache: Mutex::new(cache),
         pending: Mutex::new(HashMap::new()),
+        flights: Mutex::new(HashMap::new()),
         udp_port,
         shutdown: shutdown.clone(),
     });
@@ -403,13 +431,86 @@ fn header_for(msg: &[u8], peer: SocketAddr, shared: &Shared) -> Result<(Arc<[u8]
     if let Some(h) = lock(&shared.cache).get(&host) {
         return Ok((h, true));
     }
-    // Not under the lock: the other sessions go on while the origin answers.
-    let header: Arc<[u8]> = origin::fetch(&host, shared.cfg.origin, shared.cfg.origin_timeout)
-        .map_err(|f| {
-            warn!("session {peer}: {host}: {f}");
-            f.refusal
-        })?
-        .into();
-    lock(&shared.cache).insert(host, header.clone());
-    Ok((header, false))
+    let (flight, leader) = {
+        let mut flights = lock(&shared.flights);
+        // Looked at again under the flights' lock: a fetch that ended
+        // since has put its header in the cache before leaving.
+        if let Some(h) = lock(&shared.cache).get(&host) {
+            return Ok((h, true));
+        }
+        match flights.get(&host) {
+            Some(f) => (f.clone(), false),
+            None => {
+                let f = Arc::new(Flight::default());
+                flights.insert(host.clone(), f.clone());
+                (f, true)
+            }
+        }
+    };
+    if !leader {
+        return wait_for(&flight, &host, peer, shared).map(|h| (h, true));
+    }
+    let landing = Landing {
+        flight,
+        host: &host,
+        shared,
+    };
+    // Not under a lock: the other sessions go on while the origin answers.
+    let fetched: Result<Arc<[u8]>, Refusal> =
+        origin::fetch(&host, shared.cfg.origin, shared.cfg.origin_timeout)
+            .map(Into::into)
+            .map_err(|f| {
+                warn!("session {peer}: {host}: {f}");
+                f.refusal
+            });
+    if let Ok(header) = &fetched {
+        lock(&shared.cache).insert(host.clone(), header.clone());
+    }
+    *lock(&landing.flight.result) = Some(fetched.clone());
+    drop(landing);
+    fetched.map(|h| (h, false))
+}
+
+/// Ends a fetch others may wait for, also when its session's thread
+/// panics: the waiters are woken (with a refusal when no answer was set)
+/// and the host's next query starts a fetch of its own.
+struct Landing<'a> {
+    flight: Arc<Flight>,
+    host: &'a str,
+    shared: &'a Shared,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        lock(&self.flight.result).get_or_insert(Err(Refusal::OriginBadResponse));
+        self.flight.done.notify_all();
+        lock(&self.shared.flights).remove(self.host);
+    }
+}
+
+/// The answer of another session's fetch of `host`.
+fn wait_for(
+    flight: &Flight,
+    host: &str,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Arc<[u8]>, Refusal> {
+    // The fetch ends within its timeout; a margin for the thread's turn.
+    let deadline = Instant::now() + shared.cfg.origin_timeout + Duration::from_secs(1);
+    let mut result = lock(&flight.result);
+    loop {
+        if let Some(r) = result.as_ref() {
+            return r.clone();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            warn!("session {peer}: {host}: the other session's fetch did not end in time");
+            return Err(Refusal::OriginTimeout);
+        }
+        result = flight
+            .done
+            .wait_timeout(result, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
 }

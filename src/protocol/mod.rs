@@ -103,6 +103,21 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Text from a peer, its control characters escaped (`\u{1b}`, `\n`) and
+/// the rest as it is: it cannot move the cursor of a terminal it is shown
+/// on, nor break a log's lines.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// What a byte slice was too short or too strange to be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -144,5 +159,18 @@ pub(crate) fn exact<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<
             max: N,
             got: bytes.len(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(
+            printable("can't \"go\" \u{1b}[2J\r\n\u{7}é"),
+            "can't \"go\" \\u{1b}[2J\\r\\n\\u{7}é"
+        );
     }
 }

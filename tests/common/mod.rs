@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod v1_peer;
+
 use udplab::protocol::v1;
 use udplab::shutdown::Shutdown;
 use udplab::{client, server};
