@@ -12,7 +12,9 @@
 //! - garbage (random bytes on the control connection);
 //! - UDP junk at the server's data ports (forged feedback of any shape);
 //! - forgers: v1 data datagrams with the right sequence numbers and wrong
-//!   bytes, sent to the honest clients' own data ports from another address.
+//!   bytes, sent to the honest clients' own data ports from another address;
+//! - amplifiers: one registered client a round that reports the whole file
+//!   missing after every pass, until the server gives it up.
 
 mod common;
 
@@ -25,10 +27,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::v1_peer::{PassEnd, Peer};
 use common::{Proc, listener_with_free_data_ports, wait_output, write_file};
 
 /// Honest clients per round.
-const CLIENTS: u16 = 2;
+const HONEST: u16 = 2;
+
+/// Clients per round: the honest ones and one amplifier.
+const CLIENTS: u16 = HONEST + 1;
 
 /// What one server process holds, read from /proc.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +57,9 @@ fn sample(pid: u32) -> Sample {
     Sample {
         rss_kib: field("VmRSS:"),
         threads: field("Threads:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count(),
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
     }
 }
 
@@ -248,10 +256,30 @@ fn forge(pids: Vec<u32>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
     })
 }
 
-/// Runs one round's honest clients to their end, with a forger at their
-/// data ports; their outputs and the forged datagrams sent.
-fn honest_round(server: SocketAddr, out: &Path, logs: &Path) -> (Vec<std::process::Output>, u64) {
-    let clients: Vec<_> = (0..CLIENTS)
+/// A registered client that, after every pass, reports that it holds
+/// nothing, until the server gives it up; how many passes it was sent.
+fn amplify(server: SocketAddr) -> JoinHandle<u32> {
+    thread::spawn(move || {
+        let mut peer = Peer::register(server);
+        let mut round = 0;
+        loop {
+            match peer.pass(round) {
+                (_, PassEnd::Done) => {}
+                (_, PassEnd::Abort(_)) => return round + 1,
+            }
+            let report = peer.nothing_held();
+            peer.send(&report);
+            round += 1;
+        }
+    })
+}
+
+/// Runs one round: its honest clients to their end, with a forger at their
+/// data ports, and an amplifier until it is given up; the honest clients'
+/// outputs, the forged datagrams sent and the passes the amplifier got.
+fn round_of(server: SocketAddr, out: &Path, logs: &Path) -> (Vec<std::process::Output>, u64, u32) {
+    let amplifier = amplify(server);
+    let clients: Vec<_> = (0..HONEST)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_udplab"))
                 .args(["client", "--recv-buffer", "16MiB"])
@@ -274,7 +302,7 @@ fn honest_round(server: SocketAddr, out: &Path, logs: &Path) -> (Vec<std::proces
         .map(|c| wait_output(c, Duration::from_secs(60)))
         .collect();
     stop.store(true, Ordering::Relaxed);
-    (outputs, forger.join().unwrap())
+    (outputs, forger.join().unwrap(), amplifier.join().unwrap())
 }
 
 /// Every log in `dir`, for a failure's message.
@@ -300,7 +328,14 @@ fn one_server_many_rounds_among_hostile_peers() {
     drop(listener);
     let server_logs = dir.path().join("server-logs");
     let server = Command::new(env!("CARGO_BIN_EXE_udplab"))
-        .args(["server", "--quiet", "--mode", "reliable", "--bind", "127.0.0.1"])
+        .args([
+            "server",
+            "--quiet",
+            "--mode",
+            "reliable",
+            "--bind",
+            "127.0.0.1",
+        ])
         .args(["--clients", &CLIENTS.to_string()])
         .args(["--port", &server_addr.port().to_string()])
         .args(["--register-timeout", "3s", "--report-timeout", "5s"])
@@ -323,13 +358,15 @@ fn one_server_many_rounds_among_hostile_peers() {
 
     let mut samples = Vec::new();
     let (mut hostile_connections, mut hostile_datagrams, mut forged_datagrams) = (0, 0, 0);
+    let mut amplified_passes = 0;
     let mut peak_rss = 0;
     for round in 0..rounds {
         let hostiles = Hostiles::start(server_addr);
         let out = dir.path().join(format!("round-{round}"));
         let logs = out.join("logs");
-        let (outputs, forged) = honest_round(server_addr, &out, &logs);
+        let (outputs, forged, passes) = round_of(server_addr, &out, &logs);
         forged_datagrams += forged;
+        amplified_passes += u64::from(passes);
         for (k, o) in outputs.iter().enumerate() {
             assert!(
                 o.status.success(),
@@ -360,9 +397,9 @@ fn one_server_many_rounds_among_hostile_peers() {
     eprintln!(
         "soak: {rounds} rounds, {hostile_connections} hostile connections, \
          {hostile_datagrams} junk datagrams, {forged_datagrams} forged data datagrams, \
-         {} honest transfers, peak RSS {} KiB, between rounds: RSS {:?} KiB, \
+         {amplified_passes} passes to amplifiers (given up), {} honest transfers, peak RSS {} KiB, between rounds: RSS {:?} KiB, \
          fds {:?}, threads {:?}",
-        rounds * usize::from(CLIENTS),
+        rounds * usize::from(HONEST),
         peak_rss,
         range(|s| s.rss_kib),
         range(|s| s.fds as u64),
