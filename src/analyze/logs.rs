@@ -238,7 +238,9 @@ fn read_headers_log(path: &Path) -> Option<Result<HeadersLog, IgnoredReason>> {
         f.take(MAX_LEN).read_to_string(&mut s).map(|_| s)
     });
     Some(match text {
-        Ok(t) => headers_log::parse(&t).map_err(IgnoredReason::Unreadable),
+        Ok(t) => headers_log::parse(&t)
+            .map(|log| log.found_from(path.parent().unwrap_or(Path::new("."))))
+            .map_err(IgnoredReason::Unreadable),
         Err(e) => Err(IgnoredReason::Unreadable(e.to_string())),
     })
 }

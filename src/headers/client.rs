@@ -71,8 +71,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The client's log, `key: value`.
-    pub fn render(&self) -> String {
+    /// The client's log, `key: value`, to be written into `log_dir`: each
+    /// stored file is named relative to that directory (`../clients/1/
+    /// www.twitch.tv.txt`), so that the log and the files can be moved
+    /// together (a run directory, a captures/ case); absolute where the two
+    /// share no directory, or without `log_dir`.
+    pub fn render(&self, log_dir: Option<&Path>) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = writeln!(
@@ -94,12 +98,8 @@ impl Outcome {
                 } => writeln!(
                     out,
                     "query_{k}_answer: {udp_port}\nquery_{k}_udp_local: {udp_local}\nquery_{k}_bytes: {bytes}\nquery_{k}_file: {}",
-                    // Absolute: the log is read from elsewhere (`udplab
-                    // analyze --logs` compares the file with the capture).
-                    std::path::absolute(path)
-                        .as_deref()
-                        .unwrap_or(path)
-                        .display()
+                    // `udplab analyze --logs` reads the file beside the log.
+                    stored_name(path, log_dir).display()
                 ),
                 Reply::Refused(r) => writeln!(out, "query_{k}_answer: {r}"),
                 Reply::Failed(why) => {
@@ -116,6 +116,23 @@ impl Outcome {
                 .count()
         );
         out
+    }
+}
+
+/// `file` as the log in `log_dir` names it: relative to `log_dir` when the
+/// two share its parent (`../clients/1/NAME.txt`), else absolute.
+fn stored_name(file: &Path, log_dir: Option<&Path>) -> PathBuf {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let file = absolute(file);
+    let Some(dir) = log_dir.map(absolute) else {
+        return file;
+    };
+    if let Ok(inside) = file.strip_prefix(&dir) {
+        return inside.to_path_buf();
+    }
+    match dir.parent().and_then(|up| file.strip_prefix(up).ok()) {
+        Some(beside) => Path::new("..").join(beside),
+        None => file,
     }
 }
 
@@ -161,7 +178,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Outcome> {
     if let Some(dir) = &cfg.log_dir {
         let path = dir.join(format!("headers-client-{}.txt", tcp_local.port()));
         fs::create_dir_all(dir)
-            .and_then(|()| fs::write(&path, outcome.render()))
+            .and_then(|()| fs::write(&path, outcome.render(Some(dir))))
             .with_context(|| format!("writing {}", path.display()))?;
         outcome.log_path = Some(path);
     }

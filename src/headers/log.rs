@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -68,6 +68,21 @@ pub struct ClientLog {
 pub enum HeadersLog {
     Server(ServerLog),
     Client(ClientLog),
+}
+
+impl HeadersLog {
+    /// The log as read from a file in `dir`: a stored file named relative
+    /// to the log (as the client writes it) is found from `dir`.
+    pub fn found_from(mut self, dir: &Path) -> HeadersLog {
+        if let HeadersLog::Client(c) = &mut self {
+            for file in c.queries.iter_mut().filter_map(|(_, f)| f.as_mut()) {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
+        self
+    }
 }
 
 /// Whether `head` (a file's first bytes) begins like a header log.
@@ -191,7 +206,7 @@ mod tests {
             ],
             log_path: None,
         };
-        let HeadersLog::Client(log) = parse(&o.render()).unwrap() else {
+        let HeadersLog::Client(log) = parse(&o.render(None)).unwrap() else {
             panic!("not a client log");
         };
         assert_eq!(log.tcp_local, o.tcp_local);

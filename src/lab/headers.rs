@@ -284,7 +284,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
         }
     };
 
-    let analysis = analyze_capture(&capture)?;
+    let analysis = analyze_capture(&capture, &logs)?;
     let report_path = run_dir.join("report.json");
     let table_path = run_dir.join("report.txt");
     for (path, format) in [
@@ -443,10 +443,10 @@ fn sessions(
 /// transfer's registration; the conversations are the report.
 pub const ANALYZE_PORT: u16 = crate::protocol::DEFAULT_PORT;
 
-/// `analyze --conversations --port 5005` of the capture (no transfer
-/// logs: the header logs are of another kind); without a capture, an
-/// empty analysis that says why.
-fn analyze_capture(capture: &PointCapture) -> anyhow::Result<Analysis> {
+/// `analyze --conversations --port 5005 --logs LOGS` of the capture (the
+/// header logs give each session its hits and misses and the clients'
+/// stored files); without a capture, an empty analysis that says why.
+fn analyze_capture(capture: &PointCapture, logs: &Path) -> anyhow::Result<Analysis> {
     let opts = analyze::Options {
         control_port: ANALYZE_PORT,
         chunk: crate::protocol::lab::CHUNK,
@@ -454,7 +454,7 @@ fn analyze_capture(capture: &PointCapture) -> anyhow::Result<Analysis> {
         conversations: true,
         pictures: false,
     };
-    let logs = analyze::logs::LogSet::default();
+    let logs = analyze::logs::load(&[logs.to_path_buf()])?;
     Ok(match &capture.status {
         CaptureStatus::Captured { path, .. } => {
             let mut reader = analyze::reader::Reader::open(std::slice::from_ref(path))
