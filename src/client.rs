@@ -23,7 +23,7 @@ use log::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::control::{self, Error as ControlError};
-use crate::engine::{Arrival, FEEDBACK_INTERVAL, Reception};
+use crate::engine::{Arrival, Reception, feedback_interval};
 use crate::net::{self, RecvBatch};
 use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
@@ -508,7 +508,7 @@ impl Session<'_> {
         let cfg = self.cfg;
         let reliable = announce.mode == Mode::Reliable;
         let mut batch = RecvBatch::new(usize::from(announce.datagram_size));
-        let mut started = false;
+        let mut started: Option<Instant> = None;
         let registered = Instant::now();
         let mut last_activity = Instant::now();
         let mut done_at: Option<Instant> = None;
@@ -545,8 +545,9 @@ impl Session<'_> {
                     last_activity = Instant::now();
                 }
             }
+            let interval = feedback_interval(started.map_or(Duration::ZERO, |t| t.elapsed()));
             let wait = if reliable {
-                FEEDBACK_INTERVAL.saturating_sub(last_feedback.elapsed())
+                interval.saturating_sub(last_feedback.elapsed())
             } else {
                 POLL_INTERVAL
             };
@@ -580,10 +581,10 @@ impl Session<'_> {
                 self.bar.set_position(state.rx.bytes);
             }
             if reliable
-                && started
+                && started.is_some()
                 && done_at.is_none()
                 && !state.rx.complete()
-                && last_feedback.elapsed() >= FEEDBACK_INTERVAL
+                && last_feedback.elapsed() >= interval
             {
                 last_feedback = Instant::now();
                 if state.rx.arrived != fed_back {
@@ -614,7 +615,9 @@ impl Session<'_> {
                 .map_err(|e: ControlError| anyhow::anyhow!(e))?
             {
                 match msg {
-                    Message::Start { .. } => started = true,
+                    Message::Start { .. } => {
+                        started.get_or_insert_with(Instant::now);
+                    }
                     Message::Done(d) => {
                         log.datagrams_sent = Some(d.datagrams_sent);
                         log.bytes_sent = Some(d.bytes_sent);
@@ -625,13 +628,13 @@ impl Session<'_> {
                 }
             }
             let quiet = last_activity.elapsed();
-            if started && done_at.is_none() && quiet >= cfg.stall_timeout {
+            if started.is_some() && done_at.is_none() && quiet >= cfg.stall_timeout {
                 bail!(
                     "nothing from the server for {}",
                     humantime::format_duration(cfg.stall_timeout)
                 );
             }
-            if !started && registered.elapsed() >= cfg.start_timeout {
+            if started.is_none() && registered.elapsed() >= cfg.start_timeout {
                 bail!(
                     "the transfer did not start within {}",
                     humantime::format_duration(cfg.start_timeout)
