@@ -30,8 +30,15 @@ pub use transfer::{
 pub const MIN_RATE: f64 = 1e6;
 /// The rate the reliable mode starts at, when `--rate` is not lower.
 pub const START_RATE: f64 = 100e6;
-/// How often the client sends its feedback while data arrives.
+/// How often the client sends its feedback while data arrives, past the
+/// transfer's first [`EARLY_FEEDBACK`].
 pub const FEEDBACK_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the client sends its feedback in the transfer's first
+/// [`EARLY_FEEDBACK`], while slow start may run.
+pub const EARLY_FEEDBACK_INTERVAL: Duration = Duration::from_micros(2500);
+/// From the client's `Start`, how long it reports at
+/// [`EARLY_FEEDBACK_INTERVAL`].
+pub const EARLY_FEEDBACK: Duration = Duration::from_millis(50);
 /// Loss fraction of one feedback interval above which [`Rule::Loss`]
 /// backs off.
 pub const LOSS_THRESHOLD: f64 = 0.01;
@@ -39,6 +46,23 @@ pub const LOSS_THRESHOLD: f64 = 0.01;
 pub const SILENCE: Duration = Duration::from_millis(250);
 /// The most a paced sender sends at once: this much time at its rate.
 pub const BURST: Duration = Duration::from_millis(1);
+
+/// How long the client waits from one feedback to the next, `since` its
+/// `Start` came. Slow start doubles the rate once per feedback, to at most
+/// twice what the client took in, so the feedback's cadence sets how fast
+/// it climbs but not how far above the path it can go: reporting four
+/// times as often while it runs brings it from [`START_RATE`] to a
+/// loopback's gigabits four times sooner. The steady rule moves
+/// the rate by [`GAIN`] per feedback, and its stability needs the feedback
+/// no more frequent than the lag allows: past [`EARLY_FEEDBACK`] the client
+/// reports every [`FEEDBACK_INTERVAL`].
+pub fn feedback_interval(since: Duration) -> Duration {
+    if since < EARLY_FEEDBACK {
+        EARLY_FEEDBACK_INTERVAL
+    } else {
+        FEEDBACK_INTERVAL
+    }
+}
 
 /// A 1-bit-per-datagram set.
 #[derive(Debug, Clone)]
@@ -664,6 +688,31 @@ mod tests {
         counts.0 += sent - lost;
         counts.1 += lost;
         rc.feedback(*now, &fb(counts.0, counts.1));
+    }
+
+    #[test]
+    fn the_client_reports_often_only_while_slow_start_may_run() {
+        assert_eq!(feedback_interval(Duration::ZERO), EARLY_FEEDBACK_INTERVAL);
+        assert!(EARLY_FEEDBACK_INTERVAL < FEEDBACK_INTERVAL);
+        assert_eq!(feedback_interval(EARLY_FEEDBACK), FEEDBACK_INTERVAL);
+        assert_eq!(feedback_interval(Duration::from_secs(5)), FEEDBACK_INTERVAL);
+    }
+
+    #[test]
+    fn loss_rule_raises_once_per_feedback_interval_however_often_fed_back() {
+        let mut now = Instant::now();
+        let mut rc = RateControl::with_rule(Rule::Loss, None, 1000);
+        rc.feedback(now, &fb(0, 0));
+        let mut arrived = 0;
+        // Clean 2.5 ms intervals at the rate, for 10 ms: one doubling.
+        for _ in 0..4 {
+            let sent = (rc.rate() / 8e3 * 0.0025) as u64;
+            rc.sent(now, sent * 1000);
+            now += EARLY_FEEDBACK_INTERVAL;
+            arrived += sent;
+            rc.feedback(now, &fb(arrived, 0));
+        }
+        assert_eq!(rc.rate(), 2.0 * START_RATE);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use udplab::engine::{
-    Action, FEEDBACK_INTERVAL, Finish, Reception, Rule, Service, Transfer, TransferConfig,
+    Action, Finish, Reception, Rule, Service, Transfer, TransferConfig, feedback_interval,
 };
 use udplab::protocol::Mode;
 use udplab::protocol::v1::{self, Announce, DataHeader, Feedback, Message, Report};
@@ -203,7 +203,10 @@ impl Sim {
         };
         sim.at(Duration::ZERO, Event::ServerWake(0));
         // Start reaches the client after d; its feedback timer runs from then.
-        sim.at(path.delay + FEEDBACK_INTERVAL, Event::FeedbackTimer);
+        sim.at(
+            path.delay + feedback_interval(Duration::ZERO),
+            Event::FeedbackTimer,
+        );
         sim
     }
 
@@ -383,7 +386,8 @@ impl Sim {
             let f: Feedback = self.rx.feedback(None, self.client_us());
             self.send_to_server(Message::Feedback(f));
         }
-        let t = self.now + FEEDBACK_INTERVAL;
+        // The client's Start arrived after one delay.
+        let t = self.now + feedback_interval(self.now.saturating_sub(self.path.delay));
         self.at(t, Event::FeedbackTimer);
     }
 

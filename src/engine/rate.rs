@@ -98,6 +98,8 @@ pub struct RateControl {
     phase: Phase,
     datagram_bits: f64,
     last_decrease: Option<Instant>,
+    /// [`Rule::Loss`]: when it last raised the rate.
+    last_increase: Option<Instant>,
     last: Option<Mark>,
     /// Bytes sent since the previous feedback.
     sent_bytes: u64,
@@ -125,6 +127,7 @@ impl RateControl {
             phase: Phase::SlowStart,
             datagram_bits: datagram_size as f64 * 8.0,
             last_decrease: None,
+            last_increase: None,
             last: None,
             sent_bytes: 0,
             last_heard: None,
@@ -294,7 +297,14 @@ impl RateControl {
                     }
                 }
             }
-        } else if i.sent_rate >= BUSY * self.rate {
+        } else if i.sent_rate >= BUSY * self.rate
+            // Its steps are per FEEDBACK_INTERVAL, however often the
+            // client reports (more often early on: engine::feedback_interval).
+            && self
+                .last_increase
+                .is_none_or(|t| now.saturating_duration_since(t) >= FEEDBACK_INTERVAL)
+        {
+            self.last_increase = Some(now);
             match self.phase {
                 Phase::SlowStart => self.rate *= 2.0,
                 Phase::Avoidance => self.rate += self.rate / 32.0,
