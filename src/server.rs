@@ -36,10 +36,10 @@ use crate::engine::{
     Abort, Action, Finish, Next, ReportTaken, Rule, Run, Service, Transfer, TransferConfig,
 };
 use crate::net::{self, SendBatch};
+use crate::protocol::hex;
 use crate::protocol::lab::{self, PortMessage};
 use crate::protocol::v1::{self, Message};
 use crate::protocol::{Mode, Protocol};
-use crate::protocol::hex;
 use crate::shutdown::{POLL_INTERVAL, Shutdown};
 use crate::text::escape_peer_text;
 use crate::transfer_log::{self, Delivery, Role, TransferLog};

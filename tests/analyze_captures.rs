@@ -428,6 +428,8 @@ fn the_header_lab_case_has_its_conversations() {
     let out = udplab()
         .arg("analyze")
         .arg(&capture)
+        .arg("--logs")
+        .arg(dir.join("logs"))
         .args(["--port", "5005", "--conversations", "--format", "json"])
         .output()
         .expect("run udplab analyze");
@@ -490,6 +492,32 @@ fn the_header_lab_case_has_its_conversations() {
         Some(0),
         "no file transfer in it"
     );
+
+    // The report's questions, per session: a miss per origin connection
+    // (the server fetched each name once), the header the same three ways
+    // (the capture's HTTP answer, the UDP datagram, the client's stored
+    // file under clients/), and one timeline holding every query's events.
+    let sessions = report["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len() as u64, port("sessions"));
+    let queries: Vec<&Value> = sessions
+        .iter()
+        .flat_map(|s| s["queries"].as_array().unwrap())
+        .collect();
+    assert_eq!(queries.len() as u64, requests);
+    let misses = queries.iter().filter(|q| q["cache"] == "miss").count() as u64;
+    assert_eq!(misses, port("origin_connections"));
+    for q in &queries {
+        for side in ["origin_vs_udp", "udp_vs_file", "origin_vs_file"] {
+            assert_eq!(q["header"][side]["result"], "identical", "{side}: {q}");
+        }
+    }
+    let answered = report["session_timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "udp_answer")
+        .count() as u64;
+    assert_eq!(answered, requests);
 
     let expected = dir.join("expected.json");
     if std::env::var_os("UDPLAB_BLESS").is_some() {

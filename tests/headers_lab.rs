@@ -265,6 +265,8 @@ fn check_capture(
         .args([
             "analyze",
             capture.to_str().unwrap(),
+            "--logs",
+            capture.with_file_name("logs").to_str().unwrap(),
             "--port",
             &ANALYZE_PORT.to_string(),
             "--conversations",
@@ -276,6 +278,31 @@ fn check_capture(
     assert!(again.status.success(), "{}", text(&again.stderr));
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert!(&again == report, "report.json is not analyze's output");
+
+    // The sessions view, with the run's logs: one session per client, a
+    // miss per distinct name over the run (the server fetches a name once),
+    // and every header the same as the origin sent it, as the server sent
+    // it and as the client stored it.
+    let sessions = report["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), clients);
+    let mut misses = 0;
+    for s in sessions {
+        assert_eq!(s["ports_stable"], true, "{s}");
+        assert_eq!(s["teardown"]["by"], "client", "{s}");
+        let queries = s["queries"].as_array().unwrap();
+        assert_eq!(queries.len(), DEFAULT_NAMES.len(), "{s}");
+        for q in queries {
+            match q["cache"].as_str() {
+                Some("miss") => misses += 1,
+                Some("hit") => {}
+                other => panic!("cache {other:?}: {q}"),
+            }
+            for side in ["origin_vs_udp", "udp_vs_file", "origin_vs_file"] {
+                assert_eq!(q["header"][side]["result"], "identical", "{side}: {q}");
+            }
+        }
+    }
+    assert_eq!(misses, distinct.len());
 
     // tshark's own count of the frames.
     let Ok(t) = Command::new("tshark")
