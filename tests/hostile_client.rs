@@ -197,15 +197,20 @@ fn a_failed_sizing_leaves_no_empty_part_file() {
         .unwrap();
     let output = wait_output(child, Duration::from_secs(20));
     fake.join().unwrap();
+    // A local I/O error: exit status 1, one line naming the file.
     let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
-    assert!(err.contains("sizing the output file"), "{err}");
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("sizing") && err.contains(&out.display().to_string()),
+        "{err}"
+    );
     assert!(entries(&out).is_empty(), "left behind: {:?}", entries(&out));
     // The log is small enough for the limit, and tells the same.
     let log = files_with_prefix(&logs, "C1-");
     assert_eq!(log.len(), 1, "{:?}", entries(&logs));
     let log = transfer_log::read_log(&log[0]).unwrap();
-    assert!(log.error.unwrap().contains("sizing the output file"));
+    assert!(log.error.unwrap().contains("sizing"));
 }
 
 /// A file whose name takes all of NAME_MAX's 255 bytes is received under
