@@ -279,7 +279,7 @@ fn a_client_s_abort_reason_reaches_the_log_with_its_control_characters_escaped()
     let error = log.error.unwrap();
     assert!(error.contains("the client aborted"), "{error}");
     assert!(
-        error.contains("can't: \\u{1b}[2J\\rbytes_received: 9\\u{7}"),
+        error.contains("can't: \\x1b[2J\\x0dbytes_received: 9\\x07"),
         "{error}"
     );
 }
