@@ -15,13 +15,25 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// One capture of captures/, the directory holding it and its logs, and the
-/// run's control port.
+/// One case of captures/: the directory holding its captures and logs,
+/// its files, and the run's control port.
 struct Case {
     dir: &'static str,
     port: u16,
-    /// Key of the case in facts.json: (case, derived file name).
-    facts: (&'static str, Option<&'static str>),
+    files: Files,
+}
+
+/// The capture files of a case.
+enum Files {
+    /// capture.pcap (tcpdump).
+    Pcap,
+    /// capture.pcapng (dumpcap, udplab's capturer).
+    Pcapng,
+    /// One file of captures/derived, its report in FILE.expected.json.
+    Derived(&'static str),
+    /// A run on the lab's path: one file per capture point, in the path's
+    /// order, with the kernel's counters in counters.json.
+    Points(&'static [&'static str]),
 }
 
 const CASES: &[Case] = &[
@@ -32,16 +44,10 @@ const CASES: &[Case] = &[
     case("v1-2clients-sll2", 25050),
     case("v1-2clients-ipv6", 25060),
     case("v1-client-killed", 25070),
-    Case {
-        dir: "v1-3clients-capture-drops",
-        port: 25080,
-        facts: ("v1-3clients-capture-drops", Some("capture.pcapng")),
-    },
-    Case {
-        dir: "v1-3clients-udplab-capture",
-        port: 25090,
-        facts: ("v1-3clients-udplab-capture", Some("capture.pcapng")),
-    },
+    pcapng("v1-3clients-capture-drops", 25080),
+    pcapng("v1-3clients-udplab-capture", 25090),
+    pcapng("v1-2clients-reliable", 25110),
+    PATH_CASE,
     derived("null.pcap"),
     derived("null-be.pcap"),
     derived("loop.pcap"),
@@ -50,11 +56,26 @@ const CASES: &[Case] = &[
     derived("mixed.pcapng"),
 ];
 
+/// The run through the lab's path (`udplab lab --link`).
+const PATH_CASE: Case = Case {
+    dir: "link-2clients-lossy",
+    port: 25120,
+    files: Files::Points(&["server.pcapng", "client.pcapng"]),
+};
+
 const fn case(name: &'static str, port: u16) -> Case {
     Case {
         dir: name,
         port,
-        facts: (name, None),
+        files: Files::Pcap,
+    }
+}
+
+const fn pcapng(name: &'static str, port: u16) -> Case {
+    Case {
+        dir: name,
+        port,
+        files: Files::Pcapng,
     }
 }
 
@@ -62,29 +83,34 @@ const fn derived(file: &'static str) -> Case {
     Case {
         dir: "derived",
         port: 25010,
-        facts: ("derived", Some(file)),
+        files: Files::Derived(file),
     }
 }
 
 impl Case {
-    fn paths(&self) -> (PathBuf, PathBuf, PathBuf) {
+    /// The capture files, the logs and the expected report.
+    fn paths(&self) -> (Vec<PathBuf>, PathBuf, PathBuf) {
         let dir = Path::new("captures").join(self.dir);
-        match self.facts.1 {
-            Some("capture.pcapng") => (
-                dir.join("capture.pcapng"),
-                dir.join("logs"),
-                dir.join("expected.json"),
-            ),
-            None => (
-                dir.join("capture.pcap"),
-                dir.join("logs"),
-                dir.join("expected.json"),
-            ),
-            Some(file) => (
-                dir.join(file),
-                dir.join("logs"),
+        let (captures, expected) = match self.files {
+            Files::Pcap => (vec![dir.join("capture.pcap")], dir.join("expected.json")),
+            Files::Pcapng => (vec![dir.join("capture.pcapng")], dir.join("expected.json")),
+            Files::Derived(file) => (
+                vec![dir.join(file)],
                 dir.join(format!("{file}.expected.json")),
             ),
+            Files::Points(files) => (
+                files.iter().map(|f| dir.join(f)).collect(),
+                dir.join("expected.json"),
+            ),
+        };
+        (captures, dir.join("logs"), expected)
+    }
+
+    /// The case's facts in facts.json (of its one capture file).
+    fn facts<'a>(&self, facts: &'a Value) -> &'a Value {
+        match self.files {
+            Files::Derived(file) => &facts[self.dir][file],
+            _ => &facts[self.dir],
         }
     }
 }
@@ -94,9 +120,14 @@ fn udplab() -> Command {
 }
 
 fn analyze_json(capture: &Path, logs: &Path, port: u16) -> Value {
+    analyze_points(&[capture.to_path_buf()], logs, port)
+}
+
+/// `analyze` of several capture points at once.
+fn analyze_points(captures: &[PathBuf], logs: &Path, port: u16) -> Value {
     let out = udplab()
         .arg("analyze")
-        .arg(capture)
+        .args(captures)
         .arg("--logs")
         .arg(logs)
         .args(["--port", &port.to_string(), "--format", "json"])
@@ -104,8 +135,7 @@ fn analyze_json(capture: &Path, logs: &Path, port: u16) -> Value {
         .expect("run udplab analyze");
     assert!(
         out.status.success(),
-        "udplab analyze {} failed: {}",
-        capture.display(),
+        "udplab analyze {captures:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("analyze --format json prints JSON")
@@ -138,12 +168,13 @@ fn row_for_port(report: &Value, port: u64) -> &Value {
 fn reports_match_independent_facts() {
     let facts = facts();
     for case in CASES {
-        let (capture, logs, _) = case.paths();
-        let report = analyze_json(&capture, &logs, case.port);
-        let f = match case.facts.1 {
-            Some(file) if case.dir == "derived" => &facts[case.facts.0][file],
-            _ => &facts[case.facts.0],
+        // The path's case has two capture points: its own test below.
+        let (captures, logs, _) = case.paths();
+        let [capture] = &captures[..] else {
+            continue;
         };
+        let report = analyze_json(capture, &logs, case.port);
+        let f = case.facts(&facts);
         // The capturer's own drop count, from its statistics block.
         let isb_dropped = f
             .get("isb")
@@ -247,7 +278,18 @@ fn reports_match_independent_facts() {
                     Some(sent as i64 - got as i64),
                     "{what}"
                 );
-                if sent == got {
+                if row["mode"] == "reliable" {
+                    // What the first pass lost, repair rounds resent: the
+                    // file is whole, the copies lost are the socket's drops.
+                    let drops = num(&c["kernel_drops"]).unwrap();
+                    assert!(
+                        verdict.starts_with("delivered whole after ")
+                            && verdict.ends_with(&format!(
+                                "the client's kernel dropped {drops} datagrams)"
+                            )),
+                        "{what}: {verdict}"
+                    );
+                } else if sent == got {
                     assert_eq!(verdict, "no loss", "{what}");
                 } else {
                     assert!(
@@ -264,8 +306,8 @@ fn reports_match_independent_facts() {
 fn reports_match_expected_json() {
     let bless = std::env::var_os("UDPLAB_BLESS").is_some();
     for case in CASES {
-        let (capture, logs, expected) = case.paths();
-        let report = analyze_json(&capture, &logs, case.port);
+        let (captures, logs, expected) = case.paths();
+        let report = analyze_points(&captures, &logs, case.port);
         if bless {
             let text = serde_json::to_string_pretty(&report).unwrap() + "\n";
             std::fs::write(&expected, text).unwrap();
@@ -276,8 +318,7 @@ fn reports_match_expected_json() {
         let want: Value = serde_json::from_str(&text).unwrap();
         assert!(
             report == want,
-            "{} differs from {}:\n{}",
-            capture.display(),
+            "{captures:?} differ from {}:\n{}",
             expected.display(),
             serde_json::to_string_pretty(&report).unwrap()
         );
@@ -535,4 +576,182 @@ fn the_header_lab_case_has_its_conversations() {
         expected.display(),
         serde_json::to_string_pretty(&report).unwrap()
     );
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The reliable-mode run (`udplab lab --mode reliable`, 64 KiB receive
+/// buffers): every copy the server sent is on the wire, the copies beyond
+/// the first are the datagrams the clients' kernels dropped, resent in the
+/// rounds the logs count, and each file arrived whole.
+#[test]
+fn the_reliable_case_resends_what_the_sockets_dropped() {
+    let dir = Path::new("captures/v1-2clients-reliable");
+    let report = analyze_json(&dir.join("capture.pcapng"), &dir.join("logs"), 25110);
+    let f = &facts()["v1-2clients-reliable"];
+    let rows = report["clients"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let id = row["client_id"].as_u64().unwrap().to_string();
+        let c = &f["clients"][&id];
+        let port = row["server_port"].as_u64().unwrap().to_string();
+        let p = &f["ports"][&port];
+        let what = format!("client {id}");
+        assert_eq!(row["mode"], "reliable", "{what}");
+        let total = row["datagrams_total"].as_u64().unwrap();
+        let sent = num(&c["datagrams_sent"]).unwrap();
+        assert_eq!(
+            num(&p["udp_frames"]),
+            Some(sent),
+            "{what}: every copy captured"
+        );
+        let drops = row["kernel_drops"].as_u64().unwrap();
+        assert!(drops > 0, "{what}: the first pass lost nothing");
+        assert_eq!(
+            row["wire_retransmitted"].as_u64(),
+            Some(sent - total),
+            "{what}"
+        );
+        assert_eq!(
+            row["datagrams_retransmitted"].as_u64(),
+            Some(drops),
+            "{what}"
+        );
+        assert_eq!(
+            row["wire_distinct_datagrams"].as_u64(),
+            Some(total),
+            "{what}"
+        );
+        assert!(row["repair_rounds"].as_u64() >= Some(1), "{what}");
+        assert_eq!(row["received_bytes"], row["file_size"], "{what}");
+        assert_eq!(row["success"], true, "{what}");
+        let flow = report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|fl| fl["src"] == format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("{what}: no flow"));
+        assert_eq!(flow["v1"]["missing"], 0, "{what}: {flow}");
+        assert_eq!(
+            flow["v1"]["duplicates"].as_u64(),
+            Some(sent - total),
+            "{what}"
+        );
+    }
+}
+
+/// The run through the lab's path (`udplab lab --link`, 100 Mbit/s and 1 %
+/// loss), read as its two capture points: each client's flow is at both,
+/// with the frames tshark counted in each file, and what the network lost
+/// between them is what the router's queue and loss rule (and the veths)
+/// counted, as the kernel told in counters.json.
+#[test]
+fn the_path_case_places_its_loss_in_the_network() {
+    let (captures, logs, _) = PATH_CASE.paths();
+    let report = analyze_points(&captures, &logs, PATH_CASE.port);
+    let facts = facts();
+    let f = PATH_CASE.facts(&facts);
+    let counters = read_json(
+        &Path::new("captures")
+            .join(PATH_CASE.dir)
+            .join("counters.json"),
+    );
+    let points: Vec<String> = captures.iter().map(|p| p.display().to_string()).collect();
+    let file_facts: Vec<&Value> = captures
+        .iter()
+        .map(|p| &f[p.file_name().unwrap().to_str().unwrap()])
+        .collect();
+
+    let caps = report["captures"].as_array().unwrap();
+    assert_eq!(caps.len(), 2);
+    for (c, ff) in caps.iter().zip(&file_facts) {
+        let isb_dropped: u64 = ff["isb"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| num(&i["dropped"]))
+            .sum();
+        assert_eq!(c["dropped"].as_u64(), Some(isb_dropped), "{c}");
+        assert_eq!(c["packets"].as_u64(), num(&ff["packets"]), "{c}");
+    }
+
+    let k = &counters["counters"];
+    let network = num(&k["router"]["queue"]["drops"]).unwrap()
+        + num(&k["router"]["loss_rule"]["packets"]).unwrap()
+        + k["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| num(&l["tx_dropped"]).unwrap())
+            .sum::<u64>();
+    assert!(
+        num(&k["router"]["loss_rule"]["packets"]).unwrap() > 0,
+        "the loss rule took none"
+    );
+
+    let rows = report["clients"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut lost_between = 0;
+    for row in rows {
+        let id = row["client_id"].as_u64().unwrap().to_string();
+        let port = row["server_port"].as_u64().unwrap().to_string();
+        let what = format!("client {id}");
+        // Each point's data frames of the client's flow, as tshark counted
+        // them in that file.
+        let path = row["path"].as_array().unwrap();
+        assert_eq!(path.len(), 2, "{what}: {path:?}");
+        let mut frames = Vec::new();
+        for ((p, point), ff) in path.iter().zip(&points).zip(&file_facts) {
+            assert_eq!(p["capture"], point.as_str(), "{what}: the path's order");
+            let n = p["data_frames"].as_u64().unwrap();
+            assert_eq!(
+                Some(n),
+                num(&ff["ports"][&port]["udp_frames"]),
+                "{what} at {point}"
+            );
+            frames.push(n);
+        }
+        lost_between += frames[0] - frames[1];
+        // The sender's host lost nothing, nor did the receiver's: the
+        // clients' sockets dropped nothing, as their logs say.
+        let c = &file_facts[0]["clients"][&id];
+        assert_eq!(num(&c["datagrams_sent"]), Some(frames[0]), "{what}: sent");
+        assert_eq!(row["lost_before_capture_bytes"], 0, "{what}");
+        assert_eq!(row["lost_after_capture_bytes"], 0, "{what}");
+        assert_eq!(
+            row["kernel_drops"].as_u64(),
+            num(&c["kernel_drops"]),
+            "{what}"
+        );
+        assert_eq!(
+            row["received_bytes"].as_u64(),
+            num(&c["bytes_received"]),
+            "{what}"
+        );
+        // What left the sender's host and did not arrive was lost between
+        // the points.
+        let between = row["lost_between_captures_bytes"].as_u64().unwrap();
+        assert!(between > 0, "{what}");
+        assert_eq!(
+            between + row["received_bytes"].as_u64().unwrap(),
+            row["sent_bytes"].as_u64().unwrap(),
+            "{what}"
+        );
+        let verdict = row["verdict"].as_str().unwrap();
+        assert_eq!(
+            verdict,
+            format!("{between} bytes lost in the network (between the capture points)"),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        lost_between, network,
+        "network loss: the captures' difference vs the router's and the veths' drops"
+    );
+    // The receiver host's and the sender host's counters: nothing there.
+    assert_eq!(num(&k["receiver_host"]["udp_rcvbuf_errors"]), Some(0));
+    assert_eq!(num(&k["sender_host"]["udp_sndbuf_errors"]), Some(0));
 }

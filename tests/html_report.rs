@@ -3,8 +3,9 @@
 //! whose data was captured, one ladder per client whose registration was,
 //! the run's timeline and bars, and nothing from outside itself; the SVG
 //! files of `--plots` are the page's pictures. Then the page is opened in
-//! a headless chromium: it draws (the screenshot is not blank), every
-//! picture is in its DOM, and the console stays silent.
+//! a headless chromium, every case's page in turn: it draws (the
+//! screenshot is not blank), every picture is in its DOM, and the console
+//! stays silent.
 
 mod common;
 
@@ -15,19 +16,39 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// The capture directories of captures/ and their control ports (as in
-/// tests/analyze_captures.rs).
-const CASES: &[(&str, &str, u16)] = &[
-    ("lab-2clients-lossless", "capture.pcap", 25010),
-    ("v1-4clients-lossy", "capture.pcap", 25020),
-    ("lab-3clients-lossy", "capture.pcap", 25030),
-    ("v1-2clients-sll", "capture.pcap", 25040),
-    ("v1-2clients-sll2", "capture.pcap", 25050),
-    ("v1-2clients-ipv6", "capture.pcap", 25060),
-    ("v1-client-killed", "capture.pcap", 25070),
-    ("v1-3clients-capture-drops", "capture.pcapng", 25080),
-    ("v1-3clients-udplab-capture", "capture.pcapng", 25090),
+/// The capture directories of captures/ with a file transfer, their
+/// capture files (one per capture point, in the path's order) and control
+/// ports (as in tests/analyze_captures.rs).
+const CASES: &[(&str, &[&str], u16)] = &[
+    ("lab-2clients-lossless", &["capture.pcap"], 25010),
+    ("v1-4clients-lossy", &["capture.pcap"], 25020),
+    ("lab-3clients-lossy", &["capture.pcap"], 25030),
+    ("v1-2clients-sll", &["capture.pcap"], 25040),
+    ("v1-2clients-sll2", &["capture.pcap"], 25050),
+    ("v1-2clients-ipv6", &["capture.pcap"], 25060),
+    ("v1-client-killed", &["capture.pcap"], 25070),
+    ("v1-3clients-capture-drops", &["capture.pcapng"], 25080),
+    ("v1-3clients-udplab-capture", &["capture.pcapng"], 25090),
+    ("v1-2clients-reliable", &["capture.pcapng"], 25110),
+    (
+        "link-2clients-lossy",
+        &["server.pcapng", "client.pcapng"],
+        25120,
+    ),
 ];
+
+/// The case without a file transfer: the second lab's run, whose page
+/// says so and has no picture.
+const HEADERS_CASE: (&str, &[&str], u16) = ("headers-2clients", &["capture.pcapng"], 5005);
+
+/// A case's capture files and its logs.
+fn case_paths(dir: &str, files: &[&str]) -> (Vec<PathBuf>, PathBuf) {
+    let case = Path::new("captures").join(dir);
+    (
+        files.iter().map(|f| case.join(f)).collect(),
+        case.join("logs"),
+    )
+}
 
 /// What one run of `analyze --html --plots` made.
 struct Made {
@@ -200,12 +221,106 @@ fn check(made: &Made, what: &str, points: usize) {
 
 #[test]
 fn every_capture_case_makes_a_whole_page() {
-    for &(dir, file, port) in CASES {
-        let case = Path::new("captures").join(dir);
+    for &(dir, files, port) in CASES {
+        let (captures, logs) = case_paths(dir, files);
         let out = tempfile::tempdir().unwrap();
-        let made = analyze(&[case.join(file)], &case.join("logs"), port, out.path());
-        check(&made, dir, 1);
+        let made = analyze(&captures, &logs, port, out.path());
+        check(&made, dir, files.len());
     }
+}
+
+/// The reliable mode's pictures: each client's repair requests marked
+/// across both plots, the repair copies drawn in the time-sequence plot
+/// with as many as the report counts, and the IO graph naming the
+/// sender's line its sending rate.
+#[test]
+fn the_reliable_case_shows_its_repair_rounds() {
+    let (captures, logs) = case_paths("v1-2clients-reliable", &["capture.pcapng"]);
+    let out = tempfile::tempdir().unwrap();
+    let made = analyze(&captures, &logs, 25110, out.path());
+    let point = captures[0].display().to_string();
+    for (i, r) in made.report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let s = stem(r, i);
+        assert_eq!(r["mode"], "reliable");
+        let copies = r["wire_retransmitted"].as_u64().unwrap();
+        assert!(copies > 0, "{s}: the case resent nothing");
+        let ts = figure(&made.html, &format!("{s}-time-sequence"));
+        let io = figure(&made.html, &format!("{s}-io"));
+        assert!(
+            ts.contains(&format!("at {point}: {copies} repair copies")),
+            "{s}: {ts:.800}"
+        );
+        for (what, fig) in [("time sequence", ts), ("io", io)] {
+            assert!(
+                fig.contains("the client asked for a repair round ("),
+                "{s} {what}: no repair marks"
+            );
+        }
+        assert!(
+            io.contains(&format!("sending rate at {point}")),
+            "{s}: {io:.800}"
+        );
+    }
+}
+
+/// The path's case: each client's plots have a series per capture point
+/// (the server host's and the client host's, with their datagram counts),
+/// and the bars show what the network lost, as the report counts it.
+#[test]
+fn the_path_case_shows_both_points_and_the_network_s_loss() {
+    let (captures, logs) = case_paths("link-2clients-lossy", &["server.pcapng", "client.pcapng"]);
+    let out = tempfile::tempdir().unwrap();
+    let made = analyze(&captures, &logs, 25120, out.path());
+    let rows = made.report["clients"].as_array().unwrap();
+    let mut network = 0;
+    for (i, r) in rows.iter().enumerate() {
+        let s = stem(r, i);
+        let ts = figure(&made.html, &format!("{s}-time-sequence"));
+        let io = figure(&made.html, &format!("{s}-io"));
+        let path = r["path"].as_array().unwrap();
+        assert_eq!(path.len(), 2, "{s}");
+        for (p, file) in path.iter().zip(&captures) {
+            let point = file.display().to_string();
+            assert_eq!(p["capture"], point.as_str());
+            let n = p["data_frames"].as_u64().unwrap();
+            assert!(
+                ts.contains(&format!("at {point}: {n} datagrams")),
+                "{s}: {point} in {ts:.800}"
+            );
+            assert!(
+                io.contains(&format!("throughput at {point}")),
+                "{s}: {point}"
+            );
+        }
+        assert!(
+            path[0]["data_frames"].as_u64() > path[1]["data_frames"].as_u64(),
+            "{s}: the network lost nothing"
+        );
+        // The client's missing datagrams, shaded, placed in the network.
+        let missing =
+            r["datagrams_total"].as_u64().unwrap() - path[1]["data_frames"].as_u64().unwrap();
+        assert!(
+            ts.contains(&format!(
+                "missing at the client: {missing} datagrams: lost in the network\n"
+            )),
+            "{s}: {ts:.800}"
+        );
+        network += r["lost_between_captures_bytes"].as_u64().unwrap();
+    }
+    let bars = figure(&made.html, "run-bytes");
+    let shown = format!(
+        "lost in the network ({:.3} x 10^6 bytes)",
+        network as f64 / 1e6
+    );
+    assert!(
+        network > 0 && bars.contains(&shown),
+        "{shown}: {bars:.1200}"
+    );
 }
 
 /// The loss the client reported is shaded and named with where the
@@ -282,8 +397,15 @@ fn each_capture_point_has_its_series() {
     assert!(ts.contains(&format!("at {}", second.display())));
 }
 
-/// The headless browser's verdict on the page: a screenshot with ink on
-/// it, every picture in the DOM, no console message.
+/// Chromium's whole time for every case's page, one page at a time.
+const CHROMIUM_BUDGET: Duration = Duration::from_secs(100);
+/// At most this long for one page.
+const CHROMIUM_PAGE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The headless browser's verdict on the page of every case of captures/:
+/// a screenshot with ink on it, every picture in the DOM, no console
+/// message. One chromium at a time, each given the screenshot and the
+/// DOM dump in one run, with a limit per page and for all of them.
 #[test]
 fn chromium_draws_the_page() {
     let Some(chromium) = ["chromium", "chromium-browser"]
@@ -293,23 +415,42 @@ fn chromium_draws_the_page() {
         common::skip_or_fail("chromium is not installed (apt-get install chromium)");
         return;
     };
-    let case = Path::new("captures/v1-4clients-lossy");
-    let out = tempfile::tempdir().unwrap();
-    let made = analyze(
-        &[case.join("capture.pcap")],
-        &case.join("logs"),
-        25020,
-        out.path(),
-    );
-    let url = format!(
-        "file://{}",
-        std::fs::canonicalize(&made.html_path).unwrap().display()
-    );
-    let profile = out.path().join("profile");
-    // Output to files: chromium's logging can outgrow a pipe that no one
-    // reads while the test waits for it.
-    let browser = |args: &[&str]| {
-        let log = |name: &str| std::fs::File::create(out.path().join(name)).unwrap();
+    let start = std::time::Instant::now();
+    for &(dir, files, port) in CASES.iter().chain([&HEADERS_CASE]) {
+        let (captures, logs) = case_paths(dir, files);
+        let out = tempfile::tempdir().unwrap();
+        let made = analyze(&captures, &logs, port, out.path());
+        let left = CHROMIUM_BUDGET.saturating_sub(start.elapsed());
+        assert!(
+            !left.is_zero(),
+            "{dir}: chromium took over {CHROMIUM_BUDGET:?} for the pages before it"
+        );
+        let page = Page::open(
+            chromium,
+            &made.html_path,
+            out.path(),
+            left.min(CHROMIUM_PAGE_LIMIT),
+        );
+        page.check(&made, dir);
+    }
+}
+
+/// What chromium made of one page: its console, its DOM, its screenshot.
+struct Page {
+    stderr: String,
+    dom: String,
+    png: PathBuf,
+}
+
+impl Page {
+    /// The page at `html` opened in a headless `chromium`, screenshot and
+    /// DOM dump in one run; killed, and the test failed, after `limit`.
+    fn open(chromium: &str, html: &Path, out: &Path, limit: Duration) -> Page {
+        let url = format!("file://{}", std::fs::canonicalize(html).unwrap().display());
+        let png = out.join("page.png");
+        // Output to files: chromium's logging can outgrow a pipe that no one
+        // reads while the test waits for it.
+        let log = |name: &str| std::fs::File::create(out.join(name)).unwrap();
         let mut child = Command::new(chromium)
             .args([
                 "--headless",
@@ -318,80 +459,103 @@ fn chromium_draws_the_page() {
                 "--no-first-run",
                 "--enable-logging=stderr",
                 "--v=0",
+                "--window-size=1200,3000",
+                "--dump-dom",
             ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(args)
+            .arg(format!("--user-data-dir={}", out.join("profile").display()))
+            .arg(format!("--screenshot={}", png.display()))
             .arg(&url)
             .stdin(Stdio::null())
             .stdout(log("stdout"))
             .stderr(log("stderr"))
             .spawn()
             .expect("start chromium");
-        let status = common::wait_with_timeout(&mut child, Duration::from_secs(90));
-        let read = |name: &str| std::fs::read(out.path().join(name)).unwrap();
-        std::process::Output {
-            status,
-            stdout: read("stdout"),
-            stderr: read("stderr"),
+        let status = common::wait_with_timeout(&mut child, limit);
+        let read = |name: &str| {
+            String::from_utf8_lossy(&std::fs::read(out.join(name)).unwrap()).into_owned()
+        };
+        let stderr = read("stderr");
+        assert!(status.success(), "{}: {stderr}", html.display());
+        Page {
+            stderr,
+            dom: read("stdout"),
+            png,
         }
-    };
-    let png = out.path().join("page.png");
-    let shot = browser(&[
-        &format!("--screenshot={}", png.display()),
-        "--window-size=1200,3000",
-    ]);
-    let dom = browser(&["--dump-dom"]);
-    for (what, o) in [("screenshot", &shot), ("dump-dom", &dom)] {
-        let stderr = String::from_utf8_lossy(&o.stderr);
+    }
+
+    fn check(&self, made: &Made, what: &str) {
         // The page has no script: any console line is the page's fault
         // (a failed load, a parse error), unlike chromium's own warnings
         // about D-Bus or the GPU.
-        for line in stderr.lines() {
+        for line in self.stderr.lines() {
             assert!(
                 !line.contains(":CONSOLE") && !line.contains("Uncaught"),
                 "{what}: {line}"
             );
         }
-        assert!(o.status.success(), "{what}: {stderr}");
+        // The DOM holds every picture, and the page's end.
+        let figures = figure_ids(&made.html);
+        assert_eq!(
+            self.dom.matches("<svg").count(),
+            figures.len(),
+            "{what}: svg elements in the DOM"
+        );
+        assert_eq!(self.dom.matches("<figure").count(), figures.len(), "{what}");
+        for id in &figures {
+            assert!(
+                self.dom.contains(&format!("<figure id=\"{id}\">")),
+                "{what}: {id} not in the DOM"
+            );
+        }
+        assert!(
+            self.dom.trim_end().ends_with("</html>"),
+            "{what}: the DOM is cut short"
+        );
+        // The screenshot is not blank: a good share of its pixels are ink.
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(&self.png).expect("the screenshot was written"),
+        ));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        assert_eq!((info.width, info.height), (1200, 3000), "{what}");
+        let pixels = &buf[..info.buffer_size()];
+        let ink = pixels
+            .chunks(channels)
+            .filter(|p| p.iter().take(3).any(|&c| c < 200))
+            .count();
+        let total = (info.width * info.height) as usize;
+        if figures.is_empty() {
+            // Text and tables only: some ink, nothing more to ask.
+            assert!(
+                made.html.contains("No client's transfer was found"),
+                "{what}"
+            );
+            assert!(
+                ink * 1000 > total,
+                "{what}: only {ink} of {total} pixels are not white"
+            );
+            return;
+        }
+        assert!(figures.len() >= 5, "{what}: {figures:?}");
+        assert!(
+            ink * 100 > total,
+            "{what}: only {ink} of {total} pixels are not white"
+        );
+        // Several colours: the plots are drawn, not only text.
+        let coloured = pixels
+            .chunks(channels)
+            .filter(|p| {
+                let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+                (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
+            })
+            .count();
+        assert!(
+            coloured * 200 > total,
+            "{what}: only {coloured} coloured pixels"
+        );
     }
-    // The DOM holds every picture.
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    let figures = figure_ids(&made.html).len();
-    assert!(figures >= 10);
-    assert_eq!(
-        dom.matches("<svg").count(),
-        figures,
-        "svg elements in the DOM"
-    );
-    assert_eq!(dom.matches("<figure").count(), figures);
-    // The screenshot is not blank: a good share of its pixels are ink.
-    let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(&png).expect("the screenshot was written"),
-    ));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    assert_eq!((info.width, info.height), (1200, 3000));
-    let pixels = &buf[..info.buffer_size()];
-    let ink = pixels
-        .chunks(channels)
-        .filter(|p| p.iter().take(3).any(|&c| c < 200))
-        .count();
-    let total = (info.width * info.height) as usize;
-    assert!(
-        ink * 100 > total,
-        "only {ink} of {total} pixels are not white"
-    );
-    // Several colours: the plots are drawn, not only text.
-    let coloured = pixels
-        .chunks(channels)
-        .filter(|p| {
-            let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
-            (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
-        })
-        .count();
-    assert!(coloured * 200 > total, "only {coloured} coloured pixels");
 }
 
 /// A page that cannot be written is one clear line and no file, partial
