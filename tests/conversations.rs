@@ -30,6 +30,10 @@ const CAPTURES: &[&str] = &[
     "captures/derived/null-be.pcap",
     "captures/derived/ns-be.pcap",
     "captures/derived/mixed.pcapng",
+    "captures/v1-2clients-reliable/capture.pcapng",
+    "captures/link-2clients-lossy/server.pcapng",
+    "captures/link-2clients-lossy/client.pcapng",
+    "captures/headers-2clients/capture.pcapng",
 ];
 
 /// A conversation's key: transport and its endpoints, the lower first.
