@@ -171,7 +171,7 @@ fn an_announce_over_the_free_space_is_refused() {
 
 /// What [`run_measured`] saw of a process.
 struct Measured {
-    /// Exit code: 137 when it was killed.
+    /// Exit code: 137 when it was killed past its limit.
     code: Option<i32>,
     stdout: String,
     stderr: String,
@@ -195,7 +195,7 @@ fn run_measured(args: &[&std::ffi::OsStr], limit: Duration) -> Option<Measured> 
     let Ok(child) = Command::new(time)
         .arg("-o")
         .arg(figures.path())
-        .args(["-f", "%M %U %S", "timeout", "-s", "KILL"])
+        .args(["-f", "%M %U %S", "timeout", "--foreground", "-s", "KILL"])
         .arg(format!("{}", limit.as_secs()))
         .arg(BIN)
         .args(args)
@@ -284,7 +284,7 @@ fn a_vast_announce_of_tiny_datagrams_costs_what_arrives() {
             "--log-dir".as_ref(),
             logs.as_os_str(),
         ],
-        Duration::from_secs(20),
+        Duration::from_secs(10),
     );
     let said = fake.join().unwrap();
     let Some(run) = run else {
