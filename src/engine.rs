@@ -83,6 +83,10 @@ pub struct SeqSet {
     pages: Vec<[u64; PAGE_WORDS]>,
     len: u32,
     count: u64,
+    /// The first non-member (`len` when full), kept as members arrive so
+    /// that the gapless prefix costs nothing to ask for: a member filling
+    /// it moves it on a word at a time.
+    gap: u32,
 }
 
 impl SeqSet {
@@ -92,6 +96,7 @@ impl SeqSet {
             pages: Vec::new(),
             len,
             count: 0,
+            gap: 0,
         }
     }
 
@@ -130,6 +135,9 @@ impl SeqSet {
         }
         *w |= bit;
         self.count += 1;
+        if seq == self.gap {
+            self.gap = self.absent_from(seq);
+        }
         true
     }
 
@@ -181,20 +189,29 @@ impl SeqSet {
 
     /// The first non-member, if any.
     pub fn first_absent(&self) -> Option<u32> {
+        (self.gap < self.len).then_some(self.gap)
+    }
+
+    /// The first non-member from `start` on, or `len`: a word at a time.
+    fn absent_from(&self, start: u32) -> u32 {
         let words = (self.len as usize).div_ceil(64);
-        let mut word = 0usize;
+        let mut word = start as usize / 64;
+        // Members below `start` in its word do not count.
+        let mut below = (1u64 << (start % 64)) - 1;
         while word < words {
             let Some(page) = self.page(word / PAGE_WORDS) else {
-                return Some(word as u32 * 64);
+                let seq = (word as u64 * 64).max(u64::from(start));
+                return seq.min(u64::from(self.len)) as u32;
             };
-            let free = !page[word % PAGE_WORDS];
+            let free = !(page[word % PAGE_WORDS] | below);
             if free != 0 {
                 let seq = word as u64 * 64 + u64::from(free.trailing_zeros());
-                return (seq < u64::from(self.len)).then_some(seq as u32);
+                return seq.min(u64::from(self.len)) as u32;
             }
+            below = 0;
             word += 1;
         }
-        None
+        self.len
     }
 
     /// The non-members as ranges, in order, at most `max` of them; and
