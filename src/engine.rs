@@ -70,12 +70,12 @@ pub const PAGE_SEQS: u32 = 4096;
 const PAGE_WORDS: usize = PAGE_SEQS as usize / 64;
 
 /// A 1-bit-per-datagram set, in pages of [`PAGE_SEQS`] bits (512 bytes)
-/// allocated as their first member arrives: what an announce of many
-/// datagrams costs is a 4-byte slot per page until datagrams come (4 MiB
-/// for the most v1 can announce), and each page then costs what at least
-/// one datagram of at least 17 bytes brought. Pages never touched are read
-/// as empty without being walked, so counting and listing what is absent
-/// takes time in pages and ranges, not in sequence numbers.
+/// allocated as their first member arrives: an announce of many datagrams
+/// costs a 4-byte slot per page until datagrams come (4 MiB for the most
+/// v1 can announce), and a page is allocated only for a datagram that
+/// arrived. Pages with no member are read as empty without being walked,
+/// so counting and listing what is absent takes time in pages, words of
+/// pages with members, and ranges, not in sequence numbers.
 #[derive(Debug, Clone)]
 pub struct SeqSet {
     /// Per page: 0 when it has no member, else its index in `pages` + 1.
