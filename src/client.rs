@@ -563,7 +563,7 @@ impl Session<'_> {
         let rx = &state.rx;
         let sha_match = matches!(result, Ok(true));
         let missing = rx.missing_count();
-        let (ranges, truncated) = v1::ranges_from_missing(rx.missing(), v1::MAX_REPORT_RANGES);
+        let (ranges, truncated) = rx.missing_ranges(v1::MAX_REPORT_RANGES);
         log.datagrams_received = Some(rx.received());
         log.bytes_received = Some(rx.bytes);
         log.duplicates = Some(rx.duplicates);
@@ -785,7 +785,7 @@ impl Session<'_> {
     /// The report of what `state` holds.
     fn report(&self, state: &State, sha256_match: bool) -> Message {
         let rx = &state.rx;
-        let (missing, truncated) = v1::ranges_from_missing(rx.missing(), v1::MAX_REPORT_RANGES);
+        let (missing, truncated) = rx.missing_ranges(v1::MAX_REPORT_RANGES);
         Message::Report(v1::Report {
             datagrams_received: rx.received(),
             bytes_received: rx.bytes,

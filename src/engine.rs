@@ -64,27 +64,56 @@ pub fn feedback_interval(since: Duration) -> Duration {
     }
 }
 
-/// A 1-bit-per-datagram set.
+/// Sequence numbers one page of a [`SeqSet`] holds.
+pub const PAGE_SEQS: u32 = 4096;
+/// Words of one page.
+const PAGE_WORDS: usize = PAGE_SEQS as usize / 64;
+
+/// A 1-bit-per-datagram set, in pages of [`PAGE_SEQS`] bits (512 bytes)
+/// allocated as their first member arrives: an announce of many datagrams
+/// costs a 4-byte slot per page until datagrams come (4 MiB for the most
+/// v1 can announce), and a page is allocated only for a datagram that
+/// arrived. Pages with no member are read as empty without being walked,
+/// so counting and listing what is absent takes time in pages, words of
+/// pages with members, and ranges, not in sequence numbers.
 #[derive(Debug, Clone)]
 pub struct SeqSet {
-    words: Vec<u64>,
+    /// Per page: 0 when it has no member, else its index in `pages` + 1.
+    slots: Vec<u32>,
+    pages: Vec<[u64; PAGE_WORDS]>,
     len: u32,
     count: u64,
+    /// The first non-member (`len` when full), kept as members arrive so
+    /// that the gapless prefix costs nothing to ask for: a member filling
+    /// it moves it on a word at a time.
+    gap: u32,
 }
 
 impl SeqSet {
     pub fn new(len: u32) -> SeqSet {
         SeqSet {
-            words: vec![0; (len as usize).div_ceil(64)],
+            slots: vec![0; len.div_ceil(PAGE_SEQS) as usize],
+            pages: Vec::new(),
             len,
             count: 0,
+            gap: 0,
         }
     }
 
+    /// The words of page `p`, if it has any member.
+    fn page(&self, p: usize) -> Option<&[u64; PAGE_WORDS]> {
+        let slot = *self.slots.get(p)?;
+        (slot != 0).then(|| &self.pages[slot as usize - 1])
+    }
+
+    /// Word `w` of the set (0 in a page with no member).
+    fn word(&self, w: usize) -> u64 {
+        self.page(w / PAGE_WORDS)
+            .map_or(0, |page| page[w % PAGE_WORDS])
+    }
+
     pub fn contains(&self, seq: u32) -> bool {
-        self.words
-            .get(seq as usize / 64)
-            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+        self.word(seq as usize / 64) & (1 << (seq % 64)) != 0
     }
 
     /// Add `seq`; false if it was there already or is out of range.
@@ -92,13 +121,23 @@ impl SeqSet {
         if seq >= self.len {
             return false;
         }
-        let w = &mut self.words[seq as usize / 64];
+        let p = (seq / PAGE_SEQS) as usize;
+        if self.slots[p] == 0 {
+            self.pages.push([0; PAGE_WORDS]);
+            // At most 2^20 pages: the index fits.
+            self.slots[p] = self.pages.len() as u32;
+        }
+        let page = &mut self.pages[self.slots[p] as usize - 1];
+        let w = &mut page[(seq % PAGE_SEQS) as usize / 64];
         let bit = 1u64 << (seq % 64);
         if *w & bit != 0 {
             return false;
         }
         *w |= bit;
         self.count += 1;
+        if seq == self.gap {
+            self.gap = self.absent_from(seq);
+        }
         true
     }
 
@@ -128,8 +167,13 @@ impl SeqSet {
         let (lo, hi) = (lo as usize, hi as usize);
         let (first, last) = (lo / 64, (hi - 1) / 64);
         let mut present = 0u64;
-        for (i, &w) in self.words[first..=last].iter().enumerate() {
-            let word = first + i;
+        let mut word = first;
+        while word <= last {
+            let Some(page) = self.page(word / PAGE_WORDS) else {
+                // No member in the rest of this page.
+                word = (word / PAGE_WORDS + 1) * PAGE_WORDS;
+                continue;
+            };
             let mut mask = u64::MAX;
             if word == first {
                 mask &= u64::MAX << (lo % 64);
@@ -137,26 +181,98 @@ impl SeqSet {
             if word == last && hi % 64 != 0 {
                 mask &= u64::MAX >> (64 - hi % 64);
             }
-            present += u64::from((w & mask).count_ones());
+            present += u64::from((page[word % PAGE_WORDS] & mask).count_ones());
+            word += 1;
         }
         (hi - lo) as u64 - present
     }
 
-    /// The non-members, in order.
-    pub fn absent(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(move |(i, &w)| {
-            let mut free = !w;
-            let base = (i * 64) as u32;
-            std::iter::from_fn(move || {
-                if free == 0 {
-                    return None;
+    /// The first non-member, if any.
+    pub fn first_absent(&self) -> Option<u32> {
+        (self.gap < self.len).then_some(self.gap)
+    }
+
+    /// The first non-member from `start` on, or `len`: a word at a time.
+    fn absent_from(&self, start: u32) -> u32 {
+        let words = (self.len as usize).div_ceil(64);
+        let mut word = start as usize / 64;
+        // Members below `start` in its word do not count.
+        let mut below = (1u64 << (start % 64)) - 1;
+        while word < words {
+            let Some(page) = self.page(word / PAGE_WORDS) else {
+                let seq = (word as u64 * 64).max(u64::from(start));
+                return seq.min(u64::from(self.len)) as u32;
+            };
+            let free = !(page[word % PAGE_WORDS] | below);
+            if free != 0 {
+                let seq = word as u64 * 64 + u64::from(free.trailing_zeros());
+                return seq.min(u64::from(self.len)) as u32;
+            }
+            below = 0;
+            word += 1;
+        }
+        self.len
+    }
+
+    /// The non-members as ranges, in order, at most `max` of them; and
+    /// whether any were left out. A word at a time: whole words and pages
+    /// with no member, or no gap, are passed over at once.
+    pub fn absent_ranges(&self, max: usize) -> (Vec<SeqRange>, bool) {
+        let mut out: Vec<SeqRange> = Vec::new();
+        // The range being built: its first sequence number.
+        let mut open: Option<u64> = None;
+        let len = u64::from(self.len);
+        let words = (self.len as usize).div_ceil(64);
+        let mut word = 0usize;
+        while word < words {
+            let base = word as u64 * 64;
+            let (free, step) = match self.page(word / PAGE_WORDS) {
+                // A page with no member: all of it absent.
+                None => (None, PAGE_WORDS - word % PAGE_WORDS),
+                Some(page) => (Some(!page[word % PAGE_WORDS]), 1),
+            };
+            word += step;
+            let Some(free) = free else {
+                open.get_or_insert(base);
+                continue;
+            };
+            // Bit by run: `pos` is where the next run starts.
+            let mut pos = 0u32;
+            while pos < 64 {
+                let rest = free >> pos;
+                if rest & 1 == 1 {
+                    let run = rest.trailing_ones();
+                    open.get_or_insert(base + u64::from(pos));
+                    pos += run;
+                } else {
+                    let run = if rest == 0 {
+                        64 - pos
+                    } else {
+                        rest.trailing_zeros()
+                    };
+                    if let Some(first) = open.take() {
+                        if out.len() == max {
+                            return (out, true);
+                        }
+                        out.push(SeqRange {
+                            first: first as u32,
+                            last: (base + u64::from(pos) - 1) as u32,
+                        });
+                    }
+                    pos += run;
                 }
-                let bit = free.trailing_zeros();
-                free &= free - 1;
-                Some(base + bit)
-            })
-            .take_while(move |&s| s < self.len)
-        })
+            }
+        }
+        if let Some(first) = open.filter(|&f| f < len) {
+            if out.len() == max {
+                return (out, true);
+            }
+            out.push(SeqRange {
+                first: first as u32,
+                last: (len - 1) as u32,
+            });
+        }
+        (out, false)
     }
 }
 
@@ -560,15 +676,16 @@ impl Reception {
         }
     }
 
-    /// Missing sequence numbers, in order.
-    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
-        self.have.absent()
+    /// Missing sequence numbers as ranges, in order, at most `max` of
+    /// them; and whether any were left out.
+    pub fn missing_ranges(&self, max: usize) -> (Vec<SeqRange>, bool) {
+        self.have.absent_ranges(max)
     }
 
     /// Bytes from the start of the file held without a gap: the prefix
     /// that can be hashed in order.
     pub fn held_prefix(&self) -> u64 {
-        match self.have.absent().next() {
+        match self.have.first_absent() {
             None => self.announce.file_size,
             Some(seq) => u64::from(seq) * self.announce.chunk_size() as u64,
         }
@@ -626,11 +743,87 @@ mod tests {
         assert_eq!(s.absent_between(2, 63), 61);
         assert_eq!(s.absent_between(64, 64), 0);
         assert_eq!(s.absent_between(100, 500), 29);
-        let gaps: Vec<u32> = s.absent().collect();
-        assert_eq!(gaps.len(), 124);
-        assert_eq!(gaps.first(), Some(&2));
-        assert_eq!(gaps.last(), Some(&128));
-        assert!(!gaps.contains(&129) && !gaps.contains(&130));
+        let range = |first, last| SeqRange { first, last };
+        assert_eq!(
+            s.absent_ranges(10),
+            (vec![range(2, 62), range(66, 128)], false)
+        );
+        assert_eq!(s.absent_ranges(1), (vec![range(2, 62)], true));
+        assert_eq!(s.first_absent(), Some(2));
+    }
+
+    /// Every member at a time of a few hundred arrivals across pages (some
+    /// untouched, some full, a set ending mid-word): the ranges, counts and
+    /// first gap are those of a walk over each sequence number.
+    #[test]
+    fn seq_set_pages_agree_with_a_walk_over_each_number() {
+        let len = 5 * PAGE_SEQS + 77;
+        let mut s = SeqSet::new(len);
+        let mut have = vec![false; len as usize];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut seqs: Vec<u32> = (0..PAGE_SEQS + 130).collect();
+        seqs.extend((0..400).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            3 * PAGE_SEQS + (x % u64::from(len - 3 * PAGE_SEQS)) as u32
+        }));
+        seqs.push(len - 1);
+        for (i, &seq) in seqs.iter().enumerate() {
+            assert_eq!(s.insert(seq), !have[seq as usize]);
+            have[seq as usize] = true;
+            if i % 97 != 0 && i + 1 != seqs.len() {
+                continue;
+            }
+            let absent: Vec<u32> = (0..len).filter(|&q| !have[q as usize]).collect();
+            let (ranges, cut) = s.absent_ranges(usize::MAX);
+            assert_eq!(
+                (ranges, cut),
+                v1::ranges_from_missing(absent.iter().copied(), usize::MAX)
+            );
+            assert_eq!(
+                s.absent_ranges(3),
+                v1::ranges_from_missing(absent.iter().copied(), 3)
+            );
+            assert_eq!(s.first_absent(), absent.first().copied());
+            assert_eq!(s.count(), u64::from(len) - absent.len() as u64);
+            for (lo, hi) in [
+                (0, len),
+                (5, 4100),
+                (4096, 3 * PAGE_SEQS + 3),
+                (len - 70, len),
+            ] {
+                let walked = absent.iter().filter(|&&q| q >= lo && q < hi).count() as u64;
+                assert_eq!(s.absent_between(lo, hi), walked, "{lo}..{hi}");
+            }
+        }
+        let mut full = SeqSet::new(130);
+        (0..130).for_each(|q| assert!(full.insert(q)));
+        assert!(full.is_full());
+        assert_eq!(full.absent_ranges(10), (vec![], false));
+        assert_eq!(full.first_absent(), None);
+    }
+
+    /// An announce of the most datagrams v1 has costs a slot per page and
+    /// nothing walked per number: a few members far apart, listed as the
+    /// gaps between them.
+    #[test]
+    fn seq_set_of_2_to_the_32_is_cheap_to_list() {
+        let mut s = SeqSet::new(u32::MAX);
+        for seq in [0, 1 << 31, u32::MAX - 1] {
+            assert!(s.insert(seq));
+        }
+        let range = |first, last| SeqRange { first, last };
+        assert_eq!(
+            s.absent_ranges(10),
+            (
+                vec![range(1, (1 << 31) - 1), range((1 << 31) + 1, u32::MAX - 2)],
+                false
+            )
+        );
+        assert_eq!(s.absent_between(1, u32::MAX), u64::from(u32::MAX) - 3);
+        assert_eq!(s.first_absent(), Some(1));
+        assert_eq!(s.pages.len(), 3);
     }
 
     #[test]
@@ -966,7 +1159,10 @@ mod tests {
             rx.arrive(&datagram(9, 0, 1000), false, 10),
             Arrival::New { .. }
         ));
-        assert_eq!(rx.missing().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            rx.missing_ranges(10),
+            (vec![SeqRange { first: 1, last: 2 }], false)
+        );
         assert_eq!(rx.lost, 2, "no new gap");
         // Repair round: 1 and 2 come back flagged; 2's arrival does not
         // count 1 again, as 1 is no longer missing.

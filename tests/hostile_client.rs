@@ -169,6 +169,173 @@ fn an_announce_over_the_free_space_is_refused() {
     assert!(entries(&out).is_empty(), "{:?}", entries(&out));
 }
 
+/// What [`run_measured`] saw of a process.
+struct Measured {
+    /// Exit code: 137 when it was killed past its limit.
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// User and system time.
+    cpu: Duration,
+    /// Peak resident set, bytes.
+    rss: u64,
+}
+
+/// `udplab ARGS` to its end (killed past `limit`), measured by GNU time:
+/// its own rusage, not that of a process spawned from this one (which
+/// starts out with this test process's peak), `None` without
+/// `/usr/bin/time` or `timeout`.
+fn run_measured(args: &[&std::ffi::OsStr], limit: Duration) -> Option<Measured> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        skip_or_fail("no /usr/bin/time to measure the client with");
+        return None;
+    }
+    let figures = tempfile::NamedTempFile::new().unwrap();
+    let Ok(child) = Command::new(time)
+        .arg("-o")
+        .arg(figures.path())
+        .args(["-f", "%M %U %S", "timeout", "--foreground", "-s", "KILL"])
+        .arg(format!("{}", limit.as_secs()))
+        .arg(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        skip_or_fail("/usr/bin/time does not run");
+        return None;
+    };
+    let output = wait_output(child, limit + Duration::from_secs(10));
+    let figures = std::fs::read_to_string(figures.path()).unwrap();
+    // A killed child makes time say so on a line of its own first.
+    let last = figures.lines().last().unwrap_or_default();
+    let f: Vec<f64> = last.split(' ').map(|x| x.parse().unwrap()).collect();
+    Some(Measured {
+        code: output.status.code(),
+        stdout: text(&output.stdout),
+        stderr: text(&output.stderr),
+        cpu: Duration::from_secs_f64(f[1] + f[2]),
+        rss: f[0] as u64 * 1024,
+    })
+}
+
+/// An announce of 2^32 - 1 datagrams of 17 bytes (one file byte each: a
+/// 4 GiB file, under `--max-size`) followed by a thousand datagrams, every
+/// other one of a run, and a few far apart, then `Done`: the client's book
+/// and its report cost what the datagrams that came justify, not what the
+/// announce claims (a bitmap of 2^32 bits is 512 MiB, and a walk over each
+/// missing sequence number billions of steps). Its report lists the gaps
+/// exactly, and it ends with its one summary line, incomplete, exit 2.
+#[test]
+fn a_vast_announce_of_tiny_datagrams_costs_what_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let announce = announce_of("tiny.bin", u32::MAX, 17, addr.port() + 1);
+    let sent: Vec<u32> = (0..2_000u32)
+        .step_by(2)
+        .chain([1 << 20, 1 << 31, u32::MAX - 2])
+        .collect();
+    // The gaps between what is sent, and after it to the last datagram.
+    let mut gaps: Vec<(u32, u32)> = sent
+        .windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - 1))
+        .collect();
+    gaps.push((u32::MAX - 1, u32::MAX - 1));
+    let expected = sent.len() as u64;
+    let fake = thread::spawn(move || {
+        let data = data_socket(&listener);
+        let mut client = accept_raw(&listener);
+        let wait = Duration::from_secs(1);
+        control::send(&mut client.tcp, &Message::Announce(announce), wait).unwrap();
+        control::send(&mut client.tcp, &Message::Start { time_us: 0 }, wait).unwrap();
+        // All of them fit in the client's receive buffer: none is lost.
+        for &seq in &sent {
+            data.send_to(&v1_datagram(seq, 0, &[seq as u8]), client.udp_to)
+                .unwrap();
+        }
+        let done = v1::Done {
+            datagrams_sent: sent.len() as u64,
+            bytes_sent: sent.len() as u64,
+            duration_us: 1,
+        };
+        control::send(&mut client.tcp, &Message::Done(done), wait).unwrap();
+        client
+            .tcp
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut said = Vec::new();
+        let _ = client.tcp.read_to_end(&mut said);
+        said
+    });
+    let out = dir.path().join("out");
+    let logs = dir.path().join("logs");
+    let run = run_measured(
+        &[
+            "client".as_ref(),
+            "--server".as_ref(),
+            addr.to_string().as_ref(),
+            "--recv-buffer".as_ref(),
+            "4MiB".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--log-dir".as_ref(),
+            logs.as_os_str(),
+        ],
+        Duration::from_secs(10),
+    );
+    let said = fake.join().unwrap();
+    let Some(run) = run else {
+        return;
+    };
+    let (cpu, rss) = (run.cpu, run.rss);
+    eprintln!("client: {cpu:?} CPU, {} MB peak RSS", rss / 1_000_000);
+    let err = &run.stderr;
+    assert!(
+        cpu < Duration::from_secs(1),
+        "the client took {cpu:?} of CPU"
+    );
+    assert!(rss < 64_000_000, "the client's peak RSS was {rss} bytes");
+    assert_eq!(run.code, Some(2), "{err}");
+    let missing = u64::from(u32::MAX) - expected;
+    let summary: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        summary[0].ends_with(&format!(
+            "{expected} datagrams, kernel drops 0, foreign datagrams 0, INCOMPLETE"
+        )),
+        "{}",
+        run.stdout
+    );
+    let mut rest = &said[..];
+    let mut report = None;
+    while let Ok(Some((msg, used))) = Message::decode(rest) {
+        if let Message::Report(r) = msg {
+            report = Some(r);
+        }
+        rest = &rest[used..];
+    }
+    let report = report.expect("the client reported");
+    assert_eq!(report.datagrams_received, expected);
+    assert_eq!(report.missing_datagrams, missing);
+    let listed: Vec<(u32, u32)> = report.missing.iter().map(|r| (r.first, r.last)).collect();
+    assert_eq!(listed, gaps);
+    assert!(!report.ranges_truncated);
+    let log = transfer_log::read_log(&files_with_prefix(&logs, "C1-")[0]).unwrap();
+    assert_eq!(log.success, Some(false));
+    assert_eq!(log.missing_datagrams, Some(missing));
+    assert_eq!(
+        log.error.as_deref(),
+        Some(format!("{missing} of {} datagrams missing", u32::MAX).as_str())
+    );
+    let ranges = log.missing_ranges.as_deref().unwrap();
+    assert_eq!(
+        v1::parse_ranges(ranges).unwrap(),
+        (report.missing.clone(), false)
+    );
+}
+
 /// When sizing the file fails (here: a file size limit, `ulimit -f`, with
 /// SIGXFSZ ignored so that the call fails rather than kills), the client
 /// says why and no empty temporary file is left.

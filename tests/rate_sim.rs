@@ -405,7 +405,7 @@ impl Sim {
             return;
         }
         let missing = self.rx.missing_count();
-        let (ranges, truncated) = v1::ranges_from_missing(self.rx.missing(), v1::MAX_REPORT_RANGES);
+        let (ranges, truncated) = self.rx.missing_ranges(v1::MAX_REPORT_RANGES);
         let report = Report {
             datagrams_received: self.rx.received(),
             bytes_received: self.rx.bytes,
