@@ -9,6 +9,7 @@
 //! each capture point with the goodput, and the registration as a ladder
 //! diagram; for the run, every client on one timeline and where the bytes
 //! went, one bar per client, from the typed account ([`super::account`]).
+//! The first [`MAX_DRAWN_CLIENTS`] clients are drawn, the table lists all.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use plotters::prelude::*;
 
 use super::Analysis;
 use super::account::Place;
+use super::report::group;
 use super::rows::ClientRow;
 use super::series::{Binned, ClientSeries, Ladder, Segment, Step};
 use super::tcp::Side;
@@ -36,6 +38,11 @@ const IO_POINTS: usize = 240;
 /// Shaded missing ranges drawn per plot; more are merged into their
 /// neighbours.
 const MAX_SHADED: usize = 1024;
+/// Clients drawn, the first of the clients table: their sections and the
+/// run's pictures. Each client's pictures take some 20 kB of SVG, so a
+/// capture of thousands of clients would make a page of tens of MB that
+/// no one reads; the table still lists every client.
+pub const MAX_DRAWN_CLIENTS: usize = 64;
 
 /// One picture: what it shows, its file name under `--plots`, its SVG.
 #[derive(Debug, Clone)]
@@ -59,6 +66,8 @@ pub struct ClientSection {
 pub struct Pictures {
     pub run: Vec<Picture>,
     pub clients: Vec<ClientSection>,
+    /// Clients beyond [`MAX_DRAWN_CLIENTS`], not drawn.
+    pub not_drawn: usize,
 }
 
 impl Pictures {
@@ -951,15 +960,15 @@ fn bars(names: &[String], rows: &[&ClientRow]) -> String {
 
 /// Every picture the analysis allows.
 pub fn pictures(a: &Analysis) -> Pictures {
-    let names: Vec<(String, String)> = a
-        .clients
+    let drawn = &a.clients[..a.clients.len().min(MAX_DRAWN_CLIENTS)];
+    let names: Vec<(String, String)> = drawn
         .iter()
         .enumerate()
         .map(|(i, r)| client_name(r, i))
         .collect();
     let series_of = |i: usize| a.series.get(i).and_then(Option::as_ref);
     let mut clients = Vec::new();
-    for (i, r) in a.clients.iter().enumerate() {
+    for (i, r) in drawn.iter().enumerate() {
         let (heading, stem) = &names[i];
         let mut pictures = Vec::new();
         if let Some(p) = series_of(i) {
@@ -994,25 +1003,40 @@ pub fn pictures(a: &Analysis) -> Pictures {
     }
     let mut run = Vec::new();
     let labels: Vec<String> = names.iter().map(|n| n.0.clone()).collect();
-    if !a.clients.is_empty() {
-        let phases: Vec<Option<Phases>> = (0..a.clients.len())
+    let not_drawn = a.clients.len() - drawn.len();
+    let which = if not_drawn > 0 {
+        format!("The first {} clients", drawn.len())
+    } else {
+        "All clients".to_string()
+    };
+    if !drawn.is_empty() {
+        let phases: Vec<Option<Phases>> = (0..drawn.len())
             .map(|i| series_of(i).map(Phases::of))
             .collect();
         if phases.iter().flatten().any(|p| p.earliest().is_some()) {
             run.push(Picture {
                 name: "run-timeline".into(),
-                title: "All clients on one timeline".into(),
+                title: format!("{which} on one timeline"),
                 svg: timeline(&labels, &phases),
             });
         }
-        let rows: Vec<&ClientRow> = a.clients.iter().collect();
+        let rows: Vec<&ClientRow> = drawn.iter().collect();
+        let title = if not_drawn > 0 {
+            format!("Where the bytes went ({})", which.to_lowercase())
+        } else {
+            "Where the bytes went".to_string()
+        };
         run.push(Picture {
             name: "run-bytes".into(),
-            title: "Where the bytes went".into(),
+            title,
             svg: bars(&labels, &rows),
         });
     }
-    Pictures { run, clients }
+    Pictures {
+        run,
+        clients,
+        not_drawn,
+    }
 }
 
 /// Text made safe inside HTML.
@@ -1094,6 +1118,13 @@ pub fn render(a: &Analysis) -> String {
             figure(&mut h, p);
         }
         h.push_str("</section>\n");
+    }
+    if pics.not_drawn > 0 {
+        let _ = writeln!(
+            h,
+            "<p class=\"more\">{} more clients not drawn (the clients table lists every one).</p>",
+            group(pics.not_drawn as u64)
+        );
     }
     h.push_str("</body>\n</html>\n");
     h
