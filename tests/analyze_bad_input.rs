@@ -279,33 +279,39 @@ fn syn_flood_pcap(path: &Path, n: u32) {
     fs::write(path, out).unwrap();
 }
 
-/// `udplab analyze ARGS`: its stdout and its peak resident set in bytes
-/// (wait4's ru_maxrss of that one process).
-// wait4 reaps the child, which std's wait cannot see.
-#[allow(clippy::zombie_processes)]
+/// `udplab analyze ARGS`: its stdout and its peak resident set in bytes,
+/// measured by GNU time (the process's own rusage: a process spawned
+/// straight from this one starts out with this test process's peak, which
+/// wait4 would count as the child's).
 fn analyze_peak_rss(args: &[&str]) -> (String, u64) {
-    use std::io::Read;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udplab"))
+    let time = Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "no /usr/bin/time (GNU time; scripts/test installs it)"
+    );
+    let figures = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(time)
+        .arg("-o")
+        .arg(figures.path())
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_udplab"))
         .arg("analyze")
         .args(args)
-        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .spawn()
+        .output()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it and `status` for
-    // our own child, which nothing else waits for.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    (reader.join().unwrap(), usage.ru_maxrss as u64 * 1024)
+    assert!(
+        out.status.success(),
+        "udplab analyze {args:?}: {}",
+        out.status
+    );
+    let kib: u64 = fs::read_to_string(figures.path())
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("GNU time's %M");
+    (String::from_utf8(out.stdout).unwrap(), kib * 1024)
 }
 
 /// The terminal table of a capture with more control connections and

@@ -361,6 +361,8 @@ impl Tcpdump {
 struct UdpFrame {
     src: u16,
     dst: u16,
+    /// Its length on the wire (the record's original length).
+    wire_len: usize,
     /// Where its record ends in the file.
     end: usize,
 }
@@ -381,6 +383,7 @@ fn udp_frames(path: &Path) -> Vec<UdpFrame> {
     let mut at = 24;
     while at + 16 <= b.len() {
         let caplen = u32_at(at + 8) as usize;
+        let wire_len = u32_at(at + 12) as usize;
         let (data, end) = (at + 16, at + 16 + caplen);
         if end > b.len() {
             break;
@@ -392,6 +395,7 @@ fn udp_frames(path: &Path) -> Vec<UdpFrame> {
                 out.push(UdpFrame {
                     src: u16_be(udp),
                     dst: u16_be(udp + 2),
+                    wire_len,
                     end,
                 });
             }
@@ -676,14 +680,19 @@ fn lab_protocol_run(dir: &Path, size: usize, how: CaptureHow) -> Run {
     udplab_run(dir, free_port(2), &file, 2, true, Some(how))
 }
 
-/// The data frames the file holds for each client, less the lab's name
-/// and size datagrams, by (server port, client port).
+/// The data frames the file holds for each client (its full chunks), by
+/// (server port, client port).
 fn data_frames_on_file(pcap: &Path) -> BTreeMap<(u16, u16), u64> {
     let mut n = BTreeMap::new();
-    for f in udp_frames(pcap) {
+    // The lab protocol's chunks are 1024 bytes (the runs' files are whole
+    // chunks): Ethernet, IPv4 and UDP around them. The name and size
+    // datagrams are shorter, and a capture that drops packets may miss them.
+    for f in udp_frames(pcap)
+        .into_iter()
+        .filter(|f| f.wire_len == 14 + 20 + 8 + 1024)
+    {
         *n.entry((f.src, f.dst)).or_insert(0u64) += 1;
     }
-    n.values_mut().for_each(|v| *v = v.saturating_sub(2));
     n
 }
 
