@@ -23,45 +23,13 @@ use udplab::protocol::v1::{self, Message, Report, SeqRange};
 use udplab::shutdown::Shutdown;
 use udplab::transfer_log;
 
-/// A v1 client made of raw sockets, driven by the test.
-struct RawV1 {
-    tcp: TcpStream,
-    udp: UdpSocket,
-    reader: control::Reader,
-    announce: v1::Announce,
-}
+/// A v1 client made of raw sockets, driven by the test: the shared raw
+/// peer, with the passes and counts these tests need.
+struct RawV1(Peer);
 
 impl RawV1 {
     fn register(server: SocketAddr) -> RawV1 {
-        let mut tcp = TcpStream::connect(server).unwrap();
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        net::set_recv_buffer(&udp, 64 << 20).unwrap();
-        let mut id = [0u8; 2];
-        tcp.read_exact(&mut id).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        tcp.write_all(
-            &PortMessage {
-                port,
-                version: v1::VERSION,
-            }
-            .emit(),
-        )
-        .unwrap();
-        let mut n = [0u8; 2];
-        tcp.read_exact(&mut n).unwrap();
-        let mut reader = control::Reader::new();
-        let Message::Announce(announce) = reader
-            .read(&mut tcp, "announce", Duration::from_secs(10))
-            .unwrap()
-        else {
-            panic!("no announce");
-        };
-        RawV1 {
-            tcp,
-            udp,
-            reader,
-            announce,
-        }
+        RawV1(Peer::register(server))
     }
 
     /// Receive until the server's `Done` and a quiet 100 ms after it:
@@ -70,24 +38,24 @@ impl RawV1 {
         let mut got = Vec::new();
         let mut done: Option<Instant> = None;
         let mut buf = vec![0u8; 2048];
-        self.udp.set_nonblocking(true).unwrap();
+        self.0.udp.set_nonblocking(true).unwrap();
         let start = Instant::now();
         loop {
             assert!(start.elapsed() < Duration::from_secs(20), "no Done");
             let ready = net::poll_readable(
-                [self.udp.as_raw_fd(), self.tcp.as_raw_fd()],
+                [self.0.udp.as_raw_fd(), self.0.tcp.as_raw_fd()],
                 Duration::from_millis(20),
             )
             .unwrap();
             let mut quiet = true;
-            while let Ok(n) = self.udp.recv(&mut buf) {
+            while let Ok(n) = self.0.udp.recv(&mut buf) {
                 let (h, _) = v1::DataHeader::parse(&buf[..n]).unwrap();
                 got.push((h.seq, h.flags));
                 quiet = false;
             }
             if ready[1] {
-                assert!(self.reader.fill(&mut self.tcp).unwrap() > 0, "closed");
-                while let Some(msg) = self.reader.next_message().unwrap() {
+                assert!(self.0.reader.fill(&mut self.0.tcp).unwrap() > 0, "closed");
+                while let Some(msg) = self.0.reader.next_message().unwrap() {
                     match msg {
                         Message::Start { .. } => {}
                         Message::Done(_) => done = Some(Instant::now()),
@@ -102,16 +70,16 @@ impl RawV1 {
     }
 
     fn send(&mut self, msg: &Message) {
-        self.tcp.write_all(&msg.encode()).unwrap();
+        self.0.tcp.write_all(&msg.encode()).unwrap();
     }
 
     /// Datagrams that arrive within `wait`.
     fn count_arrivals(&mut self, wait: Duration) -> usize {
         let mut buf = vec![0u8; 2048];
-        self.udp.set_read_timeout(Some(wait)).unwrap();
-        self.udp.set_nonblocking(false).unwrap();
+        self.0.udp.set_read_timeout(Some(wait)).unwrap();
+        self.0.udp.set_nonblocking(false).unwrap();
         let mut n = 0;
-        while self.udp.recv(&mut buf).is_ok() {
+        while self.0.udp.recv(&mut buf).is_ok() {
             n += 1;
         }
         n
@@ -158,8 +126,8 @@ fn the_server_resends_exactly_the_reported_datagrams_flagged_round_after_round()
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
-    assert_eq!(c.announce.mode, udplab::protocol::Mode::Reliable);
-    let total = c.announce.datagrams;
+    assert_eq!(c.0.announce.mode, udplab::protocol::Mode::Reliable);
+    let total = c.0.announce.datagrams;
     assert_eq!(total, 300);
 
     let first = c.pass();
@@ -169,15 +137,15 @@ fn the_server_resends_exactly_the_reported_datagrams_flagged_round_after_round()
     let lost: Vec<u32> = (0..total)
         .filter(|s| s % 7 == 3 || *s == total - 1)
         .collect();
-    c.send(&report(&c.announce, &lost, false));
+    c.send(&report(&c.0.announce, &lost, false));
     let round1 = c.pass();
     let resent: Vec<u32> = round1.iter().map(|&(s, _)| s).collect();
     assert_eq!(resent, lost, "round 1 resends exactly the list, in order");
     assert!(round1.iter().all(|&(_, f)| f & v1::FLAG_RETRANSMIT != 0));
     // Datagram 3 is lost again.
-    c.send(&report(&c.announce, &[3], false));
+    c.send(&report(&c.0.announce, &[3], false));
     assert_eq!(c.pass(), [(3, v1::FLAG_RETRANSMIT)]);
-    c.send(&report(&c.announce, &[], true));
+    c.send(&report(&c.0.announce, &[], true));
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
     assert_eq!(s.success, Some(true), "{:?}", s.error);
@@ -197,9 +165,9 @@ fn forged_repair_requests_are_refused_counted_and_resend_nothing() {
     let logs = dir.path().join("logs");
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
-    let total = c.announce.datagrams;
+    let total = c.0.announce.datagrams;
     assert_eq!(c.pass().len(), 200);
-    c.send(&report(&c.announce, &[10, 11, 150], false));
+    c.send(&report(&c.0.announce, &[10, 11, 150], false));
     assert_eq!(c.pass().len(), 3);
     // Forged: beyond the file, and all of it again although the client
     // confirmed all but three. Neither may bring a single datagram.
@@ -219,14 +187,14 @@ fn forged_repair_requests_are_refused_counted_and_resend_nothing() {
     });
     c.send(&beyond);
     let everything: Vec<u32> = (0..total).collect();
-    c.send(&report(&c.announce, &everything, false));
+    c.send(&report(&c.0.announce, &everything, false));
     assert_eq!(
         c.count_arrivals(Duration::from_millis(500)),
         0,
         "resend storm"
     );
     // The honest report still works after them.
-    c.send(&report(&c.announce, &[], true));
+    c.send(&report(&c.0.announce, &[], true));
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
     assert_eq!(s.success, Some(true), "{:?}", s.error);
@@ -243,10 +211,10 @@ fn a_client_that_keeps_forging_is_given_up() {
     let server = start_server(&file, 1, &logs, reliable);
     let mut c = RawV1::register(server.addr);
     assert_eq!(c.pass().len(), 50);
-    c.send(&report(&c.announce, &[1], false));
+    c.send(&report(&c.0.announce, &[1], false));
     assert_eq!(c.pass().len(), 1);
     for _ in 0..udplab::server::MAX_REJECTED {
-        c.send(&report(&c.announce, &[0], false));
+        c.send(&report(&c.0.announce, &[0], false));
     }
     let summary = server.join().unwrap();
     let s = server_log(&summary, 1);
@@ -274,7 +242,7 @@ fn a_client_silent_mid_repair_is_given_up_and_the_others_are_served() {
     thread::sleep(Duration::from_millis(200));
     let mut silent = RawV1::register(addr);
     silent.pass();
-    silent.send(&report(&silent.announce, &[7, 8, 9], false));
+    silent.send(&report(&silent.0.announce, &[7, 8, 9], false));
     assert_eq!(silent.pass().len(), 3);
     // ... and says nothing more, its connection open.
     let started = Instant::now();
