@@ -6,19 +6,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::v1_peer::Peer;
 use common::*;
 use sha2::{Digest, Sha256};
 use udplab::client;
 use udplab::control;
 use udplab::net;
-use udplab::protocol::lab::PortMessage;
 use udplab::protocol::v1::{self, Message, Report, SeqRange};
 use udplab::shutdown::Shutdown;
 use udplab::transfer_log;
