@@ -639,3 +639,68 @@ fn exec_commands_run_in_the_path_s_hosts_and_the_path_goes() {
     assert!(counters.is_ok(), "{stdout}");
     assert_eq!(machine_names(), before, "the path outlived the commands");
 }
+
+/// `udplab lab --suite` on the path: the lab's six tests run one after
+/// another through one path (1 Gbit/s, 1 % random loss), each with its
+/// report and the kernel's counters; the summary lists all six, and the
+/// path is gone after.
+#[test]
+fn the_suite_runs_its_six_tests_on_the_path() {
+    require_link!();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let before = machine_names();
+    let out = wait_output(
+        spawn(
+            &[
+                "-q",
+                "lab",
+                "--suite",
+                "--link-rate",
+                "1Gbit",
+                "--link-loss",
+                "1%",
+                "--no-capture",
+                "--dir",
+                runs.to_str().unwrap(),
+            ],
+            None,
+        ),
+        Duration::from_secs(400),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert_eq!(machine_names(), before, "the suite left its path");
+    let summary = &stdout[stdout.find("Summary: loss per test").expect(&stdout)..];
+    let rows: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.starts_with('│'))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 6, "{summary}");
+    let suite = common::run_dirs(&runs);
+    assert_eq!(suite.len(), 1);
+    let mut tests = common::run_dirs(&suite[0]);
+    tests.sort();
+    assert_eq!(tests.len(), 6, "{tests:?}");
+    for t in &tests {
+        let counters: Value =
+            serde_json::from_slice(&std::fs::read(t.join("counters.json")).unwrap()).unwrap();
+        // Each test went through the path: its loss rule dropped
+        // datagrams, and the lab's check has a row for the network.
+        let rule = &counters["counters"]["router"]["loss_rule"]["packets"];
+        assert!(
+            rule.as_u64().is_some_and(|n| n > 0),
+            "{}: {counters:#}",
+            t.display()
+        );
+        let places: Vec<&Value> = counters["check"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["place"])
+            .collect();
+        assert!(places.contains(&&Value::from("network")), "{places:?}");
+        assert!(t.join("report.json").is_file());
+    }
+}
