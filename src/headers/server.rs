@@ -69,6 +69,16 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Hit(len) => write!(f, "hit, {len} bytes from the cache"),
+            Outcome::Miss(len) => write!(f, "miss, {len} bytes from the origin"),
+            Outcome::Refused(r) => write!(f, "refused: {r}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     /// The message as text (lossy).
@@ -366,7 +376,11 @@ fn converse(
             _ => Answer::Port(shared.udp_port),
         }
         .to_bytes();
-        info!("session {peer}: {:?} -> {:?}", query.name, query.outcome);
+        info!(
+            "session {peer}: {} -> {}",
+            escape_peer_text(&query.name),
+            query.outcome
+        );
         queries.push(query);
         if let Err(e) = stream.write_all(&bytes) {
             return End::Vanished(format!("sending the answer: {e}"));
