@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::decode::{Decoded, LinkType, Tcp, Transport};
 use super::rows::{format_time, round};
+use super::tcp::{CloseKind, HandshakeSeen};
 
 /// Conversations followed at once; frames of others are counted as
 /// skipped ("conversation table full").
@@ -81,12 +82,6 @@ impl Syn {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Close {
-    Fin,
-    Rst,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Direction {
     frames: u64,
@@ -121,7 +116,7 @@ struct Conversation {
     /// The ACK that completed the handshake.
     ack_ns: Option<i64>,
     /// The first FIN or RST: from a?, which, when.
-    close: Option<(bool, Close, i64)>,
+    close: Option<(bool, CloseKind, i64)>,
     payloads: Vec<Payload>,
 }
 
@@ -160,9 +155,9 @@ impl Conversation {
         }
         if self.close.is_none() {
             if f.rst {
-                self.close = Some((from_a, Close::Rst, at_ns));
+                self.close = Some((from_a, CloseKind::Rst, at_ns));
             } else if f.fin {
-                self.close = Some((from_a, Close::Fin, at_ns));
+                self.close = Some((from_a, CloseKind::Fin, at_ns));
             }
         }
     }
@@ -454,8 +449,9 @@ pub struct ConversationRow {
 pub struct HandshakeRow {
     /// The side that sent the SYN: `a` or `b`.
     pub syn_from: &'static str,
-    /// "complete", "no final ACK" or "no SYN-ACK".
-    pub seen: &'static str,
+    /// Complete, no final ACK or no SYN-ACK (a row has a handshake only
+    /// when its SYN was seen).
+    pub seen: HandshakeSeen,
     /// SYN to the ACK of the SYN-ACK, as the capture point saw it.
     pub rtt_us: Option<f64>,
     pub mss_syn: Option<u16>,
@@ -471,7 +467,7 @@ pub struct TeardownRow {
     /// The side that closed first: `a` or `b`.
     pub by: &'static str,
     /// `FIN` or `RST`.
-    pub kind: &'static str,
+    pub kind: CloseKind,
     pub time: String,
 }
 
@@ -514,9 +510,9 @@ fn row(c: &Conversation) -> ConversationRow {
         handshake: c.syn.map(|(by_a, syn)| HandshakeRow {
             syn_from: side(by_a),
             seen: match (c.syn_ack, c.ack_ns) {
-                (Some(_), Some(_)) => "complete",
-                (Some(_), None) => "no final ACK",
-                (None, _) => "no SYN-ACK",
+                (Some(_), Some(_)) => HandshakeSeen::Complete,
+                (Some(_), None) => HandshakeSeen::NoFinalAck,
+                (None, _) => HandshakeSeen::NoSynAck,
             },
             rtt_us: c
                 .ack_ns
@@ -529,10 +525,7 @@ fn row(c: &Conversation) -> ConversationRow {
         }),
         teardown: c.close.map(|(by_a, kind, at)| TeardownRow {
             by: side(by_a),
-            kind: match kind {
-                Close::Fin => "FIN",
-                Close::Rst => "RST",
-            },
+            kind,
             time: format_time(at),
         }),
         payloads: c
@@ -642,15 +635,21 @@ mod tests {
         assert_eq!(c.protocols.get("raw:ip:tcp"), Some(&4));
         assert_eq!(c.protocols.get("raw:ip:tcp:http"), Some(&1));
         let h = c.handshake.as_ref().unwrap();
-        assert_eq!((h.syn_from, h.seen, h.rtt_us), ("a", "complete", Some(4.0)));
+        assert_eq!(
+            (h.syn_from, h.seen, h.rtt_us),
+            ("a", HandshakeSeen::Complete, Some(4.0))
+        );
         let td = c.teardown.as_ref().unwrap();
-        assert_eq!((td.by, td.kind), ("b", "RST"));
+        assert_eq!((td.by, td.kind), ("b", CloseKind::Rst));
         assert_eq!(c.payloads.len(), 1);
         assert_eq!(c.payloads[0].from, "10.0.0.1:4000");
         assert_eq!(c.ports_stable, Some(true));
         // The second one was opened by the other side: it is its `a`.
         assert_eq!(rows[1].a, "10.0.0.2:80");
-        assert_eq!(rows[1].handshake.as_ref().unwrap().seen, "no SYN-ACK");
+        assert_eq!(
+            rows[1].handshake.as_ref().unwrap().seen,
+            HandshakeSeen::NoSynAck
+        );
         assert!(rows[1].teardown.is_none());
     }
 

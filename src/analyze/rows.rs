@@ -136,7 +136,7 @@ pub struct ControlRow {
     pub client_id: Option<u16>,
     pub client: SocketAddr,
     pub server: SocketAddr,
-    pub handshake: &'static str,
+    pub handshake: super::tcp::HandshakeSeen,
     pub syn_time: Option<String>,
     pub handshake_rtt_us: Option<f64>,
     pub mss: Option<u16>,

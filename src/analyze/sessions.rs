@@ -552,7 +552,7 @@ pub struct SessionRow {
 pub struct SessionHandshake {
     /// `complete`, `no final ACK`, `no SYN-ACK` or `not seen (connection
     /// already open)`.
-    pub seen: &'static str,
+    pub seen: tcp::HandshakeSeen,
     /// SYN to the ACK of the SYN-ACK, as the capture point saw it.
     pub rtt_us: Option<f64>,
     pub mss_syn: Option<u16>,
@@ -567,7 +567,7 @@ pub struct SessionHandshake {
 pub struct SessionTeardown {
     /// The side that closed first.
     pub by: Side,
-    pub kind: &'static str,
+    pub kind: CloseKind,
     pub time: String,
 }
 
@@ -1027,10 +1027,7 @@ fn session_row(
         terminated: ex.terminate.is_some(),
         teardown: c.teardown.map(|t| SessionTeardown {
             by: t.by,
-            kind: match t.kind {
-                CloseKind::Fin => "FIN",
-                CloseKind::Rst => "RST",
-            },
+            kind: t.kind,
             time: format_time(t.at_ns),
         }),
         queries,
@@ -1223,7 +1220,7 @@ mod tests {
         assert_eq!(s.ports_stable, Some(true));
         assert!(s.terminated);
         assert_eq!(s.teardown.as_ref().map(|t| t.by), Some(Side::Client));
-        assert_eq!(s.handshake.seen, "complete");
+        assert_eq!(s.handshake.seen, tcp::HandshakeSeen::Complete);
         assert_eq!(s.handshake.rtt_us, Some(2.0));
         let texts: Vec<&str> = s.messages.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["a.test", "50367", "terminate"]);

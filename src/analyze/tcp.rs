@@ -41,10 +41,59 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a connection was closed, by the flag of its first closing segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CloseKind {
+    #[serde(rename = "FIN")]
     Fin,
+    #[serde(rename = "RST")]
     Rst,
+}
+
+impl CloseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseKind::Fin => "FIN",
+            CloseKind::Rst => "RST",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much of a connection's three-way handshake a capture holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HandshakeSeen {
+    #[serde(rename = "complete")]
+    Complete,
+    #[serde(rename = "no final ACK")]
+    NoFinalAck,
+    #[serde(rename = "no SYN-ACK")]
+    NoSynAck,
+    /// No SYN: the connection was open before the capture began.
+    #[serde(rename = "not seen (connection already open)")]
+    AlreadyOpen,
+}
+
+impl HandshakeSeen {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeSeen::Complete => "complete",
+            HandshakeSeen::NoFinalAck => "no final ACK",
+            HandshakeSeen::NoSynAck => "no SYN-ACK",
+            HandshakeSeen::AlreadyOpen => "not seen (connection already open)",
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who closed first, and how.
@@ -57,11 +106,7 @@ pub struct Teardown {
 
 impl Teardown {
     pub fn describe(&self) -> String {
-        let kind = match self.kind {
-            CloseKind::Fin => "FIN",
-            CloseKind::Rst => "RST",
-        };
-        format!("{} {kind} first", self.by.as_str())
+        format!("{} {} first", self.by.as_str(), self.kind)
     }
 }
 
@@ -362,12 +407,12 @@ impl Connection {
     }
 
     /// How much of the handshake the capture holds.
-    pub fn handshake(&self) -> &'static str {
+    pub fn handshake(&self) -> HandshakeSeen {
         match (self.client_syn, self.server_syn, self.ack_ns) {
-            (Some(_), Some(_), Some(_)) => "complete",
-            (Some(_), Some(_), None) => "no final ACK",
-            (Some(_), None, _) => "no SYN-ACK",
-            (None, _, _) => "not seen (connection already open)",
+            (Some(_), Some(_), Some(_)) => HandshakeSeen::Complete,
+            (Some(_), Some(_), None) => HandshakeSeen::NoFinalAck,
+            (Some(_), None, _) => HandshakeSeen::NoSynAck,
+            (None, _, _) => HandshakeSeen::AlreadyOpen,
         }
     }
 
@@ -677,7 +722,7 @@ mod tests {
         let conns = t.finish();
         assert_eq!(conns.len(), 1);
         let c = &conns[0];
-        assert_eq!(c.handshake(), "complete");
+        assert_eq!(c.handshake(), HandshakeSeen::Complete);
         assert_eq!(c.handshake_rtt_us(), Some(44.0));
         assert_eq!(
             (c.mss(), c.window_scale(), c.sack_permitted()),
@@ -738,14 +783,14 @@ mod tests {
         // Seen from the middle: no SYN.
         feed(&mut t, 0, false, &seg(false, ACK, 7000, 1, b"xy"));
         let c = &t.finish()[0];
-        assert_eq!(c.handshake(), "not seen (connection already open)");
+        assert_eq!(c.handshake(), HandshakeSeen::AlreadyOpen);
         assert_eq!(c.to_client.hole, Some(Hole::StartNotSeen));
         assert_eq!(c.handshake_rtt_us(), None);
         assert_eq!(c.sack_permitted(), None);
 
         let mut t = TcpTable::new(5005);
         feed(&mut t, 0, true, &seg(true, SYN, 1, 0, b""));
-        assert_eq!(t.finish()[0].handshake(), "no SYN-ACK");
+        assert_eq!(t.finish()[0].handshake(), HandshakeSeen::NoSynAck);
     }
 
     #[test]
