@@ -11,7 +11,6 @@
 //! [`PREVIEW_BYTES`] each per conversation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use pcap_parser::Linktype;
@@ -280,7 +279,7 @@ pub fn printable_share(bytes: &[u8]) -> Option<f64> {
 }
 
 /// Bytes as text: printable ASCII as is, anything else as `.`.
-fn as_text(bytes: &[u8]) -> String {
+pub(crate) fn as_text(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|&b| {
@@ -291,14 +290,6 @@ fn as_text(bytes: &[u8]) -> String {
             }
         })
         .collect()
-}
-
-fn as_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// Whether a TCP payload starts like an HTTP/1 request or response.
@@ -536,7 +527,7 @@ fn row(c: &Conversation) -> ConversationRow {
                 from: if p.from_a { c.a } else { c.b }.to_string(),
                 len: p.len,
                 printable_share: p.printable,
-                hex: as_hex(&p.head),
+                hex: crate::protocol::hex(&p.head),
                 text: as_text(&p.head),
             })
             .collect(),

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::conversations::as_text;
 use super::decode::{Decoded, Tcp, Transport, Udp};
 use super::rows::{format_time, round};
 use super::tcp::{self, CloseKind, Connection, Side};
@@ -866,20 +867,6 @@ fn client_log<'a>(
         return Some(first);
     }
     found.find(|(_, c)| same(c)).or(Some(first))
-}
-
-/// Printable ASCII as is, anything else as `.`.
-fn as_text(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|&b| {
-            if (b' '..=b'~').contains(&b) {
-                b as char
-            } else {
-                '.'
-            }
-        })
-        .collect()
 }
 
 fn session_row(
