@@ -47,27 +47,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether `tool --version` runs.
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// `Err(what is missing)` unless this process may run tcpdump on lo.
 fn can_capture() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        return Err(format!("tcpdump on lo needs root (euid is {uid})"));
-    }
-    if !have("tcpdump") {
-        return Err("tcpdump is not installed (scripts/test installs it)".into());
-    }
-    Ok(())
+    common::can_capture_with(&["tcpdump"])
 }
 
 macro_rules! require_capture {

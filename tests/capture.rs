@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{skip_or_fail, text, wait_output};
+use common::{have, skip_or_fail, text, wait_output};
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
@@ -437,11 +437,6 @@ fn as_nobody(args: &[&str], cwd: &Path) -> Result<Output, String> {
         .spawn()
         .unwrap();
     Ok(wait_output(child, Duration::from_secs(120)))
-}
-
-/// Whether `tool` can be run (it answers `--version`).
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
 }
 
 #[test]

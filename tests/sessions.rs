@@ -24,28 +24,9 @@ use common::{Proc, StderrLines, skip_or_fail, wait_output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udplab");
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// `Err(what is missing)` unless tcpdump on lo and tshark can run here.
+/// `Err(what is missing)` unless tcpdump on lo, tshark and editcap can run here.
 fn can_capture() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        return Err(format!("tcpdump on lo needs root (euid is {uid})"));
-    }
-    for tool in ["tcpdump", "tshark", "editcap"] {
-        if !have(tool) {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    Ok(())
+    common::can_capture_with(&["tcpdump", "tshark", "editcap"])
 }
 
 /// What the origin sends for `host`: a few lines that differ per host.

@@ -32,6 +32,32 @@ pub fn skip_or_fail(why: impl Display) {
     eprintln!("SKIPPED: {why}");
 }
 
+/// Whether `tool` can be run (it answers `--version`).
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// `Err(what is missing)` unless this process may run tcpdump on lo
+/// (root) and has every one of `tools` (tcpdump among them).
+pub fn can_capture_with(tools: &[&str]) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        return Err(format!("tcpdump on lo needs root (euid is {uid})"));
+    }
+    match tools.iter().find(|t| !have(t)) {
+        Some(tool) => Err(format!(
+            "{tool} is not installed (scripts/test installs it)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The original lab's samples, `<CARGO_MANIFEST_DIR>/../shared/lab-samples`
 /// (not part of this repository; CI puts a copy of shared/ beside the
 /// clone). `None`, through [`skip_or_fail`], where they are absent.
