@@ -347,10 +347,7 @@ fn v1_server_dying_mid_transfer_leaves_a_file_marked_incomplete() {
             mode: udplab::protocol::Mode::Blast,
             sha256: [0; 32],
         };
-        tcp.write_all(&Message::Announce(announce).encode())
-            .unwrap();
-        tcp.write_all(&Message::Start { time_us: 0 }.encode())
-            .unwrap();
+        announce_and_start(&mut tcp, announce);
         let udp = data_socket(&listener);
         for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
             udp.send_to(&v1_datagram(seq as u32, 0, chunk), to).unwrap();
@@ -710,10 +707,7 @@ fn bad_data_from_the_server_mid_transfer_is_a_failure() {
             mode: udplab::protocol::Mode::Blast,
             sha256: [0; 32],
         };
-        tcp.write_all(&Message::Announce(announce).encode())
-            .unwrap();
-        tcp.write_all(&Message::Start { time_us: 0 }.encode())
-            .unwrap();
+        announce_and_start(&mut tcp, announce);
         let udp = data_socket(&listener);
         for (seq, chunk) in payload.chunks(1008).enumerate().take(50) {
             udp.send_to(&v1_datagram(seq as u32, 0, chunk), to).unwrap();

@@ -248,9 +248,8 @@ fn a_vast_announce_of_tiny_datagrams_costs_what_arrives() {
     let fake = thread::spawn(move || {
         let data = data_socket(&listener);
         let mut client = accept_raw(&listener);
+        announce_and_start(&mut client.tcp, announce);
         let wait = Duration::from_secs(1);
-        control::send(&mut client.tcp, &Message::Announce(announce), wait).unwrap();
-        control::send(&mut client.tcp, &Message::Start { time_us: 0 }, wait).unwrap();
         // All of them fit in the client's receive buffer: none is lost.
         for &seq in &sent {
             data.send_to(&v1_datagram(seq, 0, &[seq as u8]), client.udp_to)
@@ -437,18 +436,7 @@ fn a_long_name_cut_short_is_kept_as_incomplete_under_a_name_that_fits() {
         let mut client = accept_raw(&listener);
         let mut announce = announce_of(&long, 20, 1024, addr.port() + 1);
         announce.file_size = payload.len() as u64;
-        control::send(
-            &mut client.tcp,
-            &Message::Announce(announce),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        control::send(
-            &mut client.tcp,
-            &Message::Start { time_us: 0 },
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        announce_and_start(&mut client.tcp, announce);
         let udp = data_socket(&listener);
         for (seq, chunk) in payload.chunks(1008).enumerate().take(10) {
             udp.send_to(&v1_datagram(seq as u32, 0, chunk), client.udp_to)
@@ -491,18 +479,7 @@ fn escapes_in_an_abort_reason_are_written_out() {
             let mut client = accept_raw(&listener);
             if mid_transfer {
                 let announce = announce_of("x.bin", 10, 1024, addr.port() + 1);
-                control::send(
-                    &mut client.tcp,
-                    &Message::Announce(announce),
-                    Duration::from_secs(1),
-                )
-                .unwrap();
-                control::send(
-                    &mut client.tcp,
-                    &Message::Start { time_us: 0 },
-                    Duration::from_secs(1),
-                )
-                .unwrap();
+                announce_and_start(&mut client.tcp, announce);
             }
             let abort = Message::Abort {
                 reason: REASON.into(),

@@ -296,10 +296,7 @@ fn the_client_ignores_and_counts_duplicate_late_and_junk_datagrams() {
             mode: udplab::protocol::Mode::Reliable,
             sha256: Sha256::digest(&payload).into(),
         };
-        tcp.write_all(&Message::Announce(announce).encode())
-            .unwrap();
-        tcp.write_all(&Message::Start { time_us: 0 }.encode())
-            .unwrap();
+        announce_and_start(&mut tcp, announce);
         let udp = data_socket(&listener);
         let datagram = |seq: u32, flags: u8| {
             v1_datagram(seq, flags, payload.chunks(1008).nth(seq as usize).unwrap())

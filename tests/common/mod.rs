@@ -374,6 +374,16 @@ pub fn report_json(run: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap()
 }
 
+/// The server's side of a v1 transfer's start, on a registered client's
+/// control connection: `announce`, then `Start`.
+pub fn announce_and_start(tcp: &mut std::net::TcpStream, announce: v1::Announce) {
+    use std::io::Write;
+    tcp.write_all(&v1::Message::Announce(announce).encode())
+        .unwrap();
+    tcp.write_all(&v1::Message::Start { time_us: 0 }.encode())
+        .unwrap();
+}
+
 /// A v1 data datagram: header (send time 0) and `payload`.
 pub fn v1_datagram(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut d = v1::DataHeader {
